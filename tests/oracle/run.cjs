@@ -16,6 +16,10 @@
  * Exit codes: 0 ok, 2 usage error, 3 unreadable module or message log, 4 module failed to load.
  */
 
+// The reference CUs run in UTC containers and the glue's _tzset_js/_localtime_js/_mktime_js read the
+// host time zone: pin it before anything asks for it.
+process.env.TZ = 'UTC'
+
 const fs = require('node:fs')
 const path = require('node:path')
 const crypto = require('node:crypto')
