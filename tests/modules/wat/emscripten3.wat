@@ -42,8 +42,6 @@
   (global $stack_base (mut i32) (i32.const 1114112))
   (global $stack_end (mut i32) (i32.const 65536))
   (global $tempRet0 (mut i32) (i32.const 0))
-  (global $async_state (mut i32) (i32.const 0))
-  (global $async_data (mut i32) (i32.const 0))
   (global $ob_base (mut i32) (i32.const 0))
   (global $ob_pos (mut i32) (i32.const 0))
   (global $ob_end (mut i32) (i32.const 0))

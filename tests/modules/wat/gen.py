@@ -1612,7 +1612,16 @@ def drop_dead_funcs(body: str) -> str:
             removed = True
             break
         if not removed:
-            return body
+            break
+    # globals are one line each: drop the ones nothing reads or writes
+    lines = body.split("\n")
+    keep = []
+    for ln in lines:
+        m = re.match(r"\s*\(global (\$[\w.]+)", ln)
+        if m and not re.search(re.escape(m.group(1)) + r"(?![\w.])", body.replace(ln, "")):
+            continue
+        keep.append(ln)
+    return "\n".join(keep)
 
 
 # --------------------------------------------------------------------------
@@ -1759,10 +1768,9 @@ LOGS = {
         "usegas 12345",
         "gas",
         "echo",
-        "big 70000",
+        "big 20000",
         "stdout",
         "fs",
-        "system",
         "fail",
         "error-field",
         "count",
@@ -1776,6 +1784,7 @@ LOGS = {
     "oob": ["count", "oob", "count"],
     "bomb": ["count", "bomb", "count"],
     "abort": ["count", "abort", "count"],
+    "system": ["count", "system", "count"],
     "weavedrive": ["count", "weavedrive", "count"],
 }
 

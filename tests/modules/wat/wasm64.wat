@@ -44,7 +44,6 @@
   (global $__stack_pointer (mut i64) (i64.const 1114112))
   (global $stack_base (mut i64) (i64.const 1114112))
   (global $stack_end (mut i64) (i64.const 65536))
-  (global $tempRet0 (mut i32) (i32.const 0))
   (global $async_state (mut i32) (i32.const 0))
   (global $async_data (mut i64) (i64.const 0))
   (global $ob_base (mut i64) (i64.const 0))
