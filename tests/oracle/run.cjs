@@ -20,6 +20,10 @@
 // host time zone: pin it before anything asks for it.
 process.env.TZ = 'UTC'
 
+// wasm64 formats need memory64, behind a flag in Node 20 (the reference CU starts node with it).
+// Setting it here, before any module is compiled, is equivalent to passing it on the command line.
+require('node:v8').setFlagsFromString('--experimental-wasm-memory64')
+
 const fs = require('node:fs')
 const path = require('node:path')
 const crypto = require('node:crypto')
@@ -206,6 +210,15 @@ async function main () {
     return result
   }
 
+  // The emscripten3/4 and wasm64 glues implement system() (Lua os.execute) with child_process.spawnSync
+  // on the host, stdio inherited. Refuse: the command would run here and write into our stdout. The
+  // message then fails with this error instead of whatever the shell did in the reference CU's container.
+  const childProcess = require('node:child_process')
+  childProcess.spawnSync = function (command) {
+    diag(`run.cjs: warning: the module asked the host to run a shell command (${JSON.stringify(String(command))}); refused`)
+    throw new Error(`run.cjs refused host command execution: ${String(command)}`)
+  }
+
   const AoLoader = require('@permaweb/ao-loader')
   const loaderOptions = () => {
     const o = {
@@ -272,10 +285,15 @@ async function main () {
     line.MemorySha256 = memoryHash
     out(JSON.stringify(line))
   }
+  const finalMemoryBytes = () => {
+    if (opts.mode === 'cu') return memory === null ? 0 : memory.byteLength
+    return liveMemory === null ? 0 : liveMemory.buffer.byteLength
+  }
   const ms = (n) => (Number(n) / 1e6).toFixed(3)
   diag(`run.cjs: ${entries.length} messages, mode ${opts.mode}, evaluation ${ms(evalNanos)} ms ` +
     `(${entries.length ? ms(evalNanos / BigInt(entries.length)) : '0'} ms/message), ` +
-    `${instantiations} instantiations ${ms(instantiateNanos)} ms, module ${path.basename(opts.module)}`)
+    `${instantiations} instantiations ${ms(instantiateNanos)} ms, final memory ${finalMemoryBytes()} bytes, ` +
+    `module ${path.basename(opts.module)}`)
 }
 
 main().then(

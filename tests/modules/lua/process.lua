@@ -188,6 +188,8 @@ function handlers.Grow(msg)
     -- distinct contents so nothing is shared: a 16-byte header, then a repeated letter
     State.Hoard[n] = string.format('%016d', n) .. string.rep(string.char(65 + n % 26), chunk - 16)
     State.HoardBytes = State.HoardBytes + chunk
+    -- free the temporary buffers now: the heap grows by about what is kept, not by the garbage
+    collectgarbage()
   end
   return result(string.format('hoard %d MB', State.HoardBytes // chunk))
 end
