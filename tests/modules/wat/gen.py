@@ -510,6 +510,13 @@ class Strings:
         return self.addr[key], len(b)
 
 
+def note(text: str) -> str:
+    """An inline block comment naming a static string (kept free of parens and quotes)."""
+    t = text.replace("(", "[").replace(")", "]").replace('"', "'").replace("\\", "/")
+    t = t if len(t) <= 40 else t[:37] + "..."
+    return f" (; {t} ;)"
+
+
 def wat_bytes(b: bytes) -> str:
     out = []
     for c in b:
@@ -561,17 +568,17 @@ class Gen:
     # ---- helpers that emit WAT snippets --------------------------------
     def lit(self, text: str) -> str:
         a, n = self.s.put(text)
-        return f"(call $ob_lit (P.const {a}) (i32.const {n}))"
+        return f"(call $ob_lit (P.const {a}){note(text)} (i32.const {n}))"
 
     def cstr(self, text: str) -> str:
         a, _ = self.s.put(text, nul=True)
-        return f"(P.const {a})"
+        return f"(P.const {a}){note(text)}"
 
     def num(self, expr_i32: str) -> str:
         return f"(call $ob_i64 (i64.extend_i32_s {expr_i32}))"
 
     def imp(self, name: str, *args: str) -> str:
-        return f"(call $imp_{name} {' '.join(args)})"
+        return f"(call $imp_{name}{''.join(' ' + a for a in args)})"
 
     def gas(self, amount: int) -> str:
         return self.imp("usegas", f"(i32.const {amount})") if self.f.usegas else ""
@@ -1451,8 +1458,9 @@ class Gen:
         wd_dispatch = ""
         if f.asyncify:
             rewind = f"""
-    ;; Asyncify rewind: the glue re-enters handle() (without arguments) after the
-    ;; async weavedrive_open resolved; restore our frame and redo the call.
+    ;; Asyncify rewind: after the async weavedrive_open resolved, the glue re-enters
+    ;; handle() (emscripten4.cjs passes no arguments, the wasm64 glue the original
+    ;; ones); restore our frame from the save area and redo the call.
     (if (i32.eq (global.get $async_state) (i32.const 2))
       (then
         (local.set $save (P.sub (P.load (global.get $async_data)) (P.const {ASYNC_SAVE})))
@@ -1520,11 +1528,11 @@ class Gen:
                     f"(call $cmd_{fname} (call $parse_u64 (P.add (local.get $cmd) (P.const {lit_n})) "
                     f"(i32.sub (local.get $n) (i32.const {lit_n}))))"
                 )
-                cond = f"(call $starts (local.get $cmd) (local.get $n) (P.const {lit_a}) (i32.const {lit_n}))"
+                cond = f"(call $starts (local.get $cmd) (local.get $n) (P.const {lit_a}){note(literal)} (i32.const {lit_n}))"
             else:
                 args = " (local.get $msg) (local.get $env)" if literal == "echo" else ""
                 call = f"(call $cmd_{fname}{args})"
-                cond = f"(call $is (local.get $cmd) (local.get $n) (P.const {lit_a}) (i32.const {lit_n}))"
+                cond = f"(call $is (local.get $cmd) (local.get $n) (P.const {lit_a}){note(literal)} (i32.const {lit_n}))"
             lines.append(f"    (if {cond} (then (return {call})))")
         lines.append("    (call $cmd_unknown (local.get $cmd) (local.get $n)))")
         lines.append(
@@ -1541,7 +1549,7 @@ class Gen:
 
     def cstr_nonul(self, text: str) -> str:
         a, n = self.s.put(text)
-        return f"(P.const {a}) (i32.const {n})"
+        return f"(P.const {a}){note(text)} (i32.const {n})"
 
     # ---- assembly ---------------------------------------------------------
     def render(self) -> str:
@@ -1565,6 +1573,7 @@ class Gen:
             "(module",
         ]
         text = "\n".join(header) + "\n" + drop_dead_funcs(body) + "\n" + data + "\n)\n"
+        text = "\n".join(ln.rstrip() for ln in text.split("\n") if ln.strip() or not ln)
         return expand(text, f.ptr)
 
 
