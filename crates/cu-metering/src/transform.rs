@@ -5,8 +5,8 @@ use std::ops::Range;
 
 use wasm_encoder::Encode;
 use wasmparser::{
-    BinaryReader, Chunk, ConstExpr, ElementItems, Encoding, FunctionBody, IndirectNameMap, NameMap,
-    Operator, Parser, Payload, TableInit, WasmFeatures,
+    BinaryReader, Chunk, ConstExpr, ElementItems, Encoding, FunctionBody, IndirectNameMap, NameMap, Operator,
+    Parser, Payload, TableInit, WasmFeatures,
 };
 
 use crate::cost::{self, METERING_OVERHEAD};
@@ -70,9 +70,7 @@ pub(crate) fn run(wasm: &[u8], opts: &MeterOptions) -> Result<Vec<u8>, MeterErro
         };
         offset += consumed;
         match payload {
-            Payload::Version {
-                encoding, range, ..
-            } => {
+            Payload::Version { encoding, range, .. } => {
                 if encoding != Encoding::Module {
                     return Err(MeterError::Component);
                 }
@@ -88,7 +86,7 @@ pub(crate) fn run(wasm: &[u8], opts: &MeterOptions) -> Result<Vec<u8>, MeterErro
                 }
                 t.code_section(range.clone())?;
                 parser.skip_section();
-                offset += range.len();
+                offset = range.end;
             }
             Payload::CustomSection(reader) => {
                 let range = reader.range();
@@ -451,14 +449,14 @@ impl Transform<'_> {
                     let total = cost + METERING_OVERHEAD;
                     match self.opts.meter_type {
                         MeterType::I32 => {
-                            let c = i32::try_from(total)
-                                .map_err(|_| MeterError::CostOverflow { cost: total })?;
+                            let c =
+                                i32::try_from(total).map_err(|_| MeterError::CostOverflow { cost: total })?;
                             self.body.push(0x41);
                             c.encode(&mut self.body);
                         }
                         MeterType::I64 => {
-                            let c = i64::try_from(total)
-                                .map_err(|_| MeterError::CostOverflow { cost: total })?;
+                            let c =
+                                i64::try_from(total).map_err(|_| MeterError::CostOverflow { cost: total })?;
                             self.body.push(0x42);
                             c.encode(&mut self.body);
                         }
@@ -473,20 +471,14 @@ impl Transform<'_> {
             }
         }
         if seg_start != range.end {
-            return Err(MeterError::UnterminatedBody {
-                offset: range.start,
-            });
+            return Err(MeterError::UnterminatedBody { offset: range.start });
         }
         Ok(())
     }
 
     /// Rebuilds a `name` section with function indices shifted in the function, local and
     /// label name subsections.
-    fn renumber_names(
-        &mut self,
-        range: Range<usize>,
-        data_offset: usize,
-    ) -> Result<Vec<u8>, MeterError> {
+    fn renumber_names(&mut self, range: Range<usize>, data_offset: usize) -> Result<Vec<u8>, MeterError> {
         let wasm = self.wasm;
         let mut content = Vec::with_capacity(range.len() + 64);
         content.extend_from_slice(&wasm[range.start..data_offset]);

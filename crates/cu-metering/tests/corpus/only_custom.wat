@@ -1,0 +1,2 @@
+;; Only a custom section: nothing is created either.
+(module (@custom "hello" "world"))
