@@ -159,8 +159,8 @@ pub fn report_data(
 
 /// Decodes a nonce given as hex (as in `?nonce=HEX`).
 pub fn parse_nonce_hex(hex_text: &str) -> Result<Vec<u8>, AttestError> {
-    let nonce = hex::decode(hex_text.trim())
-        .map_err(|e| AttestError::Nonce(format!("nonce is not hex: {e}")))?;
+    let nonce =
+        hex::decode(hex_text.trim()).map_err(|e| AttestError::Nonce(format!("nonce is not hex: {e}")))?;
     if nonce.is_empty() || nonce.len() > MAX_NONCE_LEN {
         return Err(AttestError::Nonce(format!(
             "nonce must be 1..={MAX_NONCE_LEN} bytes, got {}",

@@ -114,8 +114,7 @@ impl Cert {
 
     /// Parses one PEM certificate.
     pub fn from_pem(pem: &[u8]) -> Result<Cert, AttestError> {
-        let x509 =
-            x509_cert::Certificate::from_pem(pem).map_err(|e| cert_err("invalid PEM", e))?;
+        let x509 = x509_cert::Certificate::from_pem(pem).map_err(|e| cert_err("invalid PEM", e))?;
         let der = x509.to_der().map_err(|e| cert_err("re-encoding", e))?;
         Ok(Cert { der, x509 })
     }
@@ -127,9 +126,7 @@ impl Cert {
             let certs = x509_cert::Certificate::load_pem_chain(bytes)
                 .map_err(|e| cert_err("invalid PEM bundle", e))?;
             if certs.is_empty() {
-                return Err(AttestError::Certificate(
-                    "PEM bundle holds no certificate".into(),
-                ));
+                return Err(AttestError::Certificate("PEM bundle holds no certificate".into()));
             }
             certs
                 .into_iter()
@@ -237,20 +234,16 @@ impl Cert {
             let key = <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(&spki)
                 .map_err(|e| cert_err("signer key is not RSA", e))?;
             let salt = usize::from(params.salt_len);
-            let signature = rsa::pss::Signature::try_from(sig)
-                .map_err(|e| cert_err("RSA signature", e))?;
+            let signature = rsa::pss::Signature::try_from(sig).map_err(|e| cert_err("RSA signature", e))?;
             let res = match params.hash.oid {
                 o if o == OID_SHA384 && salt == 48 => {
-                    rsa::pss::VerifyingKey::<Sha384>::new_with_salt_len(key, salt)
-                        .verify(tbs, &signature)
+                    rsa::pss::VerifyingKey::<Sha384>::new_with_salt_len(key, salt).verify(tbs, &signature)
                 }
                 o if o == OID_SHA256 && salt == 32 => {
-                    rsa::pss::VerifyingKey::<Sha256>::new_with_salt_len(key, salt)
-                        .verify(tbs, &signature)
+                    rsa::pss::VerifyingKey::<Sha256>::new_with_salt_len(key, salt).verify(tbs, &signature)
                 }
                 o if o == OID_SHA512 && salt == 64 => {
-                    rsa::pss::VerifyingKey::<Sha512>::new_with_salt_len(key, salt)
-                        .verify(tbs, &signature)
+                    rsa::pss::VerifyingKey::<Sha512>::new_with_salt_len(key, salt).verify(tbs, &signature)
                 }
                 o => {
                     return Err(AttestError::Certificate(format!(
@@ -261,11 +254,10 @@ impl Cert {
             res.map_err(|e| cert_err("RSASSA-PSS signature does not verify", e))
         } else if alg.oid == OID_ECDSA_SHA384 {
             let spki = &issuer.x509.tbs_certificate.subject_public_key_info;
-            let key =
-                p384::ecdsa::VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes())
-                    .map_err(|e| cert_err("signer key is not P-384", e))?;
-            let signature = p384::ecdsa::DerSignature::try_from(sig)
-                .map_err(|e| cert_err("ECDSA signature", e))?;
+            let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes())
+                .map_err(|e| cert_err("signer key is not P-384", e))?;
+            let signature =
+                p384::ecdsa::DerSignature::try_from(sig).map_err(|e| cert_err("ECDSA signature", e))?;
             key.verify(tbs, &signature)
                 .map_err(|e| cert_err("ECDSA P-384 signature does not verify", e))
         } else {
@@ -287,9 +279,7 @@ impl Cert {
             let int = || u8::from_der(v).ok();
             match e.extn_id {
                 o if o == ext::PRODUCT_NAME => {
-                    info.product_name = Ia5StringRef::from_der(v)
-                        .map(|s| s.as_str().to_string())
-                        .ok()
+                    info.product_name = Ia5StringRef::from_der(v).map(|s| s.as_str().to_string()).ok()
                 }
                 o if o == ext::BL_SPL => info.bl_spl = int(),
                 o if o == ext::TEE_SPL => info.tee_spl = int(),
@@ -298,9 +288,7 @@ impl Cert {
                 o if o == ext::FMC_SPL => info.fmc_spl = int(),
                 o if o == ext::HWID => info.hwid = Some(v.to_vec()),
                 o if o == ext::CSP_ID => {
-                    info.csp_id = Ia5StringRef::from_der(v)
-                        .map(|s| s.as_str().to_string())
-                        .ok()
+                    info.csp_id = Ia5StringRef::from_der(v).map(|s| s.as_str().to_string()).ok()
                 }
                 _ => {}
             }

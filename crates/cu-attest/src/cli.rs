@@ -61,7 +61,8 @@ fn verify_args(args: &VerifyArgs) -> Result<Verdict, String> {
     };
     let policy = match &args.policy {
         Some(p) => {
-            let text = String::from_utf8(read(p, "policy")?).map_err(|_| "policy is not UTF-8".to_string())?;
+            let text =
+                String::from_utf8(read(p, "policy")?).map_err(|_| "policy is not UTF-8".to_string())?;
             Some(
                 Policy::from_toml(&text)
                     .and_then(Policy::compile)

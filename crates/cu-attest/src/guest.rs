@@ -59,8 +59,8 @@ pub fn request_report(report_data: [u8; 64]) -> Result<GuestReport, AttestError>
     use sev::firmware::host::CertType;
 
     require_tee()?;
-    let mut fw = Firmware::open()
-        .map_err(|e| AttestError::Guest(format!("opening {SEV_GUEST_DEVICE}: {e}")))?;
+    let mut fw =
+        Firmware::open().map_err(|e| AttestError::Guest(format!("opening {SEV_GUEST_DEVICE}: {e}")))?;
     match fw.get_ext_report(None, Some(report_data), Some(REPORT_VMPL)) {
         Ok((report, table)) => {
             let certs = table

@@ -34,8 +34,7 @@ pub const PROCESS_HEADER: &str = "ao-process-id";
 /// The header naming the message position.
 pub const POSITION_HEADER: &str = "ao-position";
 /// Components a result signature must cover.
-pub const REQUIRED_COMPONENTS: [&str; 4] =
-    ["@status", "content-digest", PROCESS_HEADER, POSITION_HEADER];
+pub const REQUIRED_COMPONENTS: [&str; 4] = ["@status", "content-digest", PROCESS_HEADER, POSITION_HEADER];
 
 /// Which message a result is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,8 +212,8 @@ pub fn verify_response(
     headers: &[(String, String)],
     body: &[u8],
 ) -> Result<SignedResult, AttestError> {
-    let input = header_value(headers, "signature-input")
-        .ok_or_else(|| sig_err("no signature-input header"))?;
+    let input =
+        header_value(headers, "signature-input").ok_or_else(|| sig_err("no signature-input header"))?;
     let sigs = header_value(headers, "signature").ok_or_else(|| sig_err("no signature header"))?;
     let input = parse_dictionary(&input)?;
     let sigs = parse_dictionary(&sigs)?;
@@ -235,10 +234,14 @@ pub fn verify_response(
             return Err(sig_err("component identifiers must be strings"));
         };
         if !item_params.is_empty() {
-            return Err(sig_err(format!("component parameters on {name} are not supported")));
+            return Err(sig_err(format!(
+                "component parameters on {name} are not supported"
+            )));
         }
         if name != &name.to_ascii_lowercase() || names.contains(name) {
-            return Err(sig_err(format!("component {name} is not lowercase or is repeated")));
+            return Err(sig_err(format!(
+                "component {name} is not lowercase or is repeated"
+            )));
         }
         names.push(name.clone());
     }
@@ -271,14 +274,14 @@ pub fn verify_response(
 
     let sig_params = serialize_params(&names, &params)?;
     let base = signature_base(status, headers, &names, &sig_params)?;
-    let signature = Signature::from_slice(&signature)
-        .map_err(|_| sig_err("the signature is not 64 bytes"))?;
+    let signature =
+        Signature::from_slice(&signature).map_err(|_| sig_err("the signature is not 64 bytes"))?;
     key.verify_strict(base.as_bytes(), &signature)
         .map_err(|_| sig_err("the signature does not verify"))?;
 
     verify_content_digest(headers, body)?;
-    let process_id = header_value(headers, PROCESS_HEADER)
-        .ok_or_else(|| sig_err(format!("no {PROCESS_HEADER}")))?;
+    let process_id =
+        header_value(headers, PROCESS_HEADER).ok_or_else(|| sig_err(format!("no {PROCESS_HEADER}")))?;
     let position: Position = header_value(headers, POSITION_HEADER)
         .ok_or_else(|| sig_err(format!("no {POSITION_HEADER}")))?
         .parse()?;
@@ -293,8 +296,7 @@ pub fn verify_response(
 /// Checks every `content-digest` entry this module knows (sha-256, sha-512) against the body; at least one
 /// must be present.
 pub fn verify_content_digest(headers: &[(String, String)], body: &[u8]) -> Result<(), AttestError> {
-    let value =
-        header_value(headers, "content-digest").ok_or_else(|| sig_err("no content-digest"))?;
+    let value = header_value(headers, "content-digest").ok_or_else(|| sig_err("no content-digest"))?;
     let mut known = 0;
     for (alg, member) in parse_dictionary(&value)? {
         let Member::Item(Bare::Bytes(digest), _) = member else {
@@ -505,7 +507,9 @@ impl Parser<'_> {
                 {
                     self.i += 1;
                 }
-                Ok(Bare::Token(String::from_utf8_lossy(&self.s[start..self.i]).into_owned()))
+                Ok(Bare::Token(
+                    String::from_utf8_lossy(&self.s[start..self.i]).into_owned(),
+                ))
             }
             _ => Err(sig_err("structured field: expected an item")),
         }
@@ -595,7 +599,8 @@ mod tests {
 
     #[test]
     fn parses_signature_input_and_reserializes_it() {
-        let text = r#"ao-cu=("@status" "content-digest");created=17;keyid="a\"b";alg="ed25519", other=:AAE=:"#;
+        let text =
+            r#"ao-cu=("@status" "content-digest");created=17;keyid="a\"b";alg="ed25519", other=:AAE=:"#;
         let d = parse_dictionary(text).unwrap();
         assert_eq!(d.len(), 2);
         let Member::InnerList(items, params) = &d[0].1 else {

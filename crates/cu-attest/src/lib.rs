@@ -90,6 +90,9 @@ impl AttestError {
             AttestError::Kds(_) => 502,
             _ => 500,
         };
-        (status, serde_json::json!({ "error": self.to_string() }).to_string())
+        (
+            status,
+            serde_json::json!({ "error": self.to_string() }).to_string(),
+        )
     }
 }

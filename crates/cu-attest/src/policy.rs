@@ -96,8 +96,8 @@ fn hex_list<const N: usize>(field: &str, list: &[String]) -> Result<Vec<[u8; N]>
 
 /// Decodes exactly `N` bytes of hex, naming `field` in the error.
 pub(crate) fn hex_n<const N: usize>(field: &str, h: &str) -> Result<[u8; N], AttestError> {
-    let bytes = hex::decode(h.trim())
-        .map_err(|e| AttestError::Policy(format!("{field}: invalid hex {h:?}: {e}")))?;
+    let bytes =
+        hex::decode(h.trim()).map_err(|e| AttestError::Policy(format!("{field}: invalid hex {h:?}: {e}")))?;
     <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
         AttestError::Policy(format!(
             "{field}: expected {N} bytes ({} hex characters), got {}",

@@ -316,10 +316,7 @@ impl SnpReport {
             .copied()
             .filter(|c| !c.is_ascii_whitespace())
             .collect();
-        let text = text
-            .strip_prefix(b"0x")
-            .unwrap_or(text.as_slice())
-            .to_vec();
+        let text = text.strip_prefix(b"0x").unwrap_or(text.as_slice()).to_vec();
         match hex::decode(&text) {
             Ok(bytes) => SnpReport::from_bytes(&bytes),
             Err(_) => Err(AttestError::Report(format!(
@@ -439,14 +436,8 @@ impl SnpReport {
             "launch_tcb_raw": format!("{:016x}", self.launch_tcb),
         });
         if let (Some(p), Some(obj)) = (product, v.as_object_mut()) {
-            obj.insert(
-                "reported_tcb".into(),
-                Tcb::decode(self.reported_tcb, p).to_json(),
-            );
-            obj.insert(
-                "current_tcb".into(),
-                Tcb::decode(self.current_tcb, p).to_json(),
-            );
+            obj.insert("reported_tcb".into(), Tcb::decode(self.reported_tcb, p).to_json());
+            obj.insert("current_tcb".into(), Tcb::decode(self.current_tcb, p).to_json());
             obj.insert(
                 "committed_tcb".into(),
                 Tcb::decode(self.committed_tcb, p).to_json(),

@@ -115,9 +115,8 @@ impl Verdict {
 
     /// The verdict as pretty JSON.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| {
-            format!("{{\"ok\": false, \"error\": \"verdict serialization: {e}\"}}")
-        })
+        serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("{{\"ok\": false, \"error\": \"verdict serialization: {e}\"}}"))
     }
 }
 
@@ -211,10 +210,7 @@ impl Verifier {
     /// Which product's pinned ARK has this public key, if any.
     fn pinned_product_of(&self, ark: &Cert) -> Option<Product> {
         let spki = ark.spki_der().ok()?;
-        self.roots
-            .iter()
-            .find(|r| r.ark_spki == spki)
-            .map(|r| r.product)
+        self.roots.iter().find(|r| r.ark_spki == spki).map(|r| r.product)
     }
 
     /// `subject.verify_signed_by(issuer)`, remembering successes.
@@ -273,11 +269,7 @@ impl Verifier {
                 format!(
                     "version {}, ECDSA P-384/SHA-384, signed by the {}",
                     report.version,
-                    if report.signing_key() == 0 {
-                        "VCEK"
-                    } else {
-                        "VLEK"
-                    }
+                    if report.signing_key() == 0 { "VCEK" } else { "VLEK" }
                 ),
             );
         } else {
@@ -286,8 +278,7 @@ impl Verifier {
 
         // product
         let ark_supplied: Vec<&Cert> = inputs.chain.iter().filter(|c| c.is_self_issued()).collect();
-        let ask_supplied: Vec<&Cert> =
-            inputs.chain.iter().filter(|c| !c.is_self_issued()).collect();
+        let ask_supplied: Vec<&Cert> = inputs.chain.iter().filter(|c| !c.is_self_issued()).collect();
         let mut claims: Vec<(String, Product)> = Vec::new();
         let mut product_problems = Vec::new();
         if report.has_cpuid() {
@@ -304,9 +295,7 @@ impl Verifier {
             if let Some(name) = vek.vek_info().product_name {
                 match Product::from_name(&name) {
                     Some(p) => claims.push(("VCEK productName".into(), p)),
-                    None => {
-                        product_problems.push(format!("VCEK productName {name:?} is not known"))
-                    }
+                    None => product_problems.push(format!("VCEK productName {name:?} is not known")),
                 }
             }
             if let Some(p) = vek.product_from_names() {
@@ -362,7 +351,11 @@ impl Verifier {
         // ark_pinned
         let ark: Option<&Cert> = match (roots, ark_supplied.as_slice()) {
             (None, _) => {
-                fail(&mut v, "ark_pinned", "no product, so no pinned AMD root to compare with");
+                fail(
+                    &mut v,
+                    "ark_pinned",
+                    "no product, so no pinned AMD root to compare with",
+                );
                 ark_supplied.first().copied()
             }
             (Some(r), []) => {
@@ -413,7 +406,10 @@ impl Verifier {
                 fail(
                     &mut v,
                     "ark_pinned",
-                    format!("{} self-issued certificates in the chain; expected one ARK", many.len()),
+                    format!(
+                        "{} self-issued certificates in the chain; expected one ARK",
+                        many.len()
+                    ),
                 );
                 many.first().copied()
             }
@@ -423,7 +419,11 @@ impl Verifier {
         let vlek = report.signing_key() == 1;
         let ask: Option<&Cert> = match (roots, ask_supplied.as_slice()) {
             (None, _) => {
-                fail(&mut v, "ask_pinned", "no product, so no pinned AMD root to check the ASK with");
+                fail(
+                    &mut v,
+                    "ask_pinned",
+                    "no product, so no pinned AMD root to check the ASK with",
+                );
                 ask_supplied.first().copied()
             }
             (Some(r), []) => {
@@ -534,7 +534,11 @@ impl Verifier {
         // vcek_tcb
         match (inputs.vek, product) {
             (None, _) => fail(&mut v, "vcek_tcb", "no VCEK supplied"),
-            (_, None) => fail(&mut v, "vcek_tcb", "product unknown, so the TCB layout is unknown"),
+            (_, None) => fail(
+                &mut v,
+                "vcek_tcb",
+                "product unknown, so the TCB layout is unknown",
+            ),
             (Some(vek), Some(p)) => {
                 let info = vek.vek_info();
                 let reported = Tcb::decode(report.reported_tcb, p);
@@ -573,7 +577,11 @@ impl Verifier {
                         format!(
                             "reported_tcb [{}] matches the VCEK{}",
                             tcb_str(&reported),
-                            if report.signing_key() == 0 { " and its hwID matches chip_id" } else { "" }
+                            if report.signing_key() == 0 {
+                                " and its hwID matches chip_id"
+                            } else {
+                                ""
+                            }
                         ),
                     );
                 } else {
@@ -602,9 +610,17 @@ impl Verifier {
                     cmp("fmc", f, min.fmc);
                 }
                 if low.is_empty() {
-                    pass(&mut v, "min_tcb", format!("reported_tcb [{}] meets the minimum", tcb_str(&t)));
+                    pass(
+                        &mut v,
+                        "min_tcb",
+                        format!("reported_tcb [{}] meets the minimum", tcb_str(&t)),
+                    );
                 } else {
-                    fail(&mut v, "min_tcb", format!("reported_tcb below minimum: {}", low.join(", ")));
+                    fail(
+                        &mut v,
+                        "min_tcb",
+                        format!("reported_tcb below minimum: {}", low.join(", ")),
+                    );
                 }
             }
         }
@@ -612,22 +628,40 @@ impl Verifier {
         // guest_svn
         match policy.policy.min_guest_svn {
             None => not_configured(&mut v, "guest_svn", "no min_guest_svn in the policy"),
-            Some(min) if report.guest_svn >= min => {
-                pass(&mut v, "guest_svn", format!("guest_svn {} >= {min}", report.guest_svn))
-            }
-            Some(min) => fail(&mut v, "guest_svn", format!("guest_svn {} < {min}", report.guest_svn)),
+            Some(min) if report.guest_svn >= min => pass(
+                &mut v,
+                "guest_svn",
+                format!("guest_svn {} >= {min}", report.guest_svn),
+            ),
+            Some(min) => fail(
+                &mut v,
+                "guest_svn",
+                format!("guest_svn {} < {min}", report.guest_svn),
+            ),
         }
 
         // guest policy bits
         if report.policy_debug_allowed() {
-            fail(&mut v, "debug", "the guest policy allows debugging (bit 19 set): the host can read guest memory");
+            fail(
+                &mut v,
+                "debug",
+                "the guest policy allows debugging (bit 19 set): the host can read guest memory",
+            );
         } else {
             pass(&mut v, "debug", "debugging disallowed by the guest policy");
         }
         if report.policy_migrate_ma_allowed() {
-            fail(&mut v, "migration_agent", "the guest policy allows a migration agent (bit 18 set)");
+            fail(
+                &mut v,
+                "migration_agent",
+                "the guest policy allows a migration agent (bit 18 set)",
+            );
         } else {
-            pass(&mut v, "migration_agent", "no migration agent allowed by the guest policy");
+            pass(
+                &mut v,
+                "migration_agent",
+                "no migration agent allowed by the guest policy",
+            );
         }
         match policy.policy.smt {
             SmtRule::Allowed => pass(
@@ -635,7 +669,11 @@ impl Verifier {
                 "smt",
                 format!(
                     "SMT allowed by the verifier policy (platform SMT {})",
-                    if report.platform_smt_enabled() { "on" } else { "off" }
+                    if report.platform_smt_enabled() {
+                        "on"
+                    } else {
+                        "off"
+                    }
                 ),
             ),
             SmtRule::Forbidden => {
@@ -647,7 +685,11 @@ impl Verifier {
                     p.push("the guest policy allows SMT (bit 16 set)");
                 }
                 if p.is_empty() {
-                    pass(&mut v, "smt", "SMT off on the platform and forbidden by the guest policy");
+                    pass(
+                        &mut v,
+                        "smt",
+                        "SMT off on the platform and forbidden by the guest policy",
+                    );
                 } else {
                     fail(&mut v, "smt", format!("SMT is forbidden but {}", p.join(" and ")));
                 }
@@ -661,14 +703,21 @@ impl Verifier {
             fail(
                 &mut v,
                 "vmpl",
-                format!("requested at VMPL {}, the policy requires VMPL {}", report.vmpl, policy.policy.vmpl),
+                format!(
+                    "requested at VMPL {}, the policy requires VMPL {}",
+                    report.vmpl, policy.policy.vmpl
+                ),
             );
         }
 
         // measurement
         let m = hex::encode(report.measurement);
         if policy.measurements.is_empty() {
-            not_configured(&mut v, "measurement", format!("no allow-list in the policy (measurement {m})"));
+            not_configured(
+                &mut v,
+                "measurement",
+                format!("no allow-list in the policy (measurement {m})"),
+            );
         } else if policy.measurements.contains(&report.measurement) {
             pass(&mut v, "measurement", format!("{m} is in the allow-list"));
         } else {
@@ -682,7 +731,11 @@ impl Verifier {
             Some(h) => fail(
                 &mut v,
                 "host_data",
-                format!("{} is not the expected {}", hex::encode(report.host_data), hex::encode(h)),
+                format!(
+                    "{} is not the expected {}",
+                    hex::encode(report.host_data),
+                    hex::encode(h)
+                ),
             ),
         }
         let list_check = |v: &mut Verdict, name: &str, list: &[[u8; 48]], have: &[u8; 48]| {
@@ -694,16 +747,34 @@ impl Verifier {
                 fail(v, name, format!("{} is not in the allow-list", hex::encode(have)));
             }
         };
-        list_check(&mut v, "id_key_digest", &policy.id_key_digests, &report.id_key_digest);
+        list_check(
+            &mut v,
+            "id_key_digest",
+            &policy.id_key_digests,
+            &report.id_key_digest,
+        );
         if !policy.author_key_digests.is_empty() && !report.author_key_en() {
-            fail(&mut v, "author_key_digest", "the policy requires an author key but AUTHOR_KEY_EN is 0");
+            fail(
+                &mut v,
+                "author_key_digest",
+                "the policy requires an author key but AUTHOR_KEY_EN is 0",
+            );
         } else {
-            list_check(&mut v, "author_key_digest", &policy.author_key_digests, &report.author_key_digest);
+            list_check(
+                &mut v,
+                "author_key_digest",
+                &policy.author_key_digests,
+                &report.author_key_digest,
+            );
         }
 
         // report_data binding
         match inputs.expected_report_data {
-            None => not_configured(&mut v, "report_data", "no expected report_data (nonce binding) given"),
+            None => not_configured(
+                &mut v,
+                "report_data",
+                "no expected report_data (nonce binding) given",
+            ),
             Some(want) if want == report.report_data => {
                 pass(&mut v, "report_data", "report_data equals the expected binding")
             }

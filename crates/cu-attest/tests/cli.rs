@@ -1,4 +1,5 @@
 //! `ao-cu attest verify` through `run_verify`: exit codes and the JSON verdict.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
 mod common;
 
@@ -22,7 +23,10 @@ fn args(report: PathBuf) -> VerifyArgs {
 
 fn run(a: &VerifyArgs) -> (i32, serde_json::Value) {
     let (code, out) = run_verify(a);
-    (code, serde_json::from_str(&out).unwrap_or_else(|e| panic!("verdict is not JSON ({e}): {out}")))
+    (
+        code,
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("verdict is not JSON ({e}): {out}")),
+    )
 }
 
 fn status<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
@@ -89,7 +93,11 @@ fn example_policy_parses_and_applies() {
 
     let dir = tempfile::tempdir().unwrap();
     let strict = dir.path().join("strict.toml");
-    std::fs::write(&strict, "measurements = [\"".to_string() + &"00".repeat(48) + "\"]\nsmt = \"forbidden\"\n").unwrap();
+    std::fs::write(
+        &strict,
+        "measurements = [\"".to_string() + &"00".repeat(48) + "\"]\nsmt = \"forbidden\"\n",
+    )
+    .unwrap();
     a.policy = Some(strict);
     let (code, v) = run(&a);
     assert_eq!(code, 1);
@@ -137,7 +145,17 @@ fn clap_parses_the_documented_command_line() {
         verify: VerifyArgs,
     }
     let cmd = Cmd::try_parse_from([
-        "verify", "--report", "R", "--vcek", "V.der", "--chain", "C.pem", "--policy", "P.toml", "--report-data", "00",
+        "verify",
+        "--report",
+        "R",
+        "--vcek",
+        "V.der",
+        "--chain",
+        "C.pem",
+        "--policy",
+        "P.toml",
+        "--report-data",
+        "00",
     ])
     .unwrap();
     assert_eq!(cmd.verify.report, PathBuf::from("R"));

@@ -1,4 +1,5 @@
 //! The node side: report_data layout, canonical configuration, "no TEE" outside SNP, and the hardware test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
 mod common;
 
@@ -13,8 +14,15 @@ use sha2::{Digest, Sha256, Sha512};
 fn config() -> NodeConfig {
     NodeConfig::new(
         "ao-cu 0.1.0",
-        ["wasm32-unknown-emscripten4", "wasm32-unknown-emscripten2", "wasm32-unknown-emscripten4"],
-        [("memory_limit_bytes".to_string(), 4_294_967_296u64), ("compute_limit".to_string(), 9_000_000_000_000)],
+        [
+            "wasm32-unknown-emscripten4",
+            "wasm32-unknown-emscripten2",
+            "wasm32-unknown-emscripten4",
+        ],
+        [
+            ("memory_limit_bytes".to_string(), 4_294_967_296u64),
+            ("compute_limit".to_string(), 9_000_000_000_000),
+        ],
     )
 }
 
@@ -25,11 +33,21 @@ fn canonical_json_sorts_keys_and_rejects_floats() {
         c.canonical_json().unwrap(),
         r#"{"engine":"ao-cu 0.1.0","formats":["wasm32-unknown-emscripten2","wasm32-unknown-emscripten4"],"limits":{"compute_limit":9000000000000,"memory_limit_bytes":4294967296}}"#
     );
-    assert_eq!(c.digest().unwrap(), <[u8; 32]>::from(Sha256::digest(c.canonical_json().unwrap().as_bytes())));
+    assert_eq!(
+        c.digest().unwrap(),
+        <[u8; 32]>::from(Sha256::digest(c.canonical_json().unwrap().as_bytes()))
+    );
     // Member order and whitespace of the input do not matter; escapes are JSON's.
-    let a: serde_json::Value = serde_json::from_str(r#"{ "b": [1, -2, "x\"\n\u00e9"], "a": {"z": null, "\u00e9": true, "Z": false} }"#).unwrap();
-    assert_eq!(canonical_json(&a).unwrap(), "{\"a\":{\"Z\":false,\"z\":null,\"\u{e9}\":true},\"b\":[1,-2,\"x\\\"\\n\u{e9}\"]}");
-    let b: serde_json::Value = serde_json::from_str(r#"{"a":{"\u00e9":true,"Z":false,"z":null},"b":[1,-2,"x\"\n\u00e9"]}"#).unwrap();
+    let a: serde_json::Value = serde_json::from_str(
+        r#"{ "b": [1, -2, "x\"\n\u00e9"], "a": {"z": null, "\u00e9": true, "Z": false} }"#,
+    )
+    .unwrap();
+    assert_eq!(
+        canonical_json(&a).unwrap(),
+        "{\"a\":{\"Z\":false,\"z\":null,\"\u{e9}\":true},\"b\":[1,-2,\"x\\\"\\n\u{e9}\"]}"
+    );
+    let b: serde_json::Value =
+        serde_json::from_str(r#"{"a":{"\u00e9":true,"Z":false,"z":null},"b":[1,-2,"x\"\n\u00e9"]}"#).unwrap();
     assert_eq!(config_digest(&a).unwrap(), config_digest(&b).unwrap());
     assert!(canonical_json(&serde_json::json!({"x": 1.5})).is_err());
 }
@@ -49,10 +67,19 @@ fn report_data_follows_the_documented_layout() {
     assert_eq!(DOMAIN, b"ao-cu/attest/v1");
     assert_eq!(pre.len(), 15 + 1 + 32 + 32 + 1 + 32);
     let want: [u8; 64] = Sha512::digest(&pre).into();
-    assert_eq!(binding::report_data(&key.public_key(), &digest, &nonce).unwrap(), want);
+    assert_eq!(
+        binding::report_data(&key.public_key(), &digest, &nonce).unwrap(),
+        want
+    );
     // Every input matters.
-    assert_ne!(binding::report_data(&key.public_key(), &digest, &nonce[..31]).unwrap(), want);
-    assert_ne!(binding::report_data(&NodeKey::from_seed([2; 32]).public_key(), &digest, &nonce).unwrap(), want);
+    assert_ne!(
+        binding::report_data(&key.public_key(), &digest, &nonce[..31]).unwrap(),
+        want
+    );
+    assert_ne!(
+        binding::report_data(&NodeKey::from_seed([2; 32]).public_key(), &digest, &nonce).unwrap(),
+        want
+    );
     // Nonce bounds.
     assert!(binding::report_data(&key.public_key(), &digest, &[]).is_err());
     assert!(binding::report_data(&key.public_key(), &digest, &[0; 65]).is_err());
@@ -74,7 +101,10 @@ fn without_snp_the_node_says_no_tee() {
     assert_eq!(status, 503);
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(body["error"].as_str().unwrap().starts_with("no TEE: "), "{body}");
-    assert!(matches!(guest::request_report([0; 64]), Err(AttestError::NoTee(_))));
+    assert!(matches!(
+        guest::request_report([0; 64]),
+        Err(AttestError::NoTee(_))
+    ));
     // A bad nonce is the caller's error, before any firmware question.
     assert_eq!(attestor.evidence(&[]).unwrap_err().http_response().0, 400);
     // GET / publishes the key and says there is no TEE.
@@ -89,19 +119,37 @@ fn without_snp_the_node_says_no_tee() {
 #[test]
 fn hardware_evidence_verifies_inside_an_snp_guest() {
     if !guest::tee_present() {
-        println!("skipped: {SEV_GUEST_DEVICE} is not present, so this is not an SEV-SNP guest and no hardware report can be requested");
+        println!(
+            "skipped: {SEV_GUEST_DEVICE} is not present, so this is not an SEV-SNP guest and no hardware report can be requested"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let key = Arc::new(NodeKey::load_or_create(dir.path()).unwrap());
-    let kds = Arc::new(KdsFetcher::new(AMD_KDS_URL, CertCache::in_dir(dir.path().join("certs")), std::time::Duration::from_secs(30)));
+    let kds = Arc::new(KdsFetcher::new(
+        AMD_KDS_URL,
+        CertCache::in_dir(dir.path().join("certs")),
+        std::time::Duration::from_secs(30),
+    ));
     let attestor = Attestor::new(key, &config(), Some(kds)).unwrap();
     let mut nonce = [0u8; 32];
     getrandom::fill(&mut nonce).unwrap();
     let evidence = attestor.evidence(&nonce).unwrap();
     let verdict = verify_evidence(&Verifier::new().unwrap(), &evidence, None, &nonce);
     println!("{}", verdict.to_json());
-    for name in ["ark_pinned", "ask_pinned", "vcek_chain", "report_signature", "vcek_tcb", "report_data", "vmpl"] {
-        assert_eq!(verdict.check(name).unwrap().status, cu_attest::Status::Pass, "{name}");
+    for name in [
+        "ark_pinned",
+        "ask_pinned",
+        "vcek_chain",
+        "report_signature",
+        "vcek_tcb",
+        "report_data",
+        "vmpl",
+    ] {
+        assert_eq!(
+            verdict.check(name).unwrap().status,
+            cu_attest::Status::Pass,
+            "{name}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! A complete, internally valid chain and report made with our own keys (rcgen ARK, ASK and VCEK) is rejected
 //! because its root is not AMD's, and only for that reason. The same forgery wrapped as node evidence is
 //! rejected the same way, while the binding of key, configuration and nonce checks out.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
 mod common;
 
@@ -33,14 +34,32 @@ fn own_chain_is_internally_valid_but_not_amds() {
     });
     assert!(!v.ok);
     // Internally everything holds: the chain, the signature, the TCB binding.
-    for name in ["report_format", "product", "vcek_chain", "report_signature", "vcek_tcb", "debug", "vmpl"] {
-        assert_eq!(v.check(name).unwrap().status, Status::Pass, "{name}: {}", v.to_json());
+    for name in [
+        "report_format",
+        "product",
+        "vcek_chain",
+        "report_signature",
+        "vcek_tcb",
+        "debug",
+        "vmpl",
+    ] {
+        assert_eq!(
+            v.check(name).unwrap().status,
+            Status::Pass,
+            "{name}: {}",
+            v.to_json()
+        );
     }
     // Rejected for exactly one reason: the root (and so the ASK) is not AMD's.
     let mut failed = v.failed();
     failed.sort();
     assert_eq!(failed, vec!["ark_pinned", "ask_pinned"], "{}", v.to_json());
-    assert!(v.check("ark_pinned").unwrap().detail.contains("not AMD's Milan ARK"));
+    assert!(
+        v.check("ark_pinned")
+            .unwrap()
+            .detail
+            .contains("not AMD's Milan ARK")
+    );
 
     // Presented without its root, the forged VCEK does not chain to AMD's built-in ASK.
     let v = verifier.verify(&Inputs {
@@ -65,8 +84,14 @@ fn own_chain_is_internally_valid_but_not_amds() {
 fn config() -> NodeConfig {
     NodeConfig::new(
         "ao-cu 0.1.0",
-        ["wasm64-unknown-emscripten-draft_2024_02_15", "wasm32-unknown-emscripten4"],
-        [("max_memory_bytes".to_string(), 1u64 << 32), ("max_compute".to_string(), 9_000_000_000_000)],
+        [
+            "wasm64-unknown-emscripten-draft_2024_02_15",
+            "wasm32-unknown-emscripten4",
+        ],
+        [
+            ("max_memory_bytes".to_string(), 1u64 << 32),
+            ("max_compute".to_string(), 9_000_000_000_000),
+        ],
     )
 }
 
@@ -104,8 +129,19 @@ fn forged_evidence_binds_correctly_but_is_rejected_for_its_root() {
     let ev: Evidence = serde_json::from_str(&serde_json::to_string(&ev).unwrap()).unwrap();
     let verifier = Verifier::new().unwrap();
     let v = verify_evidence(&verifier, &ev, None, nonce);
-    for name in ["report_data", "config_digest", "keyid", "report_signature", "vcek_chain"] {
-        assert_eq!(v.check(name).unwrap().status, Status::Pass, "{name}: {}", v.to_json());
+    for name in [
+        "report_data",
+        "config_digest",
+        "keyid",
+        "report_signature",
+        "vcek_chain",
+    ] {
+        assert_eq!(
+            v.check(name).unwrap().status,
+            Status::Pass,
+            "{name}: {}",
+            v.to_json()
+        );
     }
     let mut failed = v.failed();
     failed.sort();
@@ -133,7 +169,13 @@ fn forged_evidence_binds_correctly_but_is_rejected_for_its_root() {
 #[test]
 fn tcb_layout_round_trips_for_every_product() {
     for p in Product::ALL {
-        let t = Tcb { bootloader: 1, tee: 2, snp: 3, microcode: 4, fmc: if p.has_fmc() { Some(5) } else { None } };
+        let t = Tcb {
+            bootloader: 1,
+            tee: 2,
+            snp: 3,
+            microcode: 4,
+            fmc: if p.has_fmc() { Some(5) } else { None },
+        };
         assert_eq!(Tcb::decode(t.encode(p), p), t);
     }
     // Turin's layout differs from Milan's for the same raw value.

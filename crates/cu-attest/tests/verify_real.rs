@@ -1,5 +1,6 @@
 //! The real AMD Milan report verifies offline against the pinned roots; tampering, a wrong-product chain and
 //! each policy violation are rejected, each by its own named check.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
 mod common;
 
@@ -9,13 +10,27 @@ use cu_attest::report::{Product, Tcb};
 use cu_attest::verify::{Inputs, Status, Verdict, Verifier, verify_report_signature};
 use cu_attest::{SnpReport, certs::Cert};
 
-fn verify(report: &SnpReport, vek: Option<&Cert>, chain: &[Cert], policy: Option<&CompiledPolicy>, rd: Option<[u8; 64]>) -> Verdict {
+fn verify(
+    report: &SnpReport,
+    vek: Option<&Cert>,
+    chain: &[Cert],
+    policy: Option<&CompiledPolicy>,
+    rd: Option<[u8; 64]>,
+) -> Verdict {
     let verifier = Verifier::new().unwrap();
-    verifier.verify(&Inputs { report, vek, chain, policy, expected_report_data: rd })
+    verifier.verify(&Inputs {
+        report,
+        vek,
+        chain,
+        policy,
+        expected_report_data: rd,
+    })
 }
 
 fn status(v: &Verdict, name: &str) -> Status {
-    v.check(name).unwrap_or_else(|| panic!("no check {name} in {}", v.to_json())).status
+    v.check(name)
+        .unwrap_or_else(|| panic!("no check {name} in {}", v.to_json()))
+        .status
 }
 
 fn detail(v: &Verdict, name: &str) -> String {
@@ -30,7 +45,13 @@ fn full_policy() -> CompiledPolicy {
         vmpl: 0,
         smt: SmtRule::Allowed,
         measurements: vec![hex::encode(r.measurement)],
-        min_tcb: Some(MinTcb { bootloader: 3, tee: 0, snp: 8, microcode: 115, fmc: 0 }),
+        min_tcb: Some(MinTcb {
+            bootloader: 3,
+            tee: 0,
+            snp: 8,
+            microcode: 115,
+            fmc: 0,
+        }),
         min_guest_svn: Some(0),
         host_data: Some(hex::encode(r.host_data)),
         id_key_digests: vec![],
@@ -55,12 +76,15 @@ fn parser_agrees_with_sev_and_round_trips() {
     assert_eq!(ours.host_data, theirs.host_data);
     assert_eq!(ours.policy, u64::from(theirs.policy));
     let t = Tcb::decode(ours.reported_tcb, Product::Milan);
-    assert_eq!((t.bootloader, t.tee, t.snp, t.microcode), (
-        theirs.reported_tcb.bootloader,
-        theirs.reported_tcb.tee,
-        theirs.reported_tcb.snp,
-        theirs.reported_tcb.microcode
-    ));
+    assert_eq!(
+        (t.bootloader, t.tee, t.snp, t.microcode),
+        (
+            theirs.reported_tcb.bootloader,
+            theirs.reported_tcb.tee,
+            theirs.reported_tcb.snp,
+            theirs.reported_tcb.microcode
+        )
+    );
     // Hex input (with whitespace) parses to the same report.
     let hex_text = format!("{}\n", hex::encode(&bytes));
     assert_eq!(SnpReport::from_raw_or_hex(hex_text.as_bytes()).unwrap(), ours);
@@ -77,17 +101,40 @@ fn real_milan_report_verifies_offline_against_pinned_roots() {
         let v = verify(&r, Some(&vcek), &chain, None, None);
         assert!(v.ok, "{}", v.to_json());
         assert_eq!(v.product, Some(Product::Milan));
-        for name in ["report_format", "product", "ark_pinned", "ask_pinned", "vcek_chain", "report_signature",
-            "vcek_tcb", "debug", "migration_agent", "smt", "vmpl"] {
+        for name in [
+            "report_format",
+            "product",
+            "ark_pinned",
+            "ask_pinned",
+            "vcek_chain",
+            "report_signature",
+            "vcek_tcb",
+            "debug",
+            "migration_agent",
+            "smt",
+            "vmpl",
+        ] {
             assert_eq!(status(&v, name), Status::Pass, "{name}: {}", v.to_json());
         }
         // Without a policy, these say so.
-        for name in ["measurement", "min_tcb", "report_data", "host_data", "id_key_digest"] {
+        for name in [
+            "measurement",
+            "min_tcb",
+            "report_data",
+            "host_data",
+            "id_key_digest",
+        ] {
             assert_eq!(status(&v, name), Status::NotConfigured, "{name}");
         }
     }
     // With a full policy and the expected report_data, every check passes.
-    let v = verify(&r, Some(&vcek), &milan_chain(), Some(&full_policy()), Some(r.report_data));
+    let v = verify(
+        &r,
+        Some(&vcek),
+        &milan_chain(),
+        Some(&full_policy()),
+        Some(r.report_data),
+    );
     assert!(v.ok, "{}", v.to_json());
     for name in ["measurement", "min_tcb", "report_data", "host_data", "guest_svn"] {
         assert_eq!(status(&v, name), Status::Pass, "{name}");
@@ -108,7 +155,10 @@ fn flipping_any_bit_of_the_signed_part_is_rejected() {
                 rejected += 1;
                 continue;
             };
-            assert!(verify_report_signature(&r, &key).is_err(), "flip of byte {byte:#x} bit {bit} accepted");
+            assert!(
+                verify_report_signature(&r, &key).is_err(),
+                "flip of byte {byte:#x} bit {bit} accepted"
+            );
             rejected += 1;
         }
     }
@@ -120,9 +170,20 @@ fn flipping_any_bit_of_the_signed_part_is_rejected() {
         let mut b = bytes.clone();
         b[byte] ^= 0x01;
         let r = SnpReport::from_bytes(&b).unwrap();
-        let v = verifier.verify(&Inputs { report: &r, vek: Some(&vcek), chain: &[], policy: None, expected_report_data: None });
+        let v = verifier.verify(&Inputs {
+            report: &r,
+            vek: Some(&vcek),
+            chain: &[],
+            policy: None,
+            expected_report_data: None,
+        });
         assert!(!v.ok);
-        assert_eq!(v.failed(), vec!["report_signature"], "byte {byte:#x}: {}", v.to_json());
+        assert_eq!(
+            v.failed(),
+            vec!["report_signature"],
+            "byte {byte:#x}: {}",
+            v.to_json()
+        );
     }
     // The signature field itself: a flipped R is rejected as well.
     let mut b = bytes.clone();
@@ -136,9 +197,17 @@ fn wrong_product_chain_is_rejected() {
     let v = verify(&r, Some(&milan_vcek()), &turin_chain(), None, None);
     assert!(!v.ok);
     assert_eq!(status(&v, "product"), Status::Fail, "{}", v.to_json());
-    assert!(detail(&v, "product").contains("disagrees"), "{}", detail(&v, "product"));
+    assert!(
+        detail(&v, "product").contains("disagrees"),
+        "{}",
+        detail(&v, "product")
+    );
     assert_eq!(status(&v, "ark_pinned"), Status::Fail);
-    assert!(detail(&v, "ark_pinned").contains("Turin"), "{}", detail(&v, "ark_pinned"));
+    assert!(
+        detail(&v, "ark_pinned").contains("Turin"),
+        "{}",
+        detail(&v, "ark_pinned")
+    );
     assert_eq!(status(&v, "vcek_chain"), Status::Fail);
 }
 
@@ -170,13 +239,23 @@ fn no_vcek_fails_the_chain_and_signature_checks() {
 
 /// Changes one field of the parsed report and checks that the named check fails with its own reason (and
 /// that the signature, now broken, fails too).
-fn tampered(change: impl FnOnce(&mut SnpReport), policy: Option<&CompiledPolicy>, rd: Option<[u8; 64]>, check: &str, reason: &str) {
+fn tampered(
+    change: impl FnOnce(&mut SnpReport),
+    policy: Option<&CompiledPolicy>,
+    rd: Option<[u8; 64]>,
+    check: &str,
+    reason: &str,
+) {
     let mut r = milan_report();
     change(&mut r);
     let v = verify(&r, Some(&milan_vcek()), &milan_chain(), policy, rd);
     assert!(!v.ok);
     assert_eq!(status(&v, check), Status::Fail, "{check}: {}", v.to_json());
-    assert!(detail(&v, check).contains(reason), "{check}: {:?} lacks {reason:?}", detail(&v, check));
+    assert!(
+        detail(&v, check).contains(reason),
+        "{check}: {:?} lacks {reason:?}",
+        detail(&v, check)
+    );
     assert_eq!(status(&v, "report_signature"), Status::Fail);
     // The chain itself is still fine: the failure is attributed where it belongs.
     assert_eq!(status(&v, "vcek_chain"), Status::Pass);
@@ -196,7 +275,12 @@ fn migration_agent_bit_fails_its_check() {
 fn vmpl_other_than_policy_fails_the_vmpl_check() {
     tampered(|r| r.vmpl = 1, None, None, "vmpl", "VMPL 1");
     // A policy may ask for another VMPL; then VMPL 0 fails.
-    let p = Policy { vmpl: 2, ..Policy::default() }.compile().unwrap();
+    let p = Policy {
+        vmpl: 2,
+        ..Policy::default()
+    }
+    .compile()
+    .unwrap();
     let v = verify(&milan_report(), Some(&milan_vcek()), &[], Some(&p), None);
     assert_eq!(status(&v, "vmpl"), Status::Fail);
     assert_eq!(status(&v, "report_signature"), Status::Pass);
@@ -205,7 +289,13 @@ fn vmpl_other_than_policy_fails_the_vmpl_check() {
 #[test]
 fn measurement_outside_the_allow_list_fails() {
     let p = full_policy();
-    tampered(|r| r.measurement[0] ^= 0xFF, Some(&p), None, "measurement", "not in the allow-list");
+    tampered(
+        |r| r.measurement[0] ^= 0xFF,
+        Some(&p),
+        None,
+        "measurement",
+        "not in the allow-list",
+    );
 }
 
 #[test]
@@ -213,16 +303,31 @@ fn low_tcb_fails_the_minimum_tcb_check() {
     let p = full_policy();
     // reported_tcb lowered to SNP SPL 7 (policy wants 8): min_tcb fails, and it no longer matches the VCEK.
     tampered(
-        |r| r.reported_tcb = Tcb { bootloader: 3, tee: 0, snp: 7, microcode: 115, fmc: None }.encode(Product::Milan),
+        |r| {
+            r.reported_tcb = Tcb {
+                bootloader: 3,
+                tee: 0,
+                snp: 7,
+                microcode: 115,
+                fmc: None,
+            }
+            .encode(Product::Milan)
+        },
         Some(&p),
         None,
         "min_tcb",
         "snp 7 < 8",
     );
     // The untouched report against a higher minimum fails min_tcb while its signature still verifies.
-    let high = Policy { min_tcb: Some(MinTcb { microcode: 200, ..MinTcb::default() }), ..Policy::default() }
-        .compile()
-        .unwrap();
+    let high = Policy {
+        min_tcb: Some(MinTcb {
+            microcode: 200,
+            ..MinTcb::default()
+        }),
+        ..Policy::default()
+    }
+    .compile()
+    .unwrap();
     let v = verify(&milan_report(), Some(&milan_vcek()), &[], Some(&high), None);
     assert_eq!(v.failed(), vec!["min_tcb"], "{}", v.to_json());
 }
@@ -230,7 +335,16 @@ fn low_tcb_fails_the_minimum_tcb_check() {
 #[test]
 fn reported_tcb_must_match_the_vcek() {
     tampered(
-        |r| r.reported_tcb = Tcb { bootloader: 3, tee: 0, snp: 9, microcode: 115, fmc: None }.encode(Product::Milan),
+        |r| {
+            r.reported_tcb = Tcb {
+                bootloader: 3,
+                tee: 0,
+                snp: 9,
+                microcode: 115,
+                fmc: None,
+            }
+            .encode(Product::Milan)
+        },
         None,
         None,
         "vcek_tcb",
@@ -243,7 +357,13 @@ fn reported_tcb_must_match_the_vcek() {
 fn wrong_nonce_fails_the_binding_check() {
     let r = milan_report();
     let expected = r.report_data;
-    tampered(|r| r.report_data[63] ^= 1, None, Some(expected), "report_data", "not the expected");
+    tampered(
+        |r| r.report_data[63] ^= 1,
+        None,
+        Some(expected),
+        "report_data",
+        "not the expected",
+    );
     // The real report with another expected value fails only the binding.
     let mut other = expected;
     other[0] ^= 1;
@@ -253,7 +373,12 @@ fn wrong_nonce_fails_the_binding_check() {
 
 #[test]
 fn smt_forbidden_fails_on_an_smt_platform() {
-    let p = Policy { smt: SmtRule::Forbidden, ..Policy::default() }.compile().unwrap();
+    let p = Policy {
+        smt: SmtRule::Forbidden,
+        ..Policy::default()
+    }
+    .compile()
+    .unwrap();
     let v = verify(&milan_report(), Some(&milan_vcek()), &[], Some(&p), None);
     assert_eq!(v.failed(), vec!["smt"], "{}", v.to_json());
     assert!(detail(&v, "smt").contains("platform reports SMT enabled"));
@@ -261,9 +386,13 @@ fn smt_forbidden_fails_on_an_smt_platform() {
 
 #[test]
 fn host_data_and_product_restrictions_apply() {
-    let p = Policy { host_data: Some("11".repeat(32)), products: vec![Product::Genoa], ..Policy::default() }
-        .compile()
-        .unwrap();
+    let p = Policy {
+        host_data: Some("11".repeat(32)),
+        products: vec![Product::Genoa],
+        ..Policy::default()
+    }
+    .compile()
+    .unwrap();
     let v = verify(&milan_report(), Some(&milan_vcek()), &[], Some(&p), None);
     let mut failed = v.failed();
     failed.sort();
@@ -273,5 +402,11 @@ fn host_data_and_product_restrictions_apply() {
 #[test]
 fn unsigned_or_masked_reports_fail_the_format_check() {
     tampered(|r| r.key_info = 7 << 2, None, None, "report_format", "unsigned");
-    tampered(|r| r.sig_algo = 2, None, None, "report_format", "signature algorithm 2");
+    tampered(
+        |r| r.sig_algo = 2,
+        None,
+        None,
+        "report_format",
+        "signature algorithm 2",
+    );
 }

@@ -1,4 +1,5 @@
 //! Shared test helpers: the real AMD samples and a home-made (non-AMD) chain built with rcgen.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -94,7 +95,11 @@ fn params(cn: &str, ca: bool) -> rcgen::CertificateParams {
 }
 
 fn der_int(v: u8) -> Vec<u8> {
-    if v >= 0x80 { vec![0x02, 0x02, 0x00, v] } else { vec![0x02, 0x01, v] }
+    if v >= 0x80 {
+        vec![0x02, 0x02, 0x00, v]
+    } else {
+        vec![0x02, 0x01, v]
+    }
 }
 
 /// A complete, internally valid ARK → ASK → VCEK chain named like AMD's Milan chain, made with our own keys.
