@@ -10,7 +10,7 @@
 use p384::ecdsa::signature::Verifier as _;
 use sha2::{Sha256, Sha384, Sha512};
 use x509_cert::der::asn1::{Ia5StringRef, ObjectIdentifier, PrintableStringRef, Utf8StringRef};
-use x509_cert::der::{Decode, DecodePem, Encode, EncodePem, Header, Reader, SliceReader};
+use x509_cert::der::{Decode, Encode, EncodePem, Header, Reader, SliceReader};
 use x509_cert::name::Name;
 
 use crate::AttestError;
@@ -82,6 +82,10 @@ fn cert_err(what: &str, e: impl std::fmt::Display) -> AttestError {
     AttestError::Certificate(format!("{what}: {e}"))
 }
 
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 fn name_cn(name: &Name) -> Option<String> {
     for rdn in name.0.iter() {
         for atv in rdn.0.iter() {
@@ -112,32 +116,39 @@ impl Cert {
         })
     }
 
-    /// Parses one PEM certificate.
+    /// Parses one PEM certificate (the DER inside is kept byte for byte).
     pub fn from_pem(pem: &[u8]) -> Result<Cert, AttestError> {
-        let x509 = x509_cert::Certificate::from_pem(pem).map_err(|e| cert_err("invalid PEM", e))?;
-        let der = x509.to_der().map_err(|e| cert_err("re-encoding", e))?;
-        Ok(Cert { der, x509 })
+        let (label, der) = x509_cert::der::pem::decode_vec(pem).map_err(|e| cert_err("invalid PEM", e))?;
+        if label != "CERTIFICATE" {
+            return Err(AttestError::Certificate(format!(
+                "PEM block {label:?} is not a CERTIFICATE"
+            )));
+        }
+        Cert::from_der(&der)
     }
 
-    /// Parses a PEM bundle (one or more certificates) or a single DER certificate.
+    /// Parses a PEM bundle (one or more certificates, other blocks rejected) or a single DER certificate.
     pub fn load_all(bytes: &[u8]) -> Result<Vec<Cert>, AttestError> {
+        const BEGIN: &[u8] = b"-----BEGIN ";
+        const END: &[u8] = b"-----END CERTIFICATE-----";
         let trimmed = bytes.trim_ascii_start();
-        if trimmed.starts_with(b"-----BEGIN") {
-            let certs = x509_cert::Certificate::load_pem_chain(bytes)
-                .map_err(|e| cert_err("invalid PEM bundle", e))?;
-            if certs.is_empty() {
-                return Err(AttestError::Certificate("PEM bundle holds no certificate".into()));
-            }
-            certs
-                .into_iter()
-                .map(|x509| {
-                    let der = x509.to_der().map_err(|e| cert_err("re-encoding", e))?;
-                    Ok(Cert { der, x509 })
-                })
-                .collect()
-        } else {
-            Ok(vec![Cert::from_der(bytes)?])
+        if !trimmed.starts_with(BEGIN) {
+            return Ok(vec![Cert::from_der(bytes)?]);
         }
+        let mut certs = Vec::new();
+        let mut rest = trimmed;
+        while let Some(start) = find(rest, BEGIN) {
+            let block = &rest[start..];
+            let end = find(block, END)
+                .ok_or_else(|| AttestError::Certificate("unterminated PEM block".into()))?
+                + END.len();
+            certs.push(Cert::from_pem(&block[..end])?);
+            rest = &block[end..];
+        }
+        if certs.is_empty() {
+            return Err(AttestError::Certificate("PEM bundle holds no certificate".into()));
+        }
+        Ok(certs)
     }
 
     /// The DER bytes as received.
@@ -204,9 +215,9 @@ impl Cert {
     pub fn verify_signed_by(&self, issuer: &Cert) -> Result<(), AttestError> {
         if self.x509.tbs_certificate.issuer != issuer.x509.tbs_certificate.subject {
             return Err(AttestError::Certificate(format!(
-                "issuer name {:?} does not match signer subject {:?}",
-                self.issuer_cn(),
-                issuer.subject_cn()
+                "issuer {:?} is not the signer's subject {:?}",
+                self.issuer_cn().unwrap_or_default(),
+                issuer.subject_cn().unwrap_or_default()
             )));
         }
         if self.x509.signature_algorithm != self.x509.tbs_certificate.signature {

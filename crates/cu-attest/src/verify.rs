@@ -278,7 +278,12 @@ impl Verifier {
 
         // product
         let ark_supplied: Vec<&Cert> = inputs.chain.iter().filter(|c| c.is_self_issued()).collect();
-        let ask_supplied: Vec<&Cert> = inputs.chain.iter().filter(|c| !c.is_self_issued()).collect();
+        // Intermediates: everything that is not a root and not the VCEK itself (a bundle may include it).
+        let ask_supplied: Vec<&Cert> = inputs
+            .chain
+            .iter()
+            .filter(|c| !c.is_self_issued() && inputs.vek.is_none_or(|v| v.der() != c.der()))
+            .collect();
         let mut claims: Vec<(String, Product)> = Vec::new();
         let mut product_problems = Vec::new();
         if report.has_cpuid() {

@@ -410,3 +410,28 @@ fn unsigned_or_masked_reports_fail_the_format_check() {
         "signature algorithm 2",
     );
 }
+
+#[test]
+fn certificates_parse_exactly_and_bundles_may_include_the_vcek() {
+    let vcek = milan_vcek();
+    assert_eq!(
+        Cert::from_pem(vcek.to_pem().unwrap().as_bytes()).unwrap().der(),
+        vcek.der()
+    );
+    let chain = milan_chain();
+    assert_eq!(chain.len(), 2);
+    assert!(
+        chain[1].is_self_issued() && !chain[0].is_self_issued(),
+        "KDS order is ASK then ARK"
+    );
+    assert_eq!(chain[0].subject_cn().as_deref(), Some("SEV-Milan"));
+    assert_eq!(vcek.vek_info().product_name.as_deref(), Some("Milan-B0"));
+    // A PEM block of another kind is refused.
+    let key_block = b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+    assert!(Cert::from_pem(key_block).is_err());
+    // A bundle holding VCEK, ASK and ARK verifies like the separate files.
+    let mut bundle = vec![vcek.clone()];
+    bundle.extend(chain);
+    let v = verify(&milan_report(), Some(&vcek), &bundle, None, None);
+    assert!(v.ok, "{}", v.to_json());
+}
