@@ -159,10 +159,13 @@ impl Attestor {
             } else {
                 guest::host_product()
             };
+            // A KDS failure leaves the VCEK out rather than failing the request: the report is still
+            // evidence, and the client can fetch the VCEK itself (docs/attestation.md, step 3).
             if let Some(p) = product {
                 let tcb = Tcb::decode(report.reported_tcb, p);
-                let der = kds.vcek(p, &report.chip_id, &tcb)?;
-                certs.vcek = Some(pem_of(&der)?);
+                if let Ok(der) = kds.vcek(p, &report.chip_id, &tcb) {
+                    certs.vcek = Some(pem_of(&der)?);
+                }
             }
         }
         Ok(self.assemble(&raw.report, certs, nonce, report_data))

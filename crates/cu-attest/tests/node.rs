@@ -11,6 +11,12 @@ use cu_attest::kds::{AMD_KDS_URL, CertCache, KdsFetcher};
 use cu_attest::{AttestError, Attestor, NodeKey, Verifier, verify_evidence};
 use sha2::{Digest, Sha256, Sha512};
 
+/// Says why a test skipped, on stderr directly so that the test harness's capture does not hide it.
+fn skip(why: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("\nskipped: {why}\n").as_bytes());
+}
+
 fn config() -> NodeConfig {
     NodeConfig::new(
         "ao-cu 0.1.0",
@@ -90,7 +96,9 @@ fn report_data_follows_the_documented_layout() {
 #[test]
 fn without_snp_the_node_says_no_tee() {
     if guest::tee_present() {
-        println!("skipped: {SEV_GUEST_DEVICE} exists; the no-TEE path is tested on machines without SNP");
+        skip(&format!(
+            "{SEV_GUEST_DEVICE} exists; the no-TEE path is tested on machines without SNP"
+        ));
         return;
     }
     let key = Arc::new(NodeKey::from_seed([3; 32]));
@@ -119,9 +127,9 @@ fn without_snp_the_node_says_no_tee() {
 #[test]
 fn hardware_evidence_verifies_inside_an_snp_guest() {
     if !guest::tee_present() {
-        println!(
-            "skipped: {SEV_GUEST_DEVICE} is not present, so this is not an SEV-SNP guest and no hardware report can be requested"
-        );
+        skip(&format!(
+            "{SEV_GUEST_DEVICE} is not present, so this is not an SEV-SNP guest and no hardware report can be requested"
+        ));
         return;
     }
     let dir = tempfile::tempdir().unwrap();
