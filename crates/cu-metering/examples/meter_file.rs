@@ -1,11 +1,11 @@
-//! Meters a wasm file and reports the time taken.
+//! Meters a wasm file (and times `meter` and `meter_inline` on it).
 //!
 //! `cargo run --release -p cu-metering --example meter_file -- <in.wasm> [i32|i64] [out.wasm]`
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use cu_metering::{MeterType, meter};
+use cu_metering::{MeterOptions, MeterType, meter, meter_inline};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,11 +41,26 @@ fn main() -> ExitCode {
         };
         best = best.min(t0.elapsed().as_secs_f64());
     }
+    let mut best_inline = f64::INFINITY;
+    let mut inline_len = 0;
+    for _ in 0..10 {
+        let t0 = Instant::now();
+        match meter_inline(&wasm, &MeterOptions::new(ty)) {
+            Ok(o) => inline_len = o.len(),
+            Err(e) => {
+                eprintln!("{input}: meter_inline: {e}");
+                break;
+            }
+        }
+        best_inline = best_inline.min(t0.elapsed().as_secs_f64());
+    }
     println!(
-        "{input}: {} -> {} bytes, best of 10: {:.2} ms",
+        "{input}: {} -> {} bytes, best of 10: {:.2} ms (meter_inline: {} bytes, {:.2} ms)",
         wasm.len(),
         out.len(),
-        best * 1e3
+        best * 1e3,
+        inline_len,
+        best_inline * 1e3
     );
     if let Some(path) = args.get(2)
         && let Err(e) = std::fs::write(path, &out)

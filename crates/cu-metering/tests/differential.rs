@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use common::{assert_same, corpus, func_sigs, js_type, summarize, try_summarize, validate};
-use cu_metering::{Compat, MeterError, MeterOptions, MeterType, meter_with};
+use cu_metering::{Compat, MeterError, MeterOptions, MeterType, meter_inline, meter_with};
 use wasmparser::{Parser, Payload, TypeRef};
 
 fn in_ci() -> bool {
@@ -293,9 +293,13 @@ fn node_run(modules: &[(PathBuf, &[u8])], calls_for: &dyn Fn(&str) -> bool) -> V
         .collect()
 }
 
+/// (name, input, our output, the reference's output) of a module both metered identically.
+type Runnable = (String, Vec<u8>, Vec<u8>, Vec<u8>);
+
 #[derive(Default)]
 struct Tally {
     modules_identical: usize,
+    bytes_identical: usize,
     functions_compared: usize,
     calls_compared: usize,
     reference_throws: usize,
@@ -332,7 +336,7 @@ fn differential_against_npm_package() {
     let mut tally = Tally::default();
     for ty in [MeterType::I32, MeterType::I64] {
         let reference = oracle_meter(ty, &inputs, dir);
-        let mut runnable: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut runnable: Vec<Runnable> = Vec::new();
         for (name, path) in &inputs {
             let what = format!("{name} ({})", ty_name(ty));
             let input = std::fs::read(path).unwrap();
@@ -407,8 +411,11 @@ fn differential_against_npm_package() {
                             );
                             tally.functions_compared += n;
                             tally.modules_identical += 1;
+                            if ours == *theirs {
+                                tally.bytes_identical += 1;
+                            }
                             if !name.starts_with("extra") {
-                                runnable.push((name.clone(), ours, theirs.clone()));
+                                runnable.push((name.clone(), input.clone(), ours, theirs.clone()));
                             }
                         }
                     }
@@ -416,19 +423,31 @@ fn differential_against_npm_package() {
             }
         }
 
-        // Execute both outputs and compare gas, results and traps.
+        // Execute our output, the reference's, and the two `meter_inline` variants (fresh, and
+        // applied to the reference's pre-metered output) and compare gas, results and traps.
         let mut modules = Vec::new();
-        for (name, ours, theirs) in &runnable {
-            let o = dir.join(format!("{name}.ours-{}.wasm", ty_name(ty)));
-            let t = dir.join(format!("{name}.theirs-{}.wasm", ty_name(ty)));
-            std::fs::write(&o, ours).unwrap();
-            std::fs::write(&t, theirs).unwrap();
-            modules.push((o, ours.as_slice()));
-            modules.push((t, theirs.as_slice()));
+        for (name, input, ours, theirs) in &runnable {
+            let fresh = meter_inline(input, &MeterOptions::new(ty))
+                .unwrap_or_else(|e| panic!("{name}: meter_inline: {e}"));
+            let pre = meter_inline(theirs, &MeterOptions::new(ty))
+                .unwrap_or_else(|e| panic!("{name}: meter_inline on pre-metered: {e}"));
+            validate(&fresh).unwrap_or_else(|e| panic!("{name}: inline output invalid: {e}"));
+            validate(&pre).unwrap_or_else(|e| panic!("{name}: inline output invalid: {e}"));
+            for (flavor, bytes) in [
+                ("ours", ours.clone()),
+                ("theirs", theirs.clone()),
+                ("inline", fresh),
+                ("inline-pre", pre),
+            ] {
+                let path = dir.join(format!("{name}.{flavor}-{}.wasm", ty_name(ty)));
+                std::fs::write(&path, &bytes).unwrap();
+                modules.push((path, bytes));
+            }
         }
         if modules.is_empty() {
             continue;
         }
+        let modules: Vec<(PathBuf, &[u8])> = modules.iter().map(|(p, b)| (p.clone(), b.as_slice())).collect();
         // Emscripten builds: only the pure-computation exports (the rest needs a real host).
         let calls_for = |export: &str| -> bool {
             !matches!(export, "main" | "_start" | "__main_argc_argv")
@@ -442,15 +461,24 @@ fn differential_against_npm_package() {
                 && export != "fflush"
         };
         let runs = node_run(&modules, &calls_for);
-        for (k, (name, _, _)) in runnable.iter().enumerate() {
-            let (ours, theirs) = (&runs[2 * k], &runs[2 * k + 1]);
+        for (k, (name, _, _, _)) in runnable.iter().enumerate() {
+            let ours = &runs[4 * k];
             assert!(!ours.is_empty(), "{name}: node produced no output");
-            assert_eq!(
-                ours,
-                theirs,
-                "{name} ({}): execution differs between our output and the reference's",
-                ty_name(ty)
-            );
+            for (flavor, other) in [
+                ("reference", &runs[4 * k + 1]),
+                ("meter_inline", &runs[4 * k + 2]),
+                (
+                    "meter_inline of the pre-metered reference output",
+                    &runs[4 * k + 3],
+                ),
+            ] {
+                assert_eq!(
+                    ours,
+                    other,
+                    "{name} ({}): execution differs between our output and {flavor}",
+                    ty_name(ty)
+                );
+            }
             let calls = ours.iter().filter(|l| l.starts_with("CALL")).count();
             let gas: u64 = ours
                 .iter()
@@ -458,7 +486,8 @@ fn differential_against_npm_package() {
                 .filter_map(|g| g.parse::<u64>().ok())
                 .sum();
             eprintln!(
-                "{name} ({}): {calls} calls executed, total gas {gas}, identical",
+                "{name} ({}): {calls} calls executed, total gas {gas}, identical for the \
+                 reference, ours and both inline variants",
                 ty_name(ty)
             );
             tally.calls_compared += calls;
@@ -466,9 +495,11 @@ fn differential_against_npm_package() {
     }
 
     eprintln!(
-        "summary: {} module outputs identical, {} functions compared, {} export calls with \
-         identical gas, {} reference throws, {} reference corruptions, {} pre-metered refusals",
+        "summary: {} module outputs identical ({} even byte for byte), {} functions compared, {} \
+         export calls with identical gas, {} reference throws, {} reference corruptions, {} \
+         pre-metered refusals",
         tally.modules_identical,
+        tally.bytes_identical,
         tally.functions_compared,
         tally.calls_compared,
         tally.reference_throws,

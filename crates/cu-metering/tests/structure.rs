@@ -319,3 +319,120 @@ fn meter_type_for_format() {
         MeterType::I64
     );
 }
+
+#[test]
+fn inline_variant_is_valid_and_exports_gas_globals() {
+    for (name, bytes) in corpus() {
+        for ty in [MeterType::I32, MeterType::I64] {
+            let m = cu_metering::meter_inline(&bytes, &MeterOptions::new(ty))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            validate(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let s = summarize(&m);
+            let used = s
+                .exports
+                .iter()
+                .find(|e| e.0 == cu_metering::INLINE_GAS_USED_EXPORT)
+                .unwrap_or_else(|| panic!("{name}: no gas export"));
+            let limit = s
+                .exports
+                .iter()
+                .find(|e| e.0 == cu_metering::INLINE_GAS_LIMIT_EXPORT)
+                .unwrap();
+            assert_eq!((used.1.as_str(), limit.1.as_str()), ("Global", "Global"));
+            assert_eq!(limit.2, used.2 + 1);
+            assert!(
+                s.imports
+                    .iter()
+                    .any(|i| i.0 == "metering" && i.1 == cu_metering::INLINE_OUT_OF_GAS_FIELD)
+            );
+        }
+    }
+}
+
+#[test]
+fn inline_variant_charges_the_same_constants() {
+    let input = corpus_module("control");
+    let host = summarize(&meter(&input, MeterType::I32).unwrap());
+    let inline = summarize(&cu_metering::meter_inline(&input, &MeterOptions::new(MeterType::I32)).unwrap());
+    // Globals: 1 imported + 2 defined, so gas used is global 3 and the limit global 4.
+    assert_eq!(host.code.len(), inline.code.len());
+    let mut charges = 0;
+    for (h, i) in host.code.iter().zip(&inline.code) {
+        // Host statements: `i32.const c; call 2` (usegas is function 2).
+        let host_costs: Vec<String> = h
+            .ops
+            .windows(2)
+            .filter(|w| w[1] == "Call { function_index: 2 }" && w[0].starts_with("I32Const"))
+            .map(|w| w[0].replace("I32Const", "Const"))
+            .collect();
+        // Inline statements: `global.get 3; i64.const c; ...`.
+        let inline_costs: Vec<String> = i
+            .ops
+            .windows(2)
+            .filter(|w| w[0] == "GlobalGet { global_index: 3 }" && w[1].starts_with("I64Const"))
+            .map(|w| w[1].replace("I64Const", "Const"))
+            .collect();
+        assert_eq!(host_costs, inline_costs);
+        charges += host_costs.len();
+    }
+    assert!(charges > 10);
+    let fib = &inline.code[0].ops;
+    assert_eq!(
+        &fib[..10],
+        &[
+            "GlobalGet { global_index: 3 }",
+            "I64Const { value: 258 }",
+            "I64Add",
+            "GlobalSet { global_index: 3 }",
+            "GlobalGet { global_index: 3 }",
+            "GlobalGet { global_index: 4 }",
+            "I64GtU",
+            "If { blockty: Empty }",
+            "Call { function_index: 2 }",
+            "End",
+        ]
+    );
+}
+
+#[test]
+fn inline_variant_rewrites_pre_metered_calls() {
+    let pre = corpus_module("pre_metered");
+    let m = cu_metering::meter_inline(&pre, &MeterOptions::new(MeterType::I32)).unwrap();
+    validate(&m).unwrap();
+    let s = summarize(&m);
+    assert_eq!(s.imports[0].1, "usegas");
+    assert_eq!(s.imports[1].1, "out_of_gas");
+    assert_eq!(
+        s.code[0].ops,
+        vec![
+            "I32Const { value: 92 }",
+            "I64ExtendI32S",
+            "GlobalGet { global_index: 0 }",
+            "I64Add",
+            "GlobalSet { global_index: 0 }",
+            "GlobalGet { global_index: 0 }",
+            "GlobalGet { global_index: 1 }",
+            "I64GtU",
+            "If { blockty: Empty }",
+            "Call { function_index: 1 }",
+            "End",
+            "Nop",
+            "End",
+        ]
+    );
+    // usegas escaping through an export cannot be inlined.
+    let escaping = wat::parse_str(
+        r#"(module (import "metering" "usegas" (func $u (param i32))) (export "u" (func $u)))"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        cu_metering::meter_inline(&escaping, &MeterOptions::new(MeterType::I32)),
+        Err(MeterError::UsegasEscapes)
+    ));
+    let clash =
+        wat::parse_str(r#"(module (global (export "metering_gas_used") i32 (i32.const 0)))"#).unwrap();
+    assert!(matches!(
+        cu_metering::meter_inline(&clash, &MeterOptions::new(MeterType::I32)),
+        Err(MeterError::NameClash(_))
+    ));
+}

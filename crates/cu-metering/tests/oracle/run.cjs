@@ -3,8 +3,10 @@
 // usage: node run.cjs <spec.json>
 // spec: [{ "wasm": path, "imports": [{ "module", "name", "result": "i32"|"i64"|"f32"|"f64"|null }],
 //          "calls": [{ "name", "args": [["i32"|"i64"|"f32"|"f64", number], ...] }] }]
-// Imports other than metering.usegas return 0 of their result type. Prints, per module and call,
-// "CALL <wasm> <name> <gas> <ok|trap:...> <result>".
+// Imports other than metering.usegas / metering.out_of_gas return 0 of their result type.
+// Modules instrumented by `meter_inline` keep gas in the exported `metering_gas_used` global;
+// their `metering_gas_limit` is set to the same limit the usegas host function enforces.
+// Prints "INST <wasm> <gas> <status>" and, per call, "CALL <wasm> <name> <gas> <ok|trap:...> <result>".
 'use strict'
 const fs = require('fs')
 const LIMIT = 1e8
@@ -16,7 +18,11 @@ for (const mod of spec) {
   let memory
   for (const imp of mod.imports) {
     imports[imp.module] = imports[imp.module] || {}
-    if (imp.module === 'metering' && imp.name === 'usegas') {
+    if (imp.module === 'metering' && imp.name === 'out_of_gas') {
+      imports[imp.module][imp.name] = () => {
+        throw new Error('out of gas!')
+      }
+    } else if (imp.module === 'metering' && imp.name === 'usegas') {
       imports[imp.module][imp.name] = (g) => {
         gas.used += Number(g)
         if (gas.used > LIMIT) throw new Error('out of gas!')
@@ -41,9 +47,12 @@ for (const mod of spec) {
     console.log(`INST ${mod.wasm} ${gas.used} ${String(e && e.message).replace(/\s+/g, ' ')}`)
     continue
   }
-  console.log(`INST ${mod.wasm} ${gas.used} ok`)
+  const g = instance.exports.metering_gas_used
+  const current = () => (g ? Number(g.value) : gas.used)
+  if (instance.exports.metering_gas_limit) instance.exports.metering_gas_limit.value = BigInt(LIMIT)
+  console.log(`INST ${mod.wasm} ${current()} ok`)
   for (const call of mod.calls) {
-    const before = gas.used
+    const before = current()
     const args = call.args.map(([t, v]) => (t === 'i64' ? BigInt(v) : v))
     let status = 'ok'
     let result = ''
@@ -53,6 +62,6 @@ for (const mod of spec) {
     } catch (e) {
       status = 'trap:' + String(e && e.message).replace(/\s+/g, '_')
     }
-    console.log(`CALL ${mod.wasm} ${call.name} ${gas.used - before} ${status} ${result}`)
+    console.log(`CALL ${mod.wasm} ${call.name} ${current() - before} ${status} ${result}`)
   }
 }
