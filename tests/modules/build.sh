@@ -25,7 +25,7 @@ die() { echo "build.sh: error: $*" >&2; exit 1; }
 for tool in "$EMCC" emar wasm-objdump cargo node npm od; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found"
 done
-emver="$("$EMCC" --version | head -n1)"
+emver="$("$EMCC" --version | sed -n 1p)"
 case "$emver" in
   *" 3.1.6 "*|*" 3.1.6") ;;
   *) die "expected emscripten 3.1.6 (Debian's emcc), found: $emver" ;;
@@ -244,6 +244,7 @@ else
   node "$oracle/meter.cjs" "$mvp_wasm" "$metered.tmp"
   mv "$metered.tmp" "$metered"
   check_imports "$metered"
-  wasm-objdump -x -j Import "$metered" | grep -q '<- metering.usegas$' || die "$metered has no metering.usegas import"
+  metered_imports="$(wasm-objdump -x -j Import "$metered")"
+  grep -q '<- metering.usegas$' <<<"$metered_imports" || die "$metered has no metering.usegas import"
 fi
 log "done: $wasm $metered"
