@@ -1,1 +1,37 @@
-//! placeholder
+//! The ao-cu evaluator: deterministic wasmtime, the AOT cache, and the Emscripten host ABI of every AO
+//! module format.
+//!
+//! A narrow wrapper over wasmtime: a [`Loader`] compiles a module (through the on-disk [`AotCache`],
+//! keyed by the module's SHA-256, the load-time transform and the engine's compatibility hash) into a
+//! [`CompiledModule`] whose imports are linked once; a [`Process`] is one resident instance with
+//! [`Process::boot`], [`Process::handle`], [`Process::snapshot`] and [`Process::restore`].
+//!
+//! - [`engine`]: the fixed, deterministic engine configuration (fuel for unmetered modules).
+//! - [`cache`]: `.cwasm` artefacts with checked headers, written atomically.
+//! - [`prepare`]: load-time export of internal mutable globals, so snapshots can carry them.
+//! - [`module`]: transforms (metering for the `-metering` formats via `cu-metering`), compile, link.
+//! - [`host`]: one file per import family.
+//! - [`state`]: the per-process glue state (fake clock, random sequence, file system) kept in snapshots.
+//! - [`process`]: start-up, string marshalling, `{ok, response}` parsing, gas and fuel, rollback.
+//! - [`snapshot`]: ao-cu's own snapshot format.
+//!
+//! Instantiation uses wasmtime's on-demand allocator with copy-on-write memory images (see
+//! `docs/ARCHITECTURE.md` for the choice against the pooling allocator and memfd-backed memories).
+//! Evaluate on threads with at least [`engine::EVAL_THREAD_STACK`] bytes of stack.
+
+pub mod cache;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod module;
+pub mod prepare;
+pub mod process;
+pub mod snapshot;
+pub mod state;
+
+pub use cache::AotCache;
+pub use engine::{EVAL_THREAD_STACK, Engines, Metering};
+pub use error::WasmError;
+pub use module::{CompiledModule, Loader, Origin};
+pub use process::{Process, ProcessConfig, THIS_PROGRAM};
+pub use snapshot::Snapshot;

@@ -1,0 +1,497 @@
+//! A process: one resident instance of a compiled module, evaluating messages in order.
+//!
+//! `boot` runs the Emscripten start-up (stack init and cookie, constructors, `main` with a fixed argv);
+//! `handle` marshals the two JSON strings on the wasm stack, calls `handle`, parses `{ok, response}` and
+//! builds the result. Memory is never copied for a successful message. A failed message (an `Error`, a trap,
+//! out of gas, or the legacy "not enough memory for buffer allocation" Output) leaves the process exactly as
+//! it was before the message: the process is rebuilt from its last base snapshot and the messages since
+//! are replayed (errors are rare; a new base is taken after every rollback and every `journal_limit`
+//! messages, so replays stay short).
+
+use std::sync::Arc;
+
+use cu_types::result::parse_json_like_js;
+use cu_types::{EvalOutput, Limits, StringSizeRule};
+use serde_json::Value;
+use wasmtime::{Extern, Func, Instance, Store, Trap, Val, ValType};
+
+use crate::engine::{FUEL_PER_GAS, Metering};
+use crate::error::WasmError;
+use crate::host::{HostTrap, zero};
+use crate::module::CompiledModule;
+use crate::snapshot::{GlobalValue, Snapshot};
+use crate::state::{Exports, HostState};
+
+/// `argv[0]` passed to `main` (and the `_` environment variable). The reference passes the path of its
+/// own Node script, which differs between deployments; ao-cu passes Emscripten's own default.
+pub const THIS_PROGRAM: &str = "./this.program";
+
+/// How a process is run.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// `Memory-Limit` and `Compute-Limit`.
+    pub limits: Limits,
+    /// `argv[0]`; [`THIS_PROGRAM`] unless a test reproduces another host's memory layout.
+    pub this_program: String,
+    /// Messages kept for replay before a new base snapshot is taken.
+    pub journal_limit: usize,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig { limits: Limits::default(), this_program: THIS_PROGRAM.into(), journal_limit: 1000 }
+    }
+}
+
+/// A running process.
+pub struct Process {
+    module: Arc<CompiledModule>,
+    config: ProcessConfig,
+    store: Store<HostState>,
+    instance: Instance,
+    memory: wasmtime::Memory,
+    handle: Func,
+    base: Snapshot,
+    journal: Vec<(String, String)>,
+    rollbacks: u64,
+}
+
+/// A message failure, before it becomes the result's `Error`.
+enum CallError {
+    /// The message failed; this is its `Error` value.
+    Message(Value),
+    /// The host itself failed (cannot happen for a healthy instance).
+    Host(WasmError),
+}
+
+impl Process {
+    /// Instantiates the module and runs its start-up.
+    pub fn boot(module: Arc<CompiledModule>, config: ProcessConfig) -> Result<Self, WasmError> {
+        let (mut store, instance, handle) = instantiate(&module, &config)?;
+        start(&module, &config, &mut store, &instance).map_err(|e| WasmError::Boot(error_value(&e).to_string()))?;
+        let base = capture(&module, &mut store, &instance)?;
+        let memory = exports(&store).map_err(|e| WasmError::Boot(e.to_string()))?.memory;
+        Ok(Process { module, config, store, instance, memory, handle, base, journal: Vec::new(), rollbacks: 0 })
+    }
+
+    /// Resumes a process from a snapshot on a fresh instance (no start-up runs).
+    pub fn restore(module: Arc<CompiledModule>, snapshot: Snapshot, config: ProcessConfig) -> Result<Self, WasmError> {
+        if snapshot.format != module.format {
+            return Err(WasmError::Snapshot(format!(
+                "the snapshot is of format {}, the module of {}",
+                snapshot.format, module.format
+            )));
+        }
+        if snapshot.module_sha256 != module.sha256 {
+            return Err(WasmError::Snapshot("the snapshot belongs to another module".into()));
+        }
+        let (store, instance, handle) = rebuild(&module, &config, &snapshot)?;
+        let memory = exports(&store).map_err(|e| WasmError::Boot(e.to_string()))?.memory;
+        Ok(Process { module, config, store, instance, memory, handle, base: snapshot, journal: Vec::new(), rollbacks: 0 })
+    }
+
+    /// The compiled module.
+    pub fn module(&self) -> &Arc<CompiledModule> {
+        &self.module
+    }
+
+    /// Evaluates one message. `msg` and `env` are the JSON texts passed to `handle`.
+    /// Message failures are in the result's `Error`; `Err` means the host could not keep the process
+    /// consistent (a replay diverged) and the process must be discarded.
+    pub fn handle(&mut self, msg: &str, env: &str) -> Result<EvalOutput, WasmError> {
+        let result = self.call(msg, env);
+        let gas_used = self.store.data().gas.used.max(0.0) as u64;
+        let output = match result {
+            Ok(output) => output,
+            Err(CallError::Message(error)) => {
+                if error.is_null() {
+                    // `throw undefined` in the reference: no Error, previous state kept.
+                    let out = EvalOutput { gas_used, ..EvalOutput::failed(Value::Null, gas_used) };
+                    self.rollback()?;
+                    return Ok(EvalOutput { error: None, ..out });
+                }
+                EvalOutput::failed(error, gas_used)
+            }
+            Err(CallError::Host(e)) => return Err(e),
+        };
+        if output.keeps_previous_state() {
+            self.rollback()?;
+        } else {
+            self.journal.push((msg.to_string(), env.to_string()));
+            if self.journal.len() >= self.config.journal_limit {
+                self.rebase()?;
+            }
+        }
+        Ok(output)
+    }
+
+    /// The current state.
+    pub fn snapshot(&mut self) -> Result<Snapshot, WasmError> {
+        capture(&self.module, &mut self.store, &self.instance)
+    }
+
+    /// BLAKE3 of linear memory, hex.
+    pub fn memory_hash(&mut self) -> String {
+        let memory = self.memory();
+        blake3::hash(memory.data(&self.store)).to_hex().to_string()
+    }
+
+    /// Size of linear memory in bytes.
+    pub fn memory_size(&mut self) -> u64 {
+        let memory = self.memory();
+        memory.data_size(&self.store) as u64
+    }
+
+    /// What the module wrote to stdout/stderr recently (never printed by ao-cu itself).
+    pub fn stdout(&self) -> &[u8] {
+        &self.store.data().stdout
+    }
+
+    /// How many failed messages were rolled back.
+    pub fn rollbacks(&self) -> u64 {
+        self.rollbacks
+    }
+
+    fn memory(&self) -> wasmtime::Memory {
+        self.memory
+    }
+
+    fn call(&mut self, msg: &str, env: &str) -> Result<EvalOutput, CallError> {
+        let gas_limit = self.config.limits.gas_limit();
+        {
+            let data = self.store.data_mut();
+            data.gas.used = 0.0;
+            data.gas.limit = gas_limit as f64;
+        }
+        if self.module.metering == Metering::Fuel {
+            let fuel = gas_limit.saturating_mul(FUEL_PER_GAS);
+            self.store.set_fuel(fuel).map_err(|e| CallError::Host(WasmError::Boot(e.to_string())))?;
+        }
+        let text = call_handle(&mut self.store, &self.handle, msg, env).map_err(|e| CallError::Message(error_value(&e)))?;
+        let gas_used = self.store.data().gas.used.max(0.0) as u64;
+        let reply = match parse_json_like_js(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                let why = if text.is_empty() { "Unexpected end of JSON input".to_string() } else { e.to_string() };
+                return Err(CallError::Message(Value::String(format!("SyntaxError: {why}"))));
+            }
+        };
+        let ok = reply.get("ok").is_some_and(truthy);
+        let response = reply.get("response").cloned().unwrap_or(Value::Null);
+        if !ok {
+            return Err(CallError::Message(response));
+        }
+        Ok(EvalOutput::from_response(&response, gas_used))
+    }
+
+    fn rollback(&mut self) -> Result<(), WasmError> {
+        self.rollbacks += 1;
+        let (store, instance, handle) = rebuild(&self.module, &self.config, &self.base)?;
+        self.memory = exports(&store).map_err(|e| WasmError::Boot(e.to_string()))?.memory;
+        self.store = store;
+        self.instance = instance;
+        self.handle = handle;
+        let journal = std::mem::take(&mut self.journal);
+        for (i, (msg, env)) in journal.iter().enumerate() {
+            match self.call(msg, env) {
+                Ok(out) if !out.keeps_previous_state() => {}
+                _ => return Err(WasmError::Replay(format!("message {} of {} since the base", i + 1, journal.len()))),
+            }
+        }
+        self.rebase()
+    }
+
+    fn rebase(&mut self) -> Result<(), WasmError> {
+        self.base = capture(&self.module, &mut self.store, &self.instance)?;
+        self.journal.clear();
+        Ok(())
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
+    }
+}
+
+/// The `Error` value of a failed call: the trap named as the reference names it.
+pub fn error_value(e: &wasmtime::Error) -> Value {
+    if let Some(trap) = e.downcast_ref::<HostTrap>() {
+        return Value::String(match trap {
+            HostTrap::Longjmp => "RuntimeError: uncaught longjmp".into(),
+            other => other.to_string(),
+        });
+    }
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        let text = match trap {
+            Trap::OutOfFuel => "out of gas!",
+            Trap::StackOverflow => "RangeError: Maximum call stack size exceeded",
+            Trap::MemoryOutOfBounds => "RuntimeError: memory access out of bounds",
+            Trap::UnreachableCodeReached => "RuntimeError: unreachable",
+            Trap::IntegerDivisionByZero => "RuntimeError: divide by zero",
+            Trap::IntegerOverflow => "RuntimeError: divide result unrepresentable",
+            Trap::BadConversionToInteger => "RuntimeError: float unrepresentable in integer range",
+            Trap::IndirectCallToNull | Trap::BadSignature => "RuntimeError: null function or function signature mismatch",
+            Trap::TableOutOfBounds => "RuntimeError: table index is out of bounds",
+            Trap::HeapMisaligned => "RuntimeError: operation does not support unaligned accesses",
+            other => return Value::String(format!("RuntimeError: {other}")),
+        };
+        return Value::String(text.into());
+    }
+    Value::String(format!("RuntimeError: {e:#}"))
+}
+
+fn memory_cap(module: &CompiledModule, limits: &Limits) -> u64 {
+    let mut cap = module.format.heap_max();
+    if let Some(declared) = module.declared_max_memory {
+        cap = cap.min(declared);
+    }
+    if let Some(limit) = limits.memory_limit {
+        cap = cap.min(limit);
+    }
+    cap
+}
+
+fn instantiate(
+    module: &CompiledModule,
+    config: &ProcessConfig,
+) -> Result<(Store<HostState>, Instance, Func), WasmError> {
+    let engine = module.module.engine();
+    let state = HostState::new(
+        module.format,
+        memory_cap(module, &config.limits),
+        config.this_program.clone(),
+        config.limits.gas_limit(),
+    );
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| s);
+    if module.metering == Metering::Fuel {
+        let fuel = config.limits.gas_limit().saturating_mul(FUEL_PER_GAS);
+        store.set_fuel(fuel).map_err(|e| WasmError::Boot(e.to_string()))?;
+    }
+    let instance = module.pre.instantiate(&mut store).map_err(|e| WasmError::Boot(format!("{e:#}")))?;
+    let names = &module.names;
+    let func = |store: &mut Store<HostState>, name: &str| instance.get_func(&mut *store, name);
+    let memory = instance
+        .get_memory(&mut store, names.memory)
+        .ok_or(WasmError::MissingExport { name: names.memory, format: module.format })?;
+    let exports = Exports {
+        memory,
+        table: instance.get_export(&mut store, names.table).and_then(Extern::into_table),
+        stack_save: func(&mut store, names.stack.0),
+        stack_restore: func(&mut store, names.stack.1),
+        stack_alloc: func(&mut store, names.stack.2),
+        set_threw: func(&mut store, names.set_threw),
+        malloc: func(&mut store, names.malloc),
+        errno_location: func(&mut store, names.errno_location),
+    };
+    store.data_mut().exports = Some(exports);
+    let handle = func(&mut store, names.handle).ok_or(WasmError::MissingExport { name: names.handle, format: module.format })?;
+    Ok((store, instance, handle))
+}
+
+/// Calls `f` with integer arguments converted to its parameter types; returns the first result as u64.
+fn call_int(store: &mut Store<HostState>, f: &Func, args: &[u64]) -> wasmtime::Result<u64> {
+    let ty = f.ty(&*store);
+    let params: Vec<Val> = ty
+        .params()
+        .zip(args)
+        .map(|(t, v)| match t {
+            ValType::I64 => Val::I64(*v as i64),
+            _ => Val::I32(*v as i32),
+        })
+        .collect();
+    let mut results: Vec<Val> = ty.results().map(|t| zero(&t)).collect();
+    f.call(&mut *store, &params, &mut results)?;
+    Ok(match results.first() {
+        Some(Val::I32(v)) => *v as u32 as u64,
+        Some(Val::I64(v)) => *v as u64,
+        _ => 0,
+    })
+}
+
+fn exports(store: &Store<HostState>) -> wasmtime::Result<Exports> {
+    store.data().exports.ok_or_else(|| HostTrap::MissingExport("memory").into())
+}
+
+/// Emscripten start-up as the glue runs it.
+fn start(
+    module: &CompiledModule,
+    config: &ProcessConfig,
+    store: &mut Store<HostState>,
+    instance: &Instance,
+) -> wasmtime::Result<()> {
+    let names = &module.names;
+    if let Some(init) = instance.get_func(&mut *store, "emscripten_stack_init") {
+        call_int(store, &init, &[])?;
+    }
+    if let Some(end) = instance.get_func(&mut *store, "emscripten_stack_get_end") {
+        // writeStackCookie: two magic words at the stack end and 'emsc' at address 0.
+        let mut max = call_int(store, &end, &[])?;
+        if max == 0 {
+            max += 4;
+        }
+        let memory = exports(store)?.memory;
+        let data = memory.data_mut(&mut *store);
+        let mut put = |at: u64, v: u32| {
+            if let Some(slot) = data.get_mut(at as usize..at as usize + 4) {
+                slot.copy_from_slice(&v.to_le_bytes());
+            }
+        };
+        put(max, 0x0213_5467);
+        put(max + 4, 0x89BA_CDFE);
+        put(0, 0x6373_6d65);
+    }
+    if let Some(ctors) = instance.get_func(&mut *store, names.ctors) {
+        call_int(store, &ctors, &[])?;
+    }
+    let Some(main) = instance.get_func(&mut *store, names.main) else {
+        return Ok(());
+    };
+    if module.format.main_call() == cu_types::MainCall::NotCalled {
+        if module.format.creates_data_dir() {
+            store.data_mut().glue.fs.create_path("/data");
+        }
+        return Ok(());
+    }
+    if module.format.main_call() == cu_types::MainCall::ProgramName {
+        let e = exports(store)?;
+        let alloc = e.stack_alloc.ok_or(HostTrap::MissingExport("stackAlloc"))?;
+        let ptr_size = module.format.pointer_size();
+        let args = [config.this_program.as_str()];
+        let argv = call_int(store, &alloc, &[(args.len() as u64 + 1) * ptr_size])?;
+        let mut pointers = Vec::new();
+        for arg in args {
+            let mut bytes = arg.as_bytes().to_vec();
+            bytes.push(0);
+            let p = call_int(store, &alloc, &[bytes.len() as u64])?;
+            write_memory(store, p, &bytes)?;
+            pointers.push(p);
+        }
+        pointers.push(0);
+        let mut table = Vec::new();
+        for p in pointers {
+            if ptr_size == 8 {
+                table.extend_from_slice(&p.to_le_bytes());
+            } else {
+                table.extend_from_slice(&(p as u32).to_le_bytes());
+            }
+        }
+        write_memory(store, argv, &table)?;
+        call_int(store, &main, &[args.len() as u64, argv])?;
+    } else {
+        call_int(store, &main, &[0, 0])?;
+    }
+    if module.format.creates_data_dir() {
+        store.data_mut().glue.fs.create_path("/data");
+    }
+    Ok(())
+}
+
+fn write_memory(store: &mut Store<HostState>, at: u64, bytes: &[u8]) -> wasmtime::Result<()> {
+    let memory = exports(store)?.memory;
+    let data = memory.data_mut(&mut *store);
+    let end = (at as usize).checked_add(bytes.len()).filter(|e| *e <= data.len()).ok_or(HostTrap::OutOfBounds)?;
+    data[at as usize..end].copy_from_slice(bytes);
+    Ok(())
+}
+
+/// `ccall('handle', 'string', ['string', 'string'], [msg, env])`.
+fn call_handle(store: &mut Store<HostState>, handle: &Func, msg: &str, env: &str) -> wasmtime::Result<String> {
+    let e = exports(store)?;
+    let (save, restore, alloc) = (
+        e.stack_save.ok_or(HostTrap::MissingExport("stackSave"))?,
+        e.stack_restore.ok_or(HostTrap::MissingExport("stackRestore"))?,
+        e.stack_alloc.ok_or(HostTrap::MissingExport("stackAlloc"))?,
+    );
+    let rule = store.data().format.string_size_rule();
+    let size = |s: &str| match rule {
+        StringSizeRule::Utf16UnitsTimesFour => (s.encode_utf16().count() as u64) * 4 + 1,
+        StringSizeRule::Utf8Exact => s.len() as u64 + 1,
+    };
+    let sp = call_int(store, &save, &[])?;
+    let mut pointers = [0u64; 2];
+    for (slot, text) in pointers.iter_mut().zip([msg, env]) {
+        let p = call_int(store, &alloc, &[size(text)])?;
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(0);
+        write_memory(store, p, &bytes)?;
+        *slot = p;
+    }
+    let ret = call_int(store, handle, &pointers)?;
+    let text = if ret == 0 {
+        String::new()
+    } else {
+        let memory = e.memory;
+        let data = memory.data(&*store);
+        let tail = data.get(ret as usize..).ok_or(HostTrap::OutOfBounds)?;
+        let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
+        String::from_utf8_lossy(&tail[..end]).into_owned()
+    };
+    call_int(store, &restore, &[sp])?;
+    Ok(text)
+}
+
+fn capture(module: &CompiledModule, store: &mut Store<HostState>, instance: &Instance) -> Result<Snapshot, WasmError> {
+    let memory = exports(store).map_err(|e| WasmError::Snapshot(e.to_string()))?.memory;
+    let mut globals = Vec::with_capacity(module.globals.len());
+    for name in &module.globals {
+        let global = instance
+            .get_global(&mut *store, name)
+            .ok_or_else(|| WasmError::Snapshot(format!("global {name} missing")))?;
+        let value = match global.get(&mut *store) {
+            Val::I32(v) => GlobalValue::I32(v),
+            Val::I64(v) => GlobalValue::I64(v),
+            Val::F32(v) => GlobalValue::F32(v),
+            Val::F64(v) => GlobalValue::F64(v),
+            _ => return Err(WasmError::Snapshot(format!("global {name} has a reference or vector type"))),
+        };
+        globals.push((name.clone(), value));
+    }
+    Ok(Snapshot {
+        format: module.format,
+        module_sha256: module.sha256,
+        memory: memory.data(&*store).to_vec(),
+        globals,
+        glue: store.data().glue.clone(),
+    })
+}
+
+fn rebuild(
+    module: &CompiledModule,
+    config: &ProcessConfig,
+    snapshot: &Snapshot,
+) -> Result<(Store<HostState>, Instance, Func), WasmError> {
+    let (mut store, instance, handle) = instantiate(module, config)?;
+    let memory = exports(&store).map_err(|e| WasmError::Snapshot(e.to_string()))?.memory;
+    let have = memory.data_size(&store) as u64;
+    let want = snapshot.memory.len() as u64;
+    if want % 65536 != 0 || want < have {
+        return Err(WasmError::Snapshot(format!("memory of {want} bytes cannot be restored into {have}")));
+    }
+    if want > have {
+        memory
+            .grow(&mut store, (want - have) / 65536)
+            .map_err(|e| WasmError::Snapshot(format!("cannot grow memory to {want} bytes: {e}")))?;
+    }
+    memory.data_mut(&mut store).copy_from_slice(&snapshot.memory);
+    for (name, value) in &snapshot.globals {
+        let global = instance
+            .get_global(&mut store, name)
+            .ok_or_else(|| WasmError::Snapshot(format!("the module has no global {name}")))?;
+        let v = match *value {
+            GlobalValue::I32(v) => Val::I32(v),
+            GlobalValue::I64(v) => Val::I64(v),
+            GlobalValue::F32(v) => Val::F32(v),
+            GlobalValue::F64(v) => Val::F64(v),
+        };
+        global.set(&mut store, v).map_err(|e| WasmError::Snapshot(format!("global {name}: {e}")))?;
+    }
+    store.data_mut().glue = snapshot.glue.clone();
+    Ok((store, instance, handle))
+}
