@@ -350,6 +350,12 @@ fn differential_against_npm_package() {
                     ..MeterOptions::new(ty)
                 },
             );
+            if validate(&input).is_ok() {
+                // The inline variant handles every valid module, pre-metered ones included.
+                let inline = meter_inline(&input, &MeterOptions::new(ty))
+                    .unwrap_or_else(|e| panic!("{what}: meter_inline: {e}"));
+                validate(&inline).unwrap_or_else(|e| panic!("{what}: meter_inline output: {e}"));
+            }
             match &reference[name] {
                 Err(msg) if msg.contains("importing metering function is not allowed") => {
                     assert!(matches!(ext, Err(MeterError::AlreadyMetered)), "{what}: {ext:?}");
