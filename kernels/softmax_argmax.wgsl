@@ -1,6 +1,6 @@
 // softmax_argmax — fixed-point softmax and argmax over the rows of an int32 logit matrix, bit-exact.
 //
-// Semantics (identical to `cu_gpu::cpu::softmax_argmax`), for each row x[0..cols]:
+// Semantics (identical to `cu_gpu::cpu::softmax_argmax`), for each row x[0..cols], 1 ≤ cols ≤ 65536:
 //   mx     = max_i x[i];  argmax = the smallest i with x[i] == mx
 //   d_i    = mx - x[i]                       exact, as u32 (0 ≤ d_i < 2^32)
 //   e_i    = d_i · beta                      exact u64; beta = log2(e) · logit_scale in Q16.16
@@ -18,8 +18,12 @@
 //   @binding(3) storage, read_write  probs  : array<u32>  rows × cols Q16 probabilities.
 //   @binding(4) storage, read_write  argmax : array<u32>  rows indices.
 //
-// Dispatch: ceil(rows / 64) workgroups of 64, split over (x, y) as x = min(count, 65535),
-// y = ceil(count / x); one invocation per row.
+// Dispatch: one workgroup of 64 invocations per row, rows split over (x, y) as
+// x = min(rows, 65535), y = ceil(rows / x). Invocation t handles columns t, t + 64, ...; the row's
+// (max, first index) and weight sum are combined through workgroup memory. Max-with-lowest-index
+// and wrapping u32 sums are order-independent, so the tree shape cannot change a bit.
+// Loop budget: at most 3 · 1024 + 12 loop iterations per invocation (cols ≤ 65536), far below the
+// 65535 after which Mesa's llvmpipe/lavapipe (22.x) silently ends an invocation's loops.
 
 struct Params {
     rows: u32,
@@ -33,6 +37,13 @@ struct Params {
 @group(0) @binding(2) var<storage, read> table: array<u32>;
 @group(0) @binding(3) var<storage, read_write> probs: array<u32>;
 @group(0) @binding(4) var<storage, read_write> argmax: array<u32>;
+
+const WG: u32 = 64u;
+const NONE: u32 = 0xffffffffu;
+
+var<workgroup> red_v: array<i32, 64>;
+var<workgroup> red_i: array<u32, 64>;
+var<workgroup> red_s: array<u32, 64>;
 
 // Unsigned 32 × 32 → 64-bit product as (lo, hi).
 fn mul_u32_wide(a: u32, b: u32) -> vec2<u32> {
@@ -65,29 +76,75 @@ fn softmax_argmax(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let r = (wid.y * nwg.x + wid.x) * 64u + lid.x;
-    if (r >= params.rows) {
-        return;
-    }
+    let t = lid.x;
+    let r = wid.y * nwg.x + wid.x;
+    // Spare workgroups of the (x, y) split compute nothing but still reach every barrier.
+    let valid = r < params.rows;
     let cols = params.cols;
     let base = r * cols;
-    var mx = logits[base];
-    var am = 0u;
-    for (var i = 1u; i < cols; i++) {
-        let x = logits[base + i];
-        if (x > mx) {
-            mx = x;
-            am = i;
+    let iters = (cols + WG - 1u) / WG;
+
+    // 1. (max, first index of max), per invocation then across the workgroup.
+    var mx = 0;
+    var am = NONE;
+    for (var j = 0u; j < iters; j++) {
+        let i = t + j * WG;
+        if (valid && i < cols) {
+            let x = logits[base + i];
+            if (am == NONE || x > mx) {
+                mx = x;
+                am = i;
+            }
         }
     }
+    if (am == NONE) {
+        mx = -2147483647 - 1;
+    }
+    red_v[t] = mx;
+    red_i[t] = am;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (t < s) {
+            let v2 = red_v[t + s];
+            let i2 = red_i[t + s];
+            if (v2 > red_v[t] || (v2 == red_v[t] && i2 < red_i[t])) {
+                red_v[t] = v2;
+                red_i[t] = i2;
+            }
+        }
+        workgroupBarrier();
+    }
+    let row_max = bitcast<u32>(red_v[0]);
+    let row_arg = red_i[0];
+
+    // 2. Weight sum.
     var sum = 0u;
-    for (var i = 0u; i < cols; i++) {
-        sum += weight(bitcast<u32>(mx) - bitcast<u32>(logits[base + i]));
+    for (var j = 0u; j < iters; j++) {
+        let i = t + j * WG;
+        if (valid && i < cols) {
+            sum += weight(row_max - bitcast<u32>(logits[base + i]));
+        }
     }
-    let half = sum / 2u;
-    for (var i = 0u; i < cols; i++) {
-        let w = weight(bitcast<u32>(mx) - bitcast<u32>(logits[base + i]));
-        probs[base + i] = ((w << 16u) + half) / sum;
+    red_s[t] = sum;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (t < s) {
+            red_s[t] += red_s[t + s];
+        }
+        workgroupBarrier();
     }
-    argmax[r] = am;
+    let total = max(red_s[0], 1u);
+    let half = total / 2u;
+
+    // 3. Probabilities.
+    for (var j = 0u; j < iters; j++) {
+        let i = t + j * WG;
+        if (valid && i < cols) {
+            let w = weight(row_max - bitcast<u32>(logits[base + i]));
+            probs[base + i] = ((w << 16u) + half) / total;
+        }
+    }
+    if (valid && t == 0u) {
+        argmax[r] = row_arg;
+    }
 }

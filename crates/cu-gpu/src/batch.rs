@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -105,10 +105,7 @@ fn run(ctx: &GpuContext, policy: BatchPolicy, stats: &BatchStats, rx: &Receiver<
                     if now >= deadline {
                         None
                     } else {
-                        match rx.recv_timeout(deadline - now) {
-                            Ok(e) => Some(e),
-                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                        }
+                        rx.recv_timeout(deadline - now).ok()
                     }
                 }
             };

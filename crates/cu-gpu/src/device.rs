@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::TensorError;
 use crate::batch::{self, BatchPolicy, BatchStats, BatchStatsSnapshot, Envelope};
 use crate::cpu::{self, SoftmaxArgmax};
-use crate::gpu::{AdapterSummary, GpuContext, GpuJob, JobLimits, Kernel};
+use crate::gpu::{AdapterSummary, GpuContext, GpuJob, JobLimits, Kernel, Pass};
 use crate::ops::{self, ElemType, MatmulDims, Requant};
 
 /// Where operations run.
@@ -283,12 +283,29 @@ impl TensorDevice {
                 bt[j * k4 * 4 + kk] = v;
             }
         }
+        // K is summed in chunks of at most MATMUL_K_CHUNK words per dispatch (see the kernel).
+        let workgroups = (d.n.div_ceil(64), d.m.div_ceil(64));
+        let passes = (0..k4)
+            .step_by(MATMUL_K_CHUNK)
+            .map(|begin| Pass {
+                params: [
+                    d.m,
+                    d.n,
+                    k4 as u32,
+                    begin as u32,
+                    (begin + MATMUL_K_CHUNK).min(k4) as u32,
+                    u32::from(begin > 0),
+                    0,
+                    0,
+                ],
+                workgroups,
+            })
+            .collect();
         let job = GpuJob {
             kernel: Kernel::MatmulI8,
-            params: [d.m, d.n, k4 as u32, 0],
             inputs: vec![ap, bt],
             outputs: vec![(m * n * 4) as u64],
-            workgroups: (d.n.div_ceil(64), d.m.div_ceil(64)),
+            passes,
         };
         match self.submit(gpu, job)? {
             Some(mut out) if out.len() == 1 => Ok(out.swap_remove(0)),
@@ -305,17 +322,20 @@ impl TensorDevice {
             return cpu::requantize(x, q);
         };
         let words = len.div_ceil(4);
+        let params = [
+            len as u32,
+            q.multiplier as u32,
+            q.shift as u32,
+            q.zero_point as u32,
+        ];
         let job = GpuJob {
             kernel: Kernel::Requantize,
-            params: [
-                len as u32,
-                q.multiplier as u32,
-                q.shift as u32,
-                q.zero_point as u32,
-            ],
             inputs: vec![x.to_vec()],
             outputs: vec![words * 4],
-            workgroups: gpu.limits.split(words.div_ceil(256)),
+            passes: vec![Pass {
+                params: pad8(params),
+                workgroups: gpu.limits.split(words.div_ceil(256)),
+            }],
         };
         self.finish_bytes(gpu, job, len as usize, || cpu::requantize(x, q))
     }
@@ -331,12 +351,15 @@ impl TensorDevice {
             ElemType::I8 => (Kernel::AddI8, len.div_ceil(4)),
             ElemType::I32 => (Kernel::AddI32, len),
         };
+        let params = [len as u32, b_len as u32, 0, 0];
         let job = GpuJob {
             kernel,
-            params: [len as u32, b_len as u32, 0, 0],
             inputs: vec![pad4(a), pad4(b)],
             outputs: vec![words * 4],
-            workgroups: gpu.limits.split(words.div_ceil(256)),
+            passes: vec![Pass {
+                params: pad8(params),
+                workgroups: gpu.limits.split(words.div_ceil(256)),
+            }],
         };
         self.finish_bytes(gpu, job, a.len(), || cpu::add(ty, a, b))
     }
@@ -354,10 +377,12 @@ impl TensorDevice {
         };
         let job = GpuJob {
             kernel,
-            params: [len as u32, 0, 0, 0],
             inputs: vec![pad4(x)],
             outputs: vec![words * 4],
-            workgroups: gpu.limits.split(words.div_ceil(256)),
+            passes: vec![Pass {
+                params: pad8([len as u32, 0, 0, 0]),
+                workgroups: gpu.limits.split(words.div_ceil(256)),
+            }],
         };
         self.finish_bytes(gpu, job, x.len(), || cpu::relu(ty, x))
     }
@@ -375,12 +400,15 @@ impl TensorDevice {
         let Some(gpu) = self.route(work).filter(|_| rows > 0) else {
             return cpu::softmax_argmax(logits, rows, cols, beta);
         };
+        // One workgroup per row.
         let job = GpuJob {
             kernel: Kernel::SoftmaxArgmax,
-            params: [rows, cols, beta, 0],
             inputs: vec![logits.to_vec()],
             outputs: vec![logits.len() as u64, u64::from(rows) * 4],
-            workgroups: gpu.limits.split(u64::from(rows).div_ceil(64)),
+            passes: vec![Pass {
+                params: pad8([rows, cols, beta, 0]),
+                workgroups: gpu.limits.split(u64::from(rows)),
+            }],
         };
         match self.submit(gpu, job)? {
             Some(out) => {
@@ -412,6 +440,15 @@ impl TensorDevice {
             None => fallback(),
         }
     }
+}
+
+/// K words one matmul dispatch sums at most (4096 steps of 8 words): keeps every invocation's loop
+/// count far below the 65535 after which lavapipe silently stops loops.
+const MATMUL_K_CHUNK: usize = 32768;
+
+/// Widens 4 kernel parameters to the 8-word uniform block.
+fn pad8(p: [u32; 4]) -> [u32; 8] {
+    [p[0], p[1], p[2], p[3], 0, 0, 0, 0]
 }
 
 /// Copies bytes into a buffer padded with zeros to a multiple of 4.

@@ -63,18 +63,25 @@ impl Kernel {
     }
 }
 
+/// One dispatch of a job: its uniform parameters and workgroup counts (x, y).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pass {
+    pub params: [u32; 8],
+    pub workgroups: (u32, u32),
+}
+
 /// One operation ready to encode. Inputs bind at 1, 2, ... in order (after the uniform at 0), then
-/// the exp2 table if the kernel is softmax, then the outputs.
+/// the exp2 table if the kernel is softmax, then the outputs. The passes run in order over the
+/// same buffers, each with its own uniform buffer.
 #[derive(Debug)]
 pub(crate) struct GpuJob {
     pub kernel: Kernel,
-    pub params: [u32; 4],
     /// Packed input buffers, each a non-zero multiple of 4 bytes.
     pub inputs: Vec<Vec<u8>>,
     /// Output buffer sizes in bytes, each a non-zero multiple of 4.
     pub outputs: Vec<u64>,
-    /// Workgroup counts (x, y).
-    pub workgroups: (u32, u32),
+    /// At least one dispatch.
+    pub passes: Vec<Pass>,
 }
 
 impl GpuJob {
@@ -108,12 +115,14 @@ impl JobLimits {
                 self.max_binding
             ));
         }
-        let (x, y) = job.workgroups;
-        if x > self.max_workgroups || y > self.max_workgroups {
-            return Err(format!(
-                "{x}×{y} workgroups exceed {} per dimension",
-                self.max_workgroups
-            ));
+        for pass in &job.passes {
+            let (x, y) = pass.workgroups;
+            if x > self.max_workgroups || y > self.max_workgroups {
+                return Err(format!(
+                    "{x}×{y} workgroups exceed {} per dimension",
+                    self.max_workgroups
+                ));
+            }
         }
         Ok(())
     }
@@ -424,11 +433,7 @@ impl GpuContext {
                 .pipelines
                 .get(&job.kernel)
                 .ok_or_else(|| TensorError::Gpu(format!("no pipeline for {:?}", job.kernel)))?;
-            let uniform = pool.take(&self.device, UNIFORM, 16);
-            let params: Vec<u8> = job.params.iter().flat_map(|v| v.to_le_bytes()).collect();
-            self.queue.write_buffer(&uniform, 0, &params);
-            let mut buffers = vec![uniform.clone()];
-            taken.push((UNIFORM, uniform));
+            let mut buffers = Vec::new();
             for input in &job.inputs {
                 let buf = pool.take(&self.device, INPUT, input.len() as u64);
                 self.queue.write_buffer(&buf, 0, input);
@@ -446,20 +451,27 @@ impl GpuContext {
                 readback_size += size.div_ceil(READBACK_ALIGN) * READBACK_ALIGN;
                 taken.push((OUTPUT, buf));
             }
-            let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
+            for pass in &job.passes {
+                let uniform = pool.take(&self.device, UNIFORM, 32);
+                let params: Vec<u8> = pass.params.iter().flat_map(|v| v.to_le_bytes()).collect();
+                self.queue.write_buffer(&uniform, 0, &params);
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: uniform.as_entire_binding(),
+                }];
+                entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
                     resource: b.as_entire_binding(),
-                })
-                .collect();
-            let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.layout,
-                entries: &entries,
-            });
-            bind_groups.push((&pipeline.pipeline, group, job.workgroups));
+                }));
+                let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &pipeline.layout,
+                    entries: &entries,
+                });
+                drop(entries);
+                taken.push((UNIFORM, uniform));
+                bind_groups.push((&pipeline.pipeline, group, pass.workgroups));
+            }
             outputs.push(outs);
         }
 

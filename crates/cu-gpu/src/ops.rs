@@ -258,7 +258,7 @@ fn elements(what: &'static str, ty: ElemType, x: &[u8]) -> Result<u64, TensorErr
             limit: MAX_TENSOR_BYTES,
         });
     }
-    if bytes % ty.size() != 0 {
+    if !bytes.is_multiple_of(ty.size()) {
         return Err(TensorError::ShapeMismatch {
             what,
             expected: bytes.div_ceil(ty.size()) * ty.size(),

@@ -1,6 +1,8 @@
 //! Every WGSL kernel parses and validates with naga (the same front end wgpu uses), defines the
 //! entry points the crate binds, and documents each of its bindings in its header comment.
 
+#![allow(clippy::panic)]
+
 use cu_gpu::kernels::{self, KernelSource};
 
 fn validate(k: &KernelSource) -> naga::Module {
