@@ -13,7 +13,8 @@
  *   {"Output":…,"Messages":[…],"Spawns":[…],"Assignments":[…],"GasUsed":n|null[,"Error":…],"MemorySha256":hex|null}
  * stderr: first line `thisProgram: <path>` (the string the glue uses as argv[0] and as `_=` in environ),
  * then diagnostics and a final timing summary.
- * Exit codes: 0 ok, 2 usage error, 3 unreadable module or message log, 4 module failed to load.
+ * Exit codes: 0 ok, 1 unexpected failure, 2 usage error, 3 unreadable module or bad message log line,
+ * 4 module failed to load.
  */
 
 // The reference CUs run in UTC containers and the glue's _tzset_js/_localtime_js/_mktime_js read the
@@ -210,9 +211,11 @@ async function main () {
     return result
   }
 
-  // The emscripten3/4 and wasm64 glues implement system() (Lua os.execute) with child_process.spawnSync
-  // on the host, stdio inherited. Refuse: the command would run here and write into our stdout. The
-  // message then fails with this error instead of whatever the shell did in the reference CU's container.
+  // The emscripten4 glue (formats wasm32-unknown-emscripten4 and wasm32-unknown-emscripten-metering)
+  // implements _emscripten_system (Lua os.execute) with child_process.spawnSync(cmd, {shell: true,
+  // stdio: 'inherit'}) on the host; in the other glues that code is compiled out (`if (false)`). Refuse:
+  // the command would run here and write into our stdout. The message then fails with this error instead
+  // of whatever the shell did in the reference CU's container.
   const childProcess = require('node:child_process')
   childProcess.spawnSync = function (command) {
     diag(`run.cjs: warning: the module asked the host to run a shell command (${JSON.stringify(String(command))}); refused`)
