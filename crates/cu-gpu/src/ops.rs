@@ -293,3 +293,64 @@ pub fn u32s_from_le(bytes: &[u8]) -> Vec<u32> {
 pub fn i8s_to_bytes(values: &[i8]) -> Vec<u8> {
     values.iter().map(|&v| v as u8).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gas_is_base_plus_bytes_plus_work() {
+        let mm = Op::MatmulI8(MatmulDims { m: 2, k: 3, n: 4 });
+        // in 2·3 + 3·4 = 18, out 4·2·4 = 32, work 2·4·3 = 24.
+        assert_eq!(mm.gas(), GAS_PER_CALL + 18 + 32 + 24);
+        assert_eq!(Op::Requantize { len: 10 }.gas(), GAS_PER_CALL + 40 + 10 + 80);
+        assert_eq!(
+            Op::Add {
+                ty: ElemType::I32,
+                len: 6,
+                b_len: 3
+            }
+            .gas(),
+            GAS_PER_CALL + 36 + 24 + 6
+        );
+        assert_eq!(
+            Op::Relu {
+                ty: ElemType::I8,
+                len: 5
+            }
+            .gas(),
+            GAS_PER_CALL + 5 + 5 + 5
+        );
+        assert_eq!(
+            Op::SoftmaxArgmax { rows: 2, cols: 10 }.gas(),
+            GAS_PER_CALL + 80 + 88 + 320
+        );
+        // Zero-sized calls still pay the base.
+        assert_eq!(Op::MatmulI8(MatmulDims { m: 0, k: 0, n: 0 }).gas(), GAS_PER_CALL);
+    }
+
+    #[test]
+    fn gas_saturates_instead_of_overflowing() {
+        let huge = Op::MatmulI8(MatmulDims {
+            m: u32::MAX,
+            k: u32::MAX,
+            n: u32::MAX,
+        });
+        assert_eq!(huge.gas(), u64::MAX);
+        assert_eq!(Op::Requantize { len: u64::MAX }.gas(), u64::MAX);
+        // Monotone in every dimension.
+        let g = |m, k, n| Op::MatmulI8(MatmulDims { m, k, n }).gas();
+        assert!(
+            g(64, 64, 64) < g(65, 64, 64) && g(64, 64, 64) < g(64, 65, 64) && g(64, 64, 64) < g(64, 64, 65)
+        );
+    }
+
+    #[test]
+    fn little_endian_helpers_round_trip() {
+        let v = [i32::MIN, -1, 0, 1, i32::MAX];
+        assert_eq!(i32s_from_le(&i32s_to_le(&v)), v);
+        assert_eq!(i32s_to_le(&[1]), vec![1, 0, 0, 0]);
+        assert_eq!(u32s_from_le(&[0xff, 0xff, 0xff, 0xff, 9]), vec![u32::MAX]);
+        assert_eq!(i8s_to_bytes(&[-1, 2]), vec![0xff, 2]);
+    }
+}
