@@ -1,1 +1,64 @@
-fn main() {}
+//! `ao-cu`, a high-performance AO Compute Unit: the command-line binary.
+//!
+//! Subcommands:
+//! - `ao-cu eval`: evaluate a message log on one process of a module (JSON Lines in, one result line out
+//!   per message), the developer's and benchmarker's entry point (see [`eval`]).
+//! - `ao-cu attest verify`: verify an AMD SEV-SNP attestation report (see `cu-attest`).
+
+mod eval;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// ao-cu: a high-performance AO Compute Unit.
+#[derive(Parser)]
+#[command(name = "ao-cu", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate messages (JSON Lines `{"msg": ..., "env": ...}`) on one process of a module.
+    Eval(eval::EvalArgs),
+    /// Attestation tools.
+    Attest {
+        #[command(subcommand)]
+        command: AttestCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AttestCommand {
+    /// Verify an SEV-SNP attestation report; prints the verdict as JSON, exits 0 when every check passes.
+    Verify(cu_attest::VerifyArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("AO_CU_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Eval(args) => match eval::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ao-cu eval: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Attest {
+            command: AttestCommand::Verify(args),
+        } => {
+            let (code, verdict) = cu_attest::run_verify(&args);
+            println!("{verdict}");
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
+    }
+}

@@ -147,7 +147,10 @@ impl ModuleFormat {
     /// The environment strings (`USER=web_user`, ...) exist in formats 1-3; the emscripten4 and wasm64
     /// glue return an empty environment.
     pub fn has_environment(self) -> bool {
-        matches!(self, ModuleFormat::Emscripten1 | ModuleFormat::Emscripten2 | ModuleFormat::Emscripten3)
+        matches!(
+            self,
+            ModuleFormat::Emscripten1 | ModuleFormat::Emscripten2 | ModuleFormat::Emscripten3
+        )
     }
 
     /// Reads of the fake clock made by the glue's file-system start-up before the first message (the
@@ -196,8 +199,14 @@ impl ModuleFormat {
     pub fn stack_exports(self) -> (&'static str, &'static str, &'static str) {
         match self {
             ModuleFormat::Emscripten1 => ("M", "N", "O"),
-            ModuleFormat::Emscripten2 => ("stackSave", "stackRestore", "stackAlloc"),
-            _ => ("emscripten_stack_get_current", "_emscripten_stack_restore", "_emscripten_stack_alloc"),
+            ModuleFormat::Emscripten2 | ModuleFormat::Emscripten3 => {
+                ("stackSave", "stackRestore", "stackAlloc")
+            }
+            _ => (
+                "emscripten_stack_get_current",
+                "_emscripten_stack_restore",
+                "_emscripten_stack_alloc",
+            ),
         }
     }
 }
@@ -245,12 +254,24 @@ mod tests {
         assert_eq!(ModuleFormat::Emscripten2.heap_max(), 524_288_000);
         assert_eq!(ModuleFormat::Emscripten4.heap_max(), 4_294_901_760);
         assert_eq!(ModuleFormat::Wasm64.heap_max(), 17_179_869_184);
-        assert_eq!(ModuleFormat::Wasm64Metering.injected_metering(), Some(MeterWidth::I64));
-        assert_eq!(ModuleFormat::Emscripten4Metering.injected_metering(), Some(MeterWidth::I32));
+        assert_eq!(
+            ModuleFormat::Wasm64Metering.injected_metering(),
+            Some(MeterWidth::I64)
+        );
+        assert_eq!(
+            ModuleFormat::Emscripten4Metering.injected_metering(),
+            Some(MeterWidth::I32)
+        );
         assert_eq!(ModuleFormat::Emscripten3.injected_metering(), None);
         assert_eq!(ModuleFormat::Emscripten1.main_call(), MainCall::NoArguments);
         assert_eq!(ModuleFormat::Wasm64.main_call(), MainCall::NotCalled);
-        assert_eq!(ModuleFormat::Emscripten2.string_size_rule(), StringSizeRule::Utf16UnitsTimesFour);
-        assert_eq!(ModuleFormat::Emscripten3.string_size_rule(), StringSizeRule::Utf8Exact);
+        assert_eq!(
+            ModuleFormat::Emscripten2.string_size_rule(),
+            StringSizeRule::Utf16UnitsTimesFour
+        );
+        assert_eq!(
+            ModuleFormat::Emscripten3.string_size_rule(),
+            StringSizeRule::Utf8Exact
+        );
     }
 }

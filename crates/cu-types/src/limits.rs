@@ -36,7 +36,9 @@ impl Limits {
 pub fn parse_memory_limit(value: &str) -> Result<u64, InvalidMemoryLimit> {
     let invalid = || InvalidMemoryLimit(value.to_string());
     let text = value.replacen('-', "", 1).trim().to_ascii_lowercase();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let multiplier: u64 = match unit.trim() {
         "" | "b" => 1,
@@ -60,7 +62,10 @@ pub fn parse_memory_limit(value: &str) -> Result<u64, InvalidMemoryLimit> {
 
 /// Parses a `Compute-Limit` value (a decimal integer).
 pub fn parse_compute_limit(value: &str) -> Result<u64, InvalidComputeLimit> {
-    value.trim().parse::<u64>().map_err(|_| InvalidComputeLimit(value.to_string()))
+    value
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| InvalidComputeLimit(value.to_string()))
 }
 
 #[cfg(test)]

@@ -28,7 +28,12 @@ pub struct EvalOutput {
 impl EvalOutput {
     /// A failed message: no output, no outbox, the given error.
     pub fn failed(error: impl Into<Value>, gas_used: u64) -> Self {
-        EvalOutput { output: Value::String(String::new()), gas_used, error: Some(error.into()), ..Default::default() }
+        EvalOutput {
+            output: Value::String(String::new()),
+            gas_used,
+            error: Some(error.into()),
+            ..Default::default()
+        }
     }
 
     /// Builds the result from the parsed `response` of an `{ok: true, response}` reply.
@@ -63,7 +68,10 @@ impl EvalOutput {
         }
         let text = match &self.output {
             Value::String(s) => Some(s.as_str()),
-            Value::Object(o) => o.get("data").and_then(|d| d.get("output")).and_then(Value::as_str),
+            Value::Object(o) => o
+                .get("data")
+                .and_then(|d| d.get("output"))
+                .and_then(Value::as_str),
             _ => None,
         };
         text.is_some_and(|t| t.ends_with(BUFFER_ALLOCATION_FAILURE))
@@ -125,7 +133,11 @@ pub fn js_number_to_string(f: f64) -> String {
         return "0".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     let sign = if f < 0.0 { "-" } else { "" };
     // Rust's `{:e}` prints the shortest digits that round-trip, as ECMAScript requires: "d.ddde±x".
@@ -154,7 +166,12 @@ pub fn js_number_to_string(f: f64) -> String {
 
 /// Builds a JSON object from key/value pairs, keeping their order.
 pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Map<_, _>>())
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 #[cfg(test)]
@@ -191,7 +208,10 @@ mod tests {
         assert!(out.messages.is_empty() && out.spawns.is_empty() && out.assignments.is_empty());
         assert_eq!(out.error, None);
         let text = serde_json::to_string(&out).unwrap();
-        assert_eq!(text, r#"{"Output":"12","Messages":[],"Spawns":[],"Assignments":[],"GasUsed":5}"#);
+        assert_eq!(
+            text,
+            r#"{"Output":"12","Messages":[],"Spawns":[],"Assignments":[],"GasUsed":5}"#
+        );
     }
 
     #[test]
@@ -199,8 +219,14 @@ mod tests {
         let out = EvalOutput::from_response(&json!({"Output": "x", "Error": "handler failed"}), 0);
         assert!(out.keeps_previous_state());
         let text = serde_json::to_string(&out).unwrap();
-        assert!(text.ends_with(r#""GasUsed":0,"Error":"handler failed"}"#), "{text}");
-        let oom = EvalOutput::from_response(&json!({"Output": "boom: not enough memory for buffer allocation"}), 0);
+        assert!(
+            text.ends_with(r#""GasUsed":0,"Error":"handler failed"}"#),
+            "{text}"
+        );
+        let oom = EvalOutput::from_response(
+            &json!({"Output": "boom: not enough memory for buffer allocation"}),
+            0,
+        );
         assert!(oom.keeps_previous_state() && oom.error.is_none());
         let aos1 = EvalOutput::from_response(
             &json!({"Output": {"data": {"output": "not enough memory for buffer allocation"}}}),

@@ -36,7 +36,12 @@ pub struct CacheKey {
 
 impl CacheKey {
     fn file_name(&self) -> String {
-        format!("{}-{}-{:016x}.cwasm", hex::encode(self.module_sha256), self.transform, self.engine)
+        format!(
+            "{}-{}-{:016x}.cwasm",
+            hex::encode(self.module_sha256),
+            self.transform,
+            self.engine
+        )
     }
 }
 
@@ -109,7 +114,9 @@ fn verify<'a>(bytes: &'a [u8], key: &CacheKey) -> Result<&'a [u8], Miss> {
         return Err(Miss::Invalid("artefact format version differs"));
     }
     if u64_at(12) != key.engine {
-        return Err(Miss::Invalid("compiled by another engine version or configuration"));
+        return Err(Miss::Invalid(
+            "compiled by another engine version or configuration",
+        ));
     }
     if bytes[20..52] != key.module_sha256 {
         return Err(Miss::Invalid("compiled from another module"));
@@ -134,7 +141,11 @@ mod tests {
     use super::*;
 
     fn key() -> CacheKey {
-        CacheKey { module_sha256: [7; 32], engine: 42, transform: "plain" }
+        CacheKey {
+            module_sha256: [7; 32],
+            engine: 42,
+            transform: "plain",
+        }
     }
 
     #[test]
@@ -153,7 +164,10 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(cache.load(&key()), Err(Miss::Invalid("payload hash mismatch (corrupt)")));
+        assert_eq!(
+            cache.load(&key()),
+            Err(Miss::Invalid("payload hash mismatch (corrupt)"))
+        );
 
         std::fs::write(&path, &bytes[..HEADER + 3]).unwrap();
         assert_eq!(cache.load(&key()), Err(Miss::Invalid("truncated")));

@@ -61,7 +61,10 @@ impl Engines {
     /// Builds both engines.
     pub fn new() -> Result<Self, WasmError> {
         let make = |fuel| wasmtime::Engine::new(&config(fuel)).map_err(|e| WasmError::Compile(e.to_string()));
-        Ok(Engines { gas: make(false)?, fuel: make(true)? })
+        Ok(Engines {
+            gas: make(false)?,
+            fuel: make(true)?,
+        })
     }
 
     /// The engine for a kind of module.

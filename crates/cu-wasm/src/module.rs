@@ -111,7 +111,10 @@ pub struct Loader {
 impl Loader {
     /// A loader; `cache` is the AOT cache directory, or `None` to compile in memory only.
     pub fn new(cache: Option<AotCache>) -> Result<Self, WasmError> {
-        Ok(Loader { engines: Engines::new()?, cache })
+        Ok(Loader {
+            engines: Engines::new()?,
+            cache,
+        })
     }
 
     /// The engines.
@@ -123,14 +126,22 @@ impl Loader {
     pub fn load(&self, wasm: &[u8], format: ModuleFormat) -> Result<Arc<CompiledModule>, WasmError> {
         let sha256: [u8; 32] = Sha256::digest(wasm).into();
         let premetered = imports_usegas(wasm)?;
-        let metering = if premetered || format.injected_metering().is_some() { Metering::Gas } else { Metering::Fuel };
+        let metering = if premetered || format.injected_metering().is_some() {
+            Metering::Gas
+        } else {
+            Metering::Fuel
+        };
         let engine = self.engines.get(metering);
         let transform = match format.injected_metering() {
             Some(MeterWidth::I32) => "meter32",
             Some(MeterWidth::I64) => "meter64",
             None => "plain",
         };
-        let key = CacheKey { module_sha256: sha256, engine: self.engines.compatibility(metering), transform };
+        let key = CacheKey {
+            module_sha256: sha256,
+            engine: self.engines.compatibility(metering),
+            transform,
+        };
 
         let transformed = || -> Result<(Vec<u8>, Vec<String>), WasmError> {
             let metered = match format.injected_metering() {
@@ -196,27 +207,42 @@ impl Loader {
         let names = ExportNames::of(format);
         for required in [names.memory, names.handle] {
             if module.get_export(required).is_none() {
-                return Err(WasmError::MissingExport { name: required, format });
+                return Err(WasmError::MissingExport {
+                    name: required,
+                    format,
+                });
             }
         }
         let stack = names.stack;
         for required in [stack.0, stack.1, stack.2] {
             if !matches!(module.get_export(required), Some(ExternType::Func(_))) {
-                return Err(WasmError::MissingExport { name: required, format });
+                return Err(WasmError::MissingExport {
+                    name: required,
+                    format,
+                });
             }
         }
         let declared_max_memory = match module.get_export(names.memory) {
             Some(ExternType::Memory(m)) => m.maximum().map(|pages| pages.saturating_mul(65536)),
-            _ => return Err(WasmError::MissingExport { name: names.memory, format }),
+            _ => {
+                return Err(WasmError::MissingExport {
+                    name: names.memory,
+                    format,
+                });
+            }
         };
         let globals: Vec<String> = module
             .exports()
-            .filter(|e| matches!(e.ty(), ExternType::Global(g) if g.mutability() == wasmtime::Mutability::Var))
+            .filter(
+                |e| matches!(e.ty(), ExternType::Global(g) if g.mutability() == wasmtime::Mutability::Var),
+            )
             .map(|e| e.name().to_string())
             .collect();
         let mut linker = Linker::new(module.engine());
         host::link(&mut linker, &module, format.is_minified())?;
-        let pre = linker.instantiate_pre(&module).map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| WasmError::Link(format!("{e:#}")))?;
         Ok(Arc::new(CompiledModule {
             format,
             metering,

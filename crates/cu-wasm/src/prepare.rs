@@ -87,7 +87,9 @@ pub fn export_mutable_globals(wasm: &[u8]) -> Result<(Vec<u8>, Vec<String>), Was
         section.export(name, kind, *index);
     }
     for index in &mutable {
-        let already = exports.iter().any(|(_, k, i)| *k == ExternalKind::Global && i == index);
+        let already = exports
+            .iter()
+            .any(|(_, k, i)| *k == ExternalKind::Global && i == index);
         if !already {
             let name = format!("{GLOBAL_EXPORT_PREFIX}{index}");
             section.export(&name, ExportKind::Global, *index);
@@ -106,7 +108,10 @@ pub fn export_mutable_globals(wasm: &[u8]) -> Result<(Vec<u8>, Vec<String>), Was
             module.section(&section);
             placed = true;
         }
-        module.section(&RawSection { id: *id, data: &wasm[range.clone()] });
+        module.section(&RawSection {
+            id: *id,
+            data: &wasm[range.clone()],
+        });
     }
     if !placed {
         module.section(&section);
@@ -138,7 +143,11 @@ mod tests {
         let exports: Vec<String> = Parser::new(0)
             .parse_all(&out)
             .filter_map(|p| match p.unwrap() {
-                Payload::ExportSection(r) => Some(r.into_iter().map(|e| e.unwrap().name.to_string()).collect::<Vec<_>>()),
+                Payload::ExportSection(r) => Some(
+                    r.into_iter()
+                        .map(|e| e.unwrap().name.to_string())
+                        .collect::<Vec<_>>(),
+                ),
                 _ => None,
             })
             .flatten()

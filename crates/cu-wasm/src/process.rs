@@ -39,7 +39,11 @@ pub struct ProcessConfig {
 
 impl Default for ProcessConfig {
     fn default() -> Self {
-        ProcessConfig { limits: Limits::default(), this_program: THIS_PROGRAM.into(), journal_limit: 1000 }
+        ProcessConfig {
+            limits: Limits::default(),
+            this_program: THIS_PROGRAM.into(),
+            journal_limit: 1000,
+        }
     }
 }
 
@@ -68,14 +72,31 @@ impl Process {
     /// Instantiates the module and runs its start-up.
     pub fn boot(module: Arc<CompiledModule>, config: ProcessConfig) -> Result<Self, WasmError> {
         let (mut store, instance, handle) = instantiate(&module, &config)?;
-        start(&module, &config, &mut store, &instance).map_err(|e| WasmError::Boot(error_value(&e).to_string()))?;
+        start(&module, &config, &mut store, &instance)
+            .map_err(|e| WasmError::Boot(error_value(&e).to_string()))?;
         let base = capture(&module, &mut store, &instance)?;
-        let memory = exports(&store).map_err(|e| WasmError::Boot(e.to_string()))?.memory;
-        Ok(Process { module, config, store, instance, memory, handle, base, journal: Vec::new(), rollbacks: 0 })
+        let memory = exports(&store)
+            .map_err(|e| WasmError::Boot(e.to_string()))?
+            .memory;
+        Ok(Process {
+            module,
+            config,
+            store,
+            instance,
+            memory,
+            handle,
+            base,
+            journal: Vec::new(),
+            rollbacks: 0,
+        })
     }
 
     /// Resumes a process from a snapshot on a fresh instance (no start-up runs).
-    pub fn restore(module: Arc<CompiledModule>, snapshot: Snapshot, config: ProcessConfig) -> Result<Self, WasmError> {
+    pub fn restore(
+        module: Arc<CompiledModule>,
+        snapshot: Snapshot,
+        config: ProcessConfig,
+    ) -> Result<Self, WasmError> {
         if snapshot.format != module.format {
             return Err(WasmError::Snapshot(format!(
                 "the snapshot is of format {}, the module of {}",
@@ -83,11 +104,25 @@ impl Process {
             )));
         }
         if snapshot.module_sha256 != module.sha256 {
-            return Err(WasmError::Snapshot("the snapshot belongs to another module".into()));
+            return Err(WasmError::Snapshot(
+                "the snapshot belongs to another module".into(),
+            ));
         }
         let (store, instance, handle) = rebuild(&module, &config, &snapshot)?;
-        let memory = exports(&store).map_err(|e| WasmError::Boot(e.to_string()))?.memory;
-        Ok(Process { module, config, store, instance, memory, handle, base: snapshot, journal: Vec::new(), rollbacks: 0 })
+        let memory = exports(&store)
+            .map_err(|e| WasmError::Boot(e.to_string()))?
+            .memory;
+        Ok(Process {
+            module,
+            config,
+            store,
+            instance,
+            memory,
+            handle,
+            base: snapshot,
+            journal: Vec::new(),
+            rollbacks: 0,
+        })
     }
 
     /// The compiled module.
@@ -106,7 +141,10 @@ impl Process {
             Err(CallError::Message(error)) => {
                 if error.is_null() {
                     // `throw undefined` in the reference: no Error, previous state kept.
-                    let out = EvalOutput { gas_used, ..EvalOutput::failed(Value::Null, gas_used) };
+                    let out = EvalOutput {
+                        gas_used,
+                        ..EvalOutput::failed(Value::Null, gas_used)
+                    };
                     self.rollback()?;
                     return Ok(EvalOutput { error: None, ..out });
                 }
@@ -165,14 +203,21 @@ impl Process {
         }
         if self.module.metering == Metering::Fuel {
             let fuel = gas_limit.saturating_mul(FUEL_PER_GAS);
-            self.store.set_fuel(fuel).map_err(|e| CallError::Host(WasmError::Boot(e.to_string())))?;
+            self.store
+                .set_fuel(fuel)
+                .map_err(|e| CallError::Host(WasmError::Boot(e.to_string())))?;
         }
-        let text = call_handle(&mut self.store, &self.handle, msg, env).map_err(|e| CallError::Message(error_value(&e)))?;
+        let text = call_handle(&mut self.store, &self.handle, msg, env)
+            .map_err(|e| CallError::Message(error_value(&e)))?;
         let gas_used = self.store.data().gas.used.max(0.0) as u64;
         let reply = match parse_json_like_js(&text) {
             Ok(v) => v,
             Err(e) => {
-                let why = if text.is_empty() { "Unexpected end of JSON input".to_string() } else { e.to_string() };
+                let why = if text.is_empty() {
+                    "Unexpected end of JSON input".to_string()
+                } else {
+                    e.to_string()
+                };
                 return Err(CallError::Message(Value::String(format!("SyntaxError: {why}"))));
             }
         };
@@ -187,7 +232,9 @@ impl Process {
     fn rollback(&mut self) -> Result<(), WasmError> {
         self.rollbacks += 1;
         let (store, instance, handle) = rebuild(&self.module, &self.config, &self.base)?;
-        self.memory = exports(&store).map_err(|e| WasmError::Boot(e.to_string()))?.memory;
+        self.memory = exports(&store)
+            .map_err(|e| WasmError::Boot(e.to_string()))?
+            .memory;
         self.store = store;
         self.instance = instance;
         self.handle = handle;
@@ -195,7 +242,13 @@ impl Process {
         for (i, (msg, env)) in journal.iter().enumerate() {
             match self.call(msg, env) {
                 Ok(out) if !out.keeps_previous_state() => {}
-                _ => return Err(WasmError::Replay(format!("message {} of {} since the base", i + 1, journal.len()))),
+                _ => {
+                    return Err(WasmError::Replay(format!(
+                        "message {} of {} since the base",
+                        i + 1,
+                        journal.len()
+                    )));
+                }
             }
         }
         self.rebase()
@@ -235,7 +288,9 @@ pub fn error_value(e: &wasmtime::Error) -> Value {
             Trap::IntegerDivisionByZero => "RuntimeError: divide by zero",
             Trap::IntegerOverflow => "RuntimeError: divide result unrepresentable",
             Trap::BadConversionToInteger => "RuntimeError: float unrepresentable in integer range",
-            Trap::IndirectCallToNull | Trap::BadSignature => "RuntimeError: null function or function signature mismatch",
+            Trap::IndirectCallToNull | Trap::BadSignature => {
+                "RuntimeError: null function or function signature mismatch"
+            }
             Trap::TableOutOfBounds => "RuntimeError: table index is out of bounds",
             Trap::HeapMisaligned => "RuntimeError: operation does not support unaligned accesses",
             other => return Value::String(format!("RuntimeError: {other}")),
@@ -273,15 +328,23 @@ fn instantiate(
         let fuel = config.limits.gas_limit().saturating_mul(FUEL_PER_GAS);
         store.set_fuel(fuel).map_err(|e| WasmError::Boot(e.to_string()))?;
     }
-    let instance = module.pre.instantiate(&mut store).map_err(|e| WasmError::Boot(format!("{e:#}")))?;
+    let instance = module
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| WasmError::Boot(format!("{e:#}")))?;
     let names = &module.names;
     let func = |store: &mut Store<HostState>, name: &str| instance.get_func(&mut *store, name);
     let memory = instance
         .get_memory(&mut store, names.memory)
-        .ok_or(WasmError::MissingExport { name: names.memory, format: module.format })?;
+        .ok_or(WasmError::MissingExport {
+            name: names.memory,
+            format: module.format,
+        })?;
     let exports = Exports {
         memory,
-        table: instance.get_export(&mut store, names.table).and_then(Extern::into_table),
+        table: instance
+            .get_export(&mut store, names.table)
+            .and_then(Extern::into_table),
         stack_save: func(&mut store, names.stack.0),
         stack_restore: func(&mut store, names.stack.1),
         stack_alloc: func(&mut store, names.stack.2),
@@ -290,7 +353,10 @@ fn instantiate(
         errno_location: func(&mut store, names.errno_location),
     };
     store.data_mut().exports = Some(exports);
-    let handle = func(&mut store, names.handle).ok_or(WasmError::MissingExport { name: names.handle, format: module.format })?;
+    let handle = func(&mut store, names.handle).ok_or(WasmError::MissingExport {
+        name: names.handle,
+        format: module.format,
+    })?;
     Ok((store, instance, handle))
 }
 
@@ -315,7 +381,10 @@ fn call_int(store: &mut Store<HostState>, f: &Func, args: &[u64]) -> wasmtime::R
 }
 
 fn exports(store: &Store<HostState>) -> wasmtime::Result<Exports> {
-    store.data().exports.ok_or_else(|| HostTrap::MissingExport("memory").into())
+    store
+        .data()
+        .exports
+        .ok_or_else(|| HostTrap::MissingExport("memory").into())
 }
 
 /// Emscripten start-up as the glue runs it.
@@ -395,13 +464,21 @@ fn start(
 fn write_memory(store: &mut Store<HostState>, at: u64, bytes: &[u8]) -> wasmtime::Result<()> {
     let memory = exports(store)?.memory;
     let data = memory.data_mut(&mut *store);
-    let end = (at as usize).checked_add(bytes.len()).filter(|e| *e <= data.len()).ok_or(HostTrap::OutOfBounds)?;
+    let end = (at as usize)
+        .checked_add(bytes.len())
+        .filter(|e| *e <= data.len())
+        .ok_or(HostTrap::OutOfBounds)?;
     data[at as usize..end].copy_from_slice(bytes);
     Ok(())
 }
 
 /// `ccall('handle', 'string', ['string', 'string'], [msg, env])`.
-fn call_handle(store: &mut Store<HostState>, handle: &Func, msg: &str, env: &str) -> wasmtime::Result<String> {
+fn call_handle(
+    store: &mut Store<HostState>,
+    handle: &Func,
+    msg: &str,
+    env: &str,
+) -> wasmtime::Result<String> {
     let e = exports(store)?;
     let (save, restore, alloc) = (
         e.stack_save.ok_or(HostTrap::MissingExport("stackSave"))?,
@@ -437,8 +514,14 @@ fn call_handle(store: &mut Store<HostState>, handle: &Func, msg: &str, env: &str
     Ok(text)
 }
 
-fn capture(module: &CompiledModule, store: &mut Store<HostState>, instance: &Instance) -> Result<Snapshot, WasmError> {
-    let memory = exports(store).map_err(|e| WasmError::Snapshot(e.to_string()))?.memory;
+fn capture(
+    module: &CompiledModule,
+    store: &mut Store<HostState>,
+    instance: &Instance,
+) -> Result<Snapshot, WasmError> {
+    let memory = exports(store)
+        .map_err(|e| WasmError::Snapshot(e.to_string()))?
+        .memory;
     let mut globals = Vec::with_capacity(module.globals.len());
     for name in &module.globals {
         let global = instance
@@ -449,7 +532,11 @@ fn capture(module: &CompiledModule, store: &mut Store<HostState>, instance: &Ins
             Val::I64(v) => GlobalValue::I64(v),
             Val::F32(v) => GlobalValue::F32(v),
             Val::F64(v) => GlobalValue::F64(v),
-            _ => return Err(WasmError::Snapshot(format!("global {name} has a reference or vector type"))),
+            _ => {
+                return Err(WasmError::Snapshot(format!(
+                    "global {name} has a reference or vector type"
+                )));
+            }
         };
         globals.push((name.clone(), value));
     }
@@ -468,11 +555,15 @@ fn rebuild(
     snapshot: &Snapshot,
 ) -> Result<(Store<HostState>, Instance, Func), WasmError> {
     let (mut store, instance, handle) = instantiate(module, config)?;
-    let memory = exports(&store).map_err(|e| WasmError::Snapshot(e.to_string()))?.memory;
+    let memory = exports(&store)
+        .map_err(|e| WasmError::Snapshot(e.to_string()))?
+        .memory;
     let have = memory.data_size(&store) as u64;
     let want = snapshot.memory.len() as u64;
     if want % 65536 != 0 || want < have {
-        return Err(WasmError::Snapshot(format!("memory of {want} bytes cannot be restored into {have}")));
+        return Err(WasmError::Snapshot(format!(
+            "memory of {want} bytes cannot be restored into {have}"
+        )));
     }
     if want > have {
         memory
@@ -490,7 +581,9 @@ fn rebuild(
             GlobalValue::F32(v) => Val::F32(v),
             GlobalValue::F64(v) => Val::F64(v),
         };
-        global.set(&mut store, v).map_err(|e| WasmError::Snapshot(format!("global {name}: {e}")))?;
+        global
+            .set(&mut store, v)
+            .map_err(|e| WasmError::Snapshot(format!("global {name}: {e}")))?;
     }
     store.data_mut().glue = snapshot.glue.clone();
     Ok((store, instance, handle))

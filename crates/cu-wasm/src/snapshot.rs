@@ -98,12 +98,20 @@ impl Snapshot {
         let header: Header = serde_json::from_slice(json).map_err(|e| bad(&format!("header: {e}")))?;
         let memory = zstd::bulk::decompress(&bytes[16 + len..], header.memory_len as usize)
             .map_err(|e| bad(&format!("memory: {e}")))?;
-        if memory.len() as u64 != header.memory_len || blake3::hash(&memory).to_hex().as_str() != header.memory_blake3 {
+        if memory.len() as u64 != header.memory_len
+            || blake3::hash(&memory).to_hex().as_str() != header.memory_blake3
+        {
             return Err(bad("memory hash mismatch (corrupt)"));
         }
         let mut module_sha256 = [0u8; 32];
         hex::decode_to_slice(&header.module_sha256, &mut module_sha256).map_err(|_| bad("module hash"))?;
-        Ok(Snapshot { format: header.format, module_sha256, memory, globals: header.globals, glue: header.glue })
+        Ok(Snapshot {
+            format: header.format,
+            module_sha256,
+            memory,
+            globals: header.globals,
+            glue: header.glue,
+        })
     }
 }
 

@@ -112,7 +112,10 @@ impl HostState {
             format,
             exports: None,
             glue: GlueState::new(format),
-            gas: Gas { used: 0.0, limit: gas_limit as f64 },
+            gas: Gas {
+                used: 0.0,
+                limit: gas_limit as f64,
+            },
             memory_cap,
             this_program,
             stdout: Vec::new(),

@@ -33,7 +33,11 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
 
 fn date_now(caller: &mut Caller<'_, HostState>, _: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
     let state = caller.data_mut();
-    let now = if state.format.date_now_is_zero() { 0.0 } else { state.glue.tick() };
+    let now = if state.format.date_now_is_zero() {
+        0.0
+    } else {
+        state.glue.tick()
+    };
     set_result_f64(results, now);
     Ok(())
 }
@@ -41,7 +45,11 @@ fn date_now(caller: &mut Caller<'_, HostState>, _: &[Val], results: &mut [Val]) 
 fn get_now(caller: &mut Caller<'_, HostState>, _: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
     let state = caller.data_mut();
     let now = state.glue.tick();
-    let value = if state.format.date_now_is_zero() { f64::NAN } else { now };
+    let value = if state.format.date_now_is_zero() {
+        f64::NAN
+    } else {
+        now
+    };
     set_result_f64(results, value);
     Ok(())
 }
@@ -91,14 +99,23 @@ fn tzset(caller: &mut Caller<'_, HostState>, args: &[Val], _: &mut [Val]) -> was
 
 /// `allocateUTF8`: `malloc(len + 1)` in the module and copy the string there.
 fn allocate_utf8(caller: &mut Caller<'_, HostState>, text: &str) -> wasmtime::Result<u64> {
-    let malloc = caller.data().exports.and_then(|e| e.malloc).ok_or(HostTrap::MissingExport("malloc"))?;
+    let malloc = caller
+        .data()
+        .exports
+        .and_then(|e| e.malloc)
+        .ok_or(HostTrap::MissingExport("malloc"))?;
     let param = malloc.ty(&*caller).params().next();
     let size = text.len() as i64 + 1;
     let arg = match param {
         Some(wasmtime::ValType::I64) => Val::I64(size),
         _ => Val::I32(size as i32),
     };
-    let mut ret = [malloc.ty(&*caller).results().next().map(|t| zero(&t)).unwrap_or(Val::I32(0))];
+    let mut ret = [malloc
+        .ty(&*caller)
+        .results()
+        .next()
+        .map(|t| zero(&t))
+        .unwrap_or(Val::I32(0))];
     malloc.call(&mut *caller, &[arg], &mut ret)?;
     let ptr = [ret[0].clone()].as_slice().u(0);
     if ptr != 0 {
@@ -179,7 +196,11 @@ pub fn tm_from_seconds(seconds: i64) -> Tm {
 /// JavaScript's `new Date(y, mon, d, h, mi, s)` in UTC, in seconds (fields may overflow and are carried).
 pub fn seconds_from_fields(year: i64, mon: i64, mday: i64, hour: i64, min: i64, sec: i64) -> i64 {
     // `new Date(y, ...)` maps years 0..=99 to 1900..=1999.
-    let year = if (0..=99).contains(&year) { year + 1900 } else { year };
+    let year = if (0..=99).contains(&year) {
+        year + 1900
+    } else {
+        year
+    };
     let y = year + mon.div_euclid(12);
     let m = mon.rem_euclid(12) + 1;
     let days = days_from_civil(y, m, 1) + mday - 1;
@@ -201,13 +222,24 @@ fn gmtime(caller: &mut Caller<'_, HostState>, args: &[Val], _: &mut [Val]) -> wa
     write_tm(&mut mem, tm_ptr, &tm)?;
     // tm_isdst = 0 and tm_gmtoff = 0 (UTC): the offset is a `long`, 8 bytes at +40 in wasm64.
     mem.set_i32(tm_ptr + 32, 0)?;
-    if format.is_wasm64() { mem.set_i64(tm_ptr + 40, 0) } else { mem.set_i32(tm_ptr + 36, 0) }
+    if format.is_wasm64() {
+        mem.set_i64(tm_ptr + 40, 0)
+    } else {
+        mem.set_i32(tm_ptr + 36, 0)
+    }
 }
 
 fn write_tm(mem: &mut Mem<'_>, p: u64, tm: &Tm) -> wasmtime::Result<()> {
-    for (offset, v) in
-        [(0, tm.sec), (4, tm.min), (8, tm.hour), (12, tm.mday), (16, tm.mon), (20, tm.year), (24, tm.wday), (28, tm.yday)]
-    {
+    for (offset, v) in [
+        (0, tm.sec),
+        (4, tm.min),
+        (8, tm.hour),
+        (12, tm.mday),
+        (16, tm.mon),
+        (20, tm.year),
+        (24, tm.wday),
+        (28, tm.yday),
+    ] {
         mem.set_i32(p + offset, v)?;
     }
     Ok(())
@@ -217,21 +249,58 @@ fn mktime(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val])
     let p = args.u(0);
     let mut mem = Mem::of(caller)?;
     let field = |o: u64| mem.i32(p + o).map(|v| v as i64);
-    let secs = seconds_from_fields(field(20)? + 1900, field(16)?, field(12)?, field(8)?, field(4)?, field(0)?);
+    let secs = seconds_from_fields(
+        field(20)? + 1900,
+        field(16)?,
+        field(12)?,
+        field(8)?,
+        field(4)?,
+        field(0)?,
+    );
     let tm = tm_from_seconds(secs);
     // No daylight saving in UTC: a negative tm_isdst becomes 0, a positive one is left as given.
     if mem.i32(p + 32)? < 0 {
         mem.set_i32(p + 32, 0)?;
     }
     write_tm(&mut mem, p, &tm)?;
-    // The glue returns `(ms / 1000) | 0` in formats 1/2 (a wrapping 32-bit value).
-    set_result(results, if results.first().is_some_and(|r| matches!(r, Val::I32(_))) { secs as i32 as i64 } else { secs });
+    let format = caller.data().format;
+    let narrow = results.first().is_some_and(|r| matches!(r, Val::I32(_)));
+    if narrow && !matches!(format, ModuleFormat::Emscripten1 | ModuleFormat::Emscripten2) {
+        // emscripten 3/4 return a 64-bit time as `(low, high)`: the high half through the module's
+        // exported `setTempRet0` / `_emscripten_tempret_set` (a wasm call, metered like any other).
+        let setter = ["_emscripten_tempret_set", "setTempRet0"]
+            .into_iter()
+            .find_map(|name| super::export_func(caller, name));
+        if let Some(setter) = setter {
+            setter.call(&mut *caller, &[Val::I32((secs >> 32) as i32)], &mut [])?;
+        }
+    }
+    // Formats 1/2 return `(ms / 1000) | 0`; 3/4 the low half (`ret >>> 0`); wasm64 the whole value.
+    set_result(results, if narrow { secs as i32 as i64 } else { secs });
     Ok(())
 }
 
-const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const WEEKDAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
 
@@ -341,8 +410,8 @@ pub fn format_tm(pattern: &str, tm: &Tm, gmtoff: i64, zone: &str) -> String {
         }
     };
     const RULES_2: [&str; 27] = [
-        "%a", "%A", "%b", "%B", "%C", "%d", "%e", "%g", "%G", "%H", "%I", "%j", "%m", "%M", "%n", "%p", "%S", "%t",
-        "%u", "%U", "%V", "%w", "%W", "%y", "%Y", "%z", "%Z",
+        "%a", "%A", "%b", "%B", "%C", "%d", "%e", "%g", "%G", "%H", "%I", "%j", "%m", "%M", "%n", "%p", "%S",
+        "%t", "%u", "%U", "%V", "%w", "%W", "%y", "%Y", "%z", "%Z",
     ];
     for rule in RULES_2 {
         if pattern.contains(rule) {
@@ -372,7 +441,11 @@ fn strftime(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val
     } else {
         (mem.i32(tm_ptr + 36)? as i64, mem.ptr(tm_ptr + 40)?)
     };
-    let zone = if zone_ptr == 0 { String::new() } else { mem.c_string(zone_ptr)? };
+    let zone = if zone_ptr == 0 {
+        String::new()
+    } else {
+        mem.c_string(zone_ptr)?
+    };
     let pattern = mem.c_string(fmt)?;
     let mut bytes = format_tm(&pattern, &tm, gmtoff, &zone).into_bytes();
     bytes.push(0);
@@ -394,22 +467,43 @@ mod tests {
         let tm = tm_from_seconds(1_700_000_000); // 2023-11-14 22:13:20 UTC, a Tuesday
         assert_eq!(
             tm,
-            Tm { sec: 20, min: 13, hour: 22, mday: 14, mon: 10, year: 123, wday: 2, yday: 317 }
+            Tm {
+                sec: 20,
+                min: 13,
+                hour: 22,
+                mday: 14,
+                mon: 10,
+                year: 123,
+                wday: 2,
+                yday: 317
+            }
         );
         assert_eq!(tm_from_seconds(0).wday, 4);
         assert_eq!(tm_from_seconds(-1).year, 69);
         assert_eq!(seconds_from_fields(2023, 10, 14, 22, 13, 20), 1_700_000_000);
         // Overflowing fields carry like JavaScript's Date.
-        assert_eq!(seconds_from_fields(2023, 12, 1, 0, 0, 0), seconds_from_fields(2024, 0, 1, 0, 0, 0));
-        assert_eq!(seconds_from_fields(2024, 0, 0, 0, 0, 0), seconds_from_fields(2023, 11, 31, 0, 0, 0));
+        assert_eq!(
+            seconds_from_fields(2023, 12, 1, 0, 0, 0),
+            seconds_from_fields(2024, 0, 1, 0, 0, 0)
+        );
+        assert_eq!(
+            seconds_from_fields(2024, 0, 0, 0, 0, 0),
+            seconds_from_fields(2023, 11, 31, 0, 0, 0)
+        );
     }
 
     #[test]
     fn strftime_expands_like_the_glue() {
         let tm = tm_from_seconds(1_700_000_000);
-        assert_eq!(format_tm("%Y-%m-%d %H:%M:%S", &tm, 0, "UTC"), "2023-11-14 22:13:20");
+        assert_eq!(
+            format_tm("%Y-%m-%d %H:%M:%S", &tm, 0, "UTC"),
+            "2023-11-14 22:13:20"
+        );
         assert_eq!(format_tm("%c", &tm, 0, "UTC"), "Tue Nov 14 22:13:20 2023");
-        assert_eq!(format_tm("%j %U %W %V %G %u %w %e %I %p %%", &tm, 0, "UTC"), "318 46 46 46 2023 2 2 14 10 PM %");
+        assert_eq!(
+            format_tm("%j %U %W %V %G %u %w %e %I %p %%", &tm, 0, "UTC"),
+            "318 46 46 46 2023 2 2 14 10 PM %"
+        );
         assert_eq!(format_tm("%z %Z", &tm, 0, "UTC"), "+0000 UTC");
         // 2021-01-01 is a Friday in ISO week 53 of 2020.
         let jan1 = tm_from_seconds(seconds_from_fields(2021, 0, 1, 0, 0, 0));

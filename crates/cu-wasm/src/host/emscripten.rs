@@ -30,7 +30,7 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
         // Raises the longjmp sentinel that the nearest `invoke_*` catches.
         "_emscripten_throw_longjmp" => |_, _, _| Err(HostTrap::Longjmp.into()),
         // `memmove(dest, src, n)` done by the host; traps on out-of-bounds ranges.
-        "emscripten_memcpy_big" | "_emscripten_memcpy_js" => memcpy,
+        "emscripten_memcpy_big" | "emscripten_memcpy_js" | "_emscripten_memcpy_js" => memcpy,
         // Grows linear memory with the glue's policy; returns 1 on success, 0 on failure.
         "emscripten_resize_heap" => resize_heap,
         // The format's heap maximum.
@@ -74,7 +74,13 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
 
 fn assert_fail(caller: &mut Caller<'_, HostState>, args: &[Val], _: &mut [Val]) -> wasmtime::Result<()> {
     let mem = Mem::of(caller)?;
-    let text = |p: u64, default: &str| if p == 0 { Ok(default.to_string()) } else { mem.c_string(p) };
+    let text = |p: u64, default: &str| {
+        if p == 0 {
+            Ok(default.to_string())
+        } else {
+            mem.c_string(p)
+        }
+    };
     let message = format!(
         "Aborted(Assertion failed: {}, at: {},{},{})",
         text(args.u(0), "")?,
@@ -92,7 +98,8 @@ fn memcpy(caller: &mut Caller<'_, HostState>, args: &[Val], _: &mut [Val]) -> wa
     if src.checked_add(n).is_none_or(|e| e > len) || dest.checked_add(n).is_none_or(|e| e > len) {
         return Err(HostTrap::OutOfBounds.into());
     }
-    mem.data.copy_within(src as usize..(src + n) as usize, dest as usize);
+    mem.data
+        .copy_within(src as usize..(src + n) as usize, dest as usize);
     Ok(())
 }
 
@@ -113,8 +120,16 @@ pub fn heap_growth_candidates(old_size: u64, requested: u64, heap_max: u64) -> O
     Some(out)
 }
 
-fn resize_heap(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
-    let requested = if caller.data().format.is_wasm64() { args.u(0) } else { args.u(0) & 0xffff_ffff };
+fn resize_heap(
+    caller: &mut Caller<'_, HostState>,
+    args: &[Val],
+    results: &mut [Val],
+) -> wasmtime::Result<()> {
+    let requested = if caller.data().format.is_wasm64() {
+        args.u(0)
+    } else {
+        args.u(0) & 0xffff_ffff
+    };
     let memory = super::memory(caller)?;
     let old_size = memory.data_size(&*caller) as u64;
     let format = caller.data().format;
@@ -151,7 +166,11 @@ fn system(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val])
 
 /// `_emscripten_system`: 0 for a NULL command, otherwise `-ENOSYS` (libc sets errno). The reference's
 /// emscripten4 glue runs the command in a host shell instead; a deterministic CU must not.
-fn emscripten_system(_: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
+fn emscripten_system(
+    _: &mut Caller<'_, HostState>,
+    args: &[Val],
+    results: &mut [Val],
+) -> wasmtime::Result<()> {
     set_result(results, if args.u(0) == 0 { 0 } else { -(ENOSYS as i64) });
     Ok(())
 }
@@ -211,7 +230,12 @@ pub fn invoke(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [V
     let exports = caller.data().exports.ok_or(HostTrap::MissingExport("memory"))?;
     let mut sp = [Val::I64(0)];
     if let Some(save) = exports.stack_save {
-        sp[0] = save.ty(&*caller).results().next().map(|t| zero(&t)).unwrap_or(Val::I32(0));
+        sp[0] = save
+            .ty(&*caller)
+            .results()
+            .next()
+            .map(|t| zero(&t))
+            .unwrap_or(Val::I32(0));
         save.call(&mut *caller, &[], &mut sp)?;
     }
     let outcome = call_table_entry(caller, args, results);
@@ -227,7 +251,11 @@ pub fn invoke(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [V
                 Some(ValType::I64) => Val::I64(v),
                 _ => Val::I32(v as i32),
             };
-            threw.call(&mut *caller, &[one(params.first(), 1), one(params.get(1), 0)], &mut [])?;
+            threw.call(
+                &mut *caller,
+                &[one(params.first(), 1), one(params.get(1), 0)],
+                &mut [],
+            )?;
             for r in results.iter_mut() {
                 *r = match r {
                     Val::I64(_) => Val::I64(0),
@@ -249,7 +277,10 @@ fn call_table_entry(
 ) -> wasmtime::Result<()> {
     let index = args.u(0);
     let format = caller.data().format;
-    let uses_dyncall = !matches!(format, cu_types::ModuleFormat::Emscripten1 | cu_types::ModuleFormat::Emscripten2);
+    let uses_dyncall = !matches!(
+        format,
+        cu_types::ModuleFormat::Emscripten1 | cu_types::ModuleFormat::Emscripten2
+    );
     if uses_dyncall {
         let sig = dyncall_name(args, results);
         if let Some(dyncall) = super::export_func(caller, &sig) {

@@ -97,7 +97,18 @@ impl MemFs {
     pub fn new(enabled: bool) -> Self {
         let mut nodes = BTreeMap::new();
         if enabled {
-            for dir in ["/", "/tmp", "/home", "/home/web_user", "/dev", "/dev/shm", "/dev/shm/tmp", "/proc", "/proc/self", "/proc/self/fd"] {
+            for dir in [
+                "/",
+                "/tmp",
+                "/home",
+                "/home/web_user",
+                "/dev",
+                "/dev/shm",
+                "/dev/shm/tmp",
+                "/proc",
+                "/proc/self",
+                "/proc/self/fd",
+            ] {
                 nodes.insert(dir.to_string(), Node::Dir);
             }
             for (path, dev) in [
@@ -113,7 +124,10 @@ impl MemFs {
                 nodes.insert(path.to_string(), Node::Device(dev));
             }
         }
-        MemFs { nodes, open: BTreeMap::new() }
+        MemFs {
+            nodes,
+            open: BTreeMap::new(),
+        }
     }
 
     /// Creates a directory and its parents (`FS_createPath`).
@@ -140,8 +154,15 @@ impl MemFs {
     }
 
     fn has_children(&self, path: &str) -> bool {
-        let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
-        self.nodes.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+        let prefix = if path == "/" {
+            "/".to_string()
+        } else {
+            format!("{path}/")
+        };
+        self.nodes
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&prefix))
     }
 
     fn next_fd(&self) -> i64 {
@@ -170,7 +191,14 @@ impl MemFs {
         let fd = self.next_fd();
         // MEMFS keeps the flags without O_EXCL, O_TRUNC and O_NOFOLLOW.
         let flags = flags & !(O_EXCL | O_TRUNC | 0o400000);
-        self.open.insert(fd, OpenFile { path: path.to_string(), position: 0, flags });
+        self.open.insert(
+            fd,
+            OpenFile {
+                path: path.to_string(),
+                position: 0,
+                flags,
+            },
+        );
         Ok(fd)
     }
 
@@ -195,8 +223,12 @@ impl MemFs {
         }
         self.parent_is_dir(to)?;
         let prefix = format!("{from}/");
-        let moved: Vec<String> =
-            self.nodes.keys().filter(|k| *k == from || k.starts_with(&prefix)).cloned().collect();
+        let moved: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|k| *k == from || k.starts_with(&prefix))
+            .cloned()
+            .collect();
         for old in moved {
             if let Some(node) = self.nodes.remove(&old) {
                 self.nodes.insert(format!("{to}{}", &old[from.len()..]), node);
@@ -234,7 +266,8 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
         // Removes a file, or a directory with AT_REMOVEDIR.
         "__syscall_unlinkat" => unlinkat,
         "__syscall_rmdir" => |caller, args, results| {
-            let ret = path_arg(caller, AT_FDCWD, args.u(0)).and_then(|p| caller.data_mut().glue.fs.remove(&p, true));
+            let ret = path_arg(caller, AT_FDCWD, args.u(0))
+                .and_then(|p| caller.data_mut().glue.fs.remove(&p, true));
             set_result(results, ret.err().map(|e| -e).unwrap_or(0));
             Ok(())
         },
@@ -258,8 +291,13 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
         },
         // Checks that a path exists.
         "__syscall_faccessat" => |caller, args, results| {
-            let ret = path_arg(caller, args.s(0), args.u(1))
-                .and_then(|p| if caller.data().glue.fs.nodes.contains_key(&p) { Ok(()) } else { Err(ENOENT) });
+            let ret = path_arg(caller, args.s(0), args.u(1)).and_then(|p| {
+                if caller.data().glue.fs.nodes.contains_key(&p) {
+                    Ok(())
+                } else {
+                    Err(ENOENT)
+                }
+            });
             set_result(results, ret.err().map(|e| -e).unwrap_or(0));
             Ok(())
         },
@@ -282,7 +320,14 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
                 3 => match fd {
                     0 => 0,
                     1 | 2 => 1,
-                    _ => caller.data().glue.fs.open.get(&fd).map(|f| f.flags).unwrap_or(-EBADF),
+                    _ => caller
+                        .data()
+                        .glue
+                        .fs
+                        .open
+                        .get(&fd)
+                        .map(|f| f.flags)
+                        .unwrap_or(-EBADF),
                 },
                 _ => 0,
             };
@@ -298,7 +343,11 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
         // Truncates an open file to a length.
         "__syscall_ftruncate64" => |caller, args, results| {
             let fd = args.s(0);
-            let len = if args.len() >= 3 { (args.s(2) << 32) | (args.u(1) & 0xffff_ffff) as i64 } else { args.s(1) };
+            let len = if args.len() >= 3 {
+                (args.s(2) << 32) | (args.u(1) & 0xffff_ffff) as i64
+            } else {
+                args.s(1)
+            };
             let ret = fd_path(caller, fd).and_then(|p| match caller.data_mut().glue.fs.nodes.get_mut(&p) {
                 Some(Node::File(data)) => {
                     data.resize(len.max(0) as usize, 0);
@@ -324,7 +373,9 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
 }
 
 fn path_arg(caller: &mut Caller<'_, HostState>, dirfd: i64, ptr: u64) -> Result<String, i64> {
-    let text = Mem::of(caller).and_then(|m| m.c_string(ptr)).map_err(|_| EINVAL)?;
+    let text = Mem::of(caller)
+        .and_then(|m| m.c_string(ptr))
+        .map_err(|_| EINVAL)?;
     resolve(dirfd, &text)
 }
 
@@ -333,7 +384,14 @@ fn fd_path(caller: &mut Caller<'_, HostState>, fd: i64) -> Result<String, i64> {
         0 => Ok("/dev/stdin".into()),
         1 => Ok("/dev/stdout".into()),
         2 => Ok("/dev/stderr".into()),
-        _ => caller.data().glue.fs.open.get(&fd).map(|f| f.path.clone()).ok_or(EBADF),
+        _ => caller
+            .data()
+            .glue
+            .fs
+            .open
+            .get(&fd)
+            .map(|f| f.path.clone())
+            .ok_or(EBADF),
     }
 }
 
@@ -346,7 +404,8 @@ fn openat(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val])
 
 fn unlinkat(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
     let directory = args.s(2) & AT_REMOVEDIR != 0;
-    let ret = path_arg(caller, args.s(0), args.u(1)).and_then(|p| caller.data_mut().glue.fs.remove(&p, directory));
+    let ret =
+        path_arg(caller, args.s(0), args.u(1)).and_then(|p| caller.data_mut().glue.fs.remove(&p, directory));
     set_result(results, ret.err().map(|e| -e).unwrap_or(0));
     Ok(())
 }
@@ -385,17 +444,49 @@ fn stat(caller: &mut Caller<'_, HostState>, path: &str, buf: u64) -> Result<(), 
         Some(Node::Device(_)) => (0o20666, 0, 1),
         None => return Err(ENOENT),
     };
-    let ino = caller.data().glue.fs.nodes.keys().position(|k| k == path).unwrap_or(0) as i32 + 1;
+    let ino = caller
+        .data()
+        .glue
+        .fs
+        .nodes
+        .keys()
+        .position(|k| k == path)
+        .unwrap_or(0) as i32
+        + 1;
     let blocks = size.div_ceil(4096) as i32;
     let mut mem = Mem::of(caller).map_err(|_| EINVAL)?;
     let mut put = |o: u64, v: i32| mem.set_i32(buf + o, v).map_err(|_| EINVAL);
-    if matches!(format, cu_types::ModuleFormat::Emscripten1 | cu_types::ModuleFormat::Emscripten2) {
-        for (o, v) in [(0, 1), (4, 0), (8, ino), (12, mode), (16, 1), (20, 0), (24, 0), (28, rdev), (32, 0)] {
+    if matches!(
+        format,
+        cu_types::ModuleFormat::Emscripten1 | cu_types::ModuleFormat::Emscripten2
+    ) {
+        for (o, v) in [
+            (0, 1),
+            (4, 0),
+            (8, ino),
+            (12, mode),
+            (16, 1),
+            (20, 0),
+            (24, 0),
+            (28, rdev),
+            (32, 0),
+        ] {
             put(o, v)?;
         }
         put(40, size as i32)?;
         put(44, (size >> 32) as i32)?;
-        for (o, v) in [(48, 4096), (52, blocks), (56, 0), (60, 0), (64, 0), (68, 0), (72, 0), (76, 0), (80, ino), (84, 0)] {
+        for (o, v) in [
+            (48, 4096),
+            (52, blocks),
+            (56, 0),
+            (60, 0),
+            (64, 0),
+            (68, 0),
+            (72, 0),
+            (76, 0),
+            (80, ino),
+            (84, 0),
+        ] {
             put(o, v)?;
         }
     } else {
@@ -432,9 +523,9 @@ pub fn read_fd(state: &mut HostState, fd: i64, len: usize) -> Result<Vec<u8>, i6
             }
             Ok(out)
         }
-        Some(Node::Device(Device::Random)) => {
-            Ok((0..len).map(|_| (state.glue.next_random() * 256.0) as u8).collect())
-        }
+        Some(Node::Device(Device::Random)) => Ok((0..len)
+            .map(|_| (state.glue.next_random() * 256.0) as u8)
+            .collect()),
         Some(Node::Device(_)) => Ok(Vec::new()),
         Some(Node::Dir) => Err(EISDIR),
         None => Err(EBADF),
@@ -450,7 +541,11 @@ pub fn write_fd(state: &mut HostState, fd: i64, bytes: &[u8]) -> Result<usize, i
     let file = state.glue.fs.open.get(&fd).cloned().ok_or(EBADF)?;
     match state.glue.fs.nodes.get_mut(&file.path) {
         Some(Node::File(data)) => {
-            let start = if file.flags & O_APPEND != 0 { data.len() } else { file.position as usize };
+            let start = if file.flags & O_APPEND != 0 {
+                data.len()
+            } else {
+                file.position as usize
+            };
             let end = start + bytes.len();
             if data.len() < end {
                 data.resize(end, 0);

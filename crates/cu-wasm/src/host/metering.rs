@@ -22,7 +22,11 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
 fn charge(caller: &mut Caller<'_, HostState>, amount: f64) -> wasmtime::Result<()> {
     let gas = &mut caller.data_mut().gas;
     gas.used += amount;
-    if gas.used > gas.limit { Err(HostTrap::OutOfGas.into()) } else { Ok(()) }
+    if gas.used > gas.limit {
+        Err(HostTrap::OutOfGas.into())
+    } else {
+        Ok(())
+    }
 }
 
 /// Defines `metering.usegas` with the module's declared parameter type, as a typed (fast) host function:
@@ -39,14 +43,18 @@ pub fn define_usegas(linker: &mut Linker<HostState>, ty: &FuncType) -> Result<()
     }
     let result = match params.as_slice() {
         [ValType::I32] => linker
-            .func_wrap("metering", "usegas", |mut caller: Caller<'_, HostState>, amount: i32| {
-                charge(&mut caller, amount as f64)
-            })
+            .func_wrap(
+                "metering",
+                "usegas",
+                |mut caller: Caller<'_, HostState>, amount: i32| charge(&mut caller, amount as f64),
+            )
             .map(|_| ()),
         [ValType::I64] => linker
-            .func_wrap("metering", "usegas", |mut caller: Caller<'_, HostState>, amount: i64| {
-                charge(&mut caller, amount as f64)
-            })
+            .func_wrap(
+                "metering",
+                "usegas",
+                |mut caller: Caller<'_, HostState>, amount: i64| charge(&mut caller, amount as f64),
+            )
             .map(|_| ()),
         _ => return Err(bad()),
     };

@@ -107,8 +107,9 @@ pub fn link(linker: &mut Linker<HostState>, module: &Module, minified: bool) -> 
             return Err(WasmError::UnsupportedImport {
                 module: module_name.into(),
                 name: name.into(),
-                reason: "only function imports are provided (the module must define its own memory and table)"
-                    .into(),
+                reason:
+                    "only function imports are provided (the module must define its own memory and table)"
+                        .into(),
             });
         };
         if module_name == "metering" && name == "usegas" {
@@ -131,8 +132,12 @@ pub fn link(linker: &mut Linker<HostState>, module: &Module, minified: bool) -> 
             }
         };
         let define = |linker: &mut Linker<HostState>, f: HostFn| {
+            // Result slots are typed from the import's declaration so that host functions can write
+            // the value in the type the module expects (see `set_result`).
+            let result_types: Vec<Val> = ty.results().map(|t| zero(&t)).collect();
             linker
                 .func_new(module_name, name, ty.clone(), move |mut caller, args, results| {
+                    results.clone_from_slice(&result_types);
                     f(&mut caller, args, results)
                 })
                 .map(|_| ())
@@ -149,10 +154,12 @@ pub fn link(linker: &mut Linker<HostState>, module: &Module, minified: bool) -> 
         }
         // The minified glue has no file system: its syscall stubs return `undefined`, which is 0.
         let found = if minified && canonical.starts_with("__syscall_") {
-            Some((|_, _, results| {
-                set_result(results, 0);
-                Ok(())
-            }) as HostFn)
+            Some(
+                (|_, _, results| {
+                    set_result(results, 0);
+                    Ok(())
+                }) as HostFn,
+            )
         } else {
             lookup(canonical)
         };
@@ -245,7 +252,12 @@ pub fn zero(ty: &ValType) -> Val {
 
 /// The module's linear memory, recorded at instantiation.
 pub fn memory(caller: &Caller<'_, HostState>) -> wasmtime::Result<Memory> {
-    caller.data().exports.as_ref().map(|e| e.memory).ok_or_else(|| HostTrap::MissingExport("memory").into())
+    caller
+        .data()
+        .exports
+        .as_ref()
+        .map(|e| e.memory)
+        .ok_or_else(|| HostTrap::MissingExport("memory").into())
 }
 
 /// Bounds-checked access to linear memory from a host function.
@@ -261,7 +273,10 @@ impl<'a> Mem<'a> {
     pub fn of(caller: &'a mut Caller<'_, HostState>) -> wasmtime::Result<Self> {
         let memory = memory(caller)?;
         let ptr_size = caller.data().format.pointer_size();
-        Ok(Mem { data: memory.data_mut(caller), ptr_size })
+        Ok(Mem {
+            data: memory.data_mut(caller),
+            ptr_size,
+        })
     }
 
     fn range(&self, ptr: u64, len: u64) -> wasmtime::Result<std::ops::Range<usize>> {
@@ -301,7 +316,11 @@ impl<'a> Mem<'a> {
 
     /// A pointer-sized unsigned value at `ptr`.
     pub fn ptr(&self, ptr: u64) -> wasmtime::Result<u64> {
-        if self.ptr_size == 8 { self.i64(ptr).map(|v| v as u64) } else { self.i32(ptr).map(|v| v as u32 as u64) }
+        if self.ptr_size == 8 {
+            self.i64(ptr).map(|v| v as u64)
+        } else {
+            self.i32(ptr).map(|v| v as u32 as u64)
+        }
     }
 
     /// Writes a little-endian `i32`.
@@ -316,7 +335,11 @@ impl<'a> Mem<'a> {
 
     /// Writes a pointer-sized value.
     pub fn set_ptr(&mut self, ptr: u64, v: u64) -> wasmtime::Result<()> {
-        if self.ptr_size == 8 { self.set_i64(ptr, v as i64) } else { self.set_i32(ptr, v as u32 as i32) }
+        if self.ptr_size == 8 {
+            self.set_i64(ptr, v as i64)
+        } else {
+            self.set_i32(ptr, v as u32 as i32)
+        }
     }
 
     /// The NUL-terminated string at `ptr`, decoded as UTF-8 with U+FFFD for invalid bytes (`UTF8ToString`).

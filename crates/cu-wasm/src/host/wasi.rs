@@ -37,7 +37,14 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
             let fd = args.s(0);
             let kind: u8 = match fd {
                 0..=2 => 2,
-                _ => match caller.data().glue.fs.open.get(&fd).and_then(|f| caller.data().glue.fs.nodes.get(&f.path)) {
+                _ => match caller
+                    .data()
+                    .glue
+                    .fs
+                    .open
+                    .get(&fd)
+                    .and_then(|f| caller.data().glue.fs.nodes.get(&f.path))
+                {
                     Some(fs::Node::Dir) => 3,
                     Some(fs::Node::File(_)) => 4,
                     Some(fs::Node::Device(_)) => 2,
@@ -100,7 +107,9 @@ pub fn environment(state: &HostState) -> Vec<String> {
 
 fn iovecs(mem: &Mem<'_>, iov: u64, count: u64) -> wasmtime::Result<Vec<(u64, u64)>> {
     let step = mem.ptr_size * 2;
-    (0..count).map(|i| Ok((mem.ptr(iov + i * step)?, mem.ptr(iov + i * step + mem.ptr_size)?))).collect()
+    (0..count)
+        .map(|i| Ok((mem.ptr(iov + i * step)?, mem.ptr(iov + i * step + mem.ptr_size)?)))
+        .collect()
 }
 
 fn fd_write(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
@@ -165,7 +174,12 @@ fn fd_seek(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val]
     }
     // `(fd, offset_low, offset_high, whence, newOffset)` in wasm32, `(fd, offset, whence, newOffset)` in wasm64.
     let (fd, offset, whence, out) = if args.len() == 5 {
-        (args.s(0), (args.s(2) << 32) | (args.u(1) & 0xffff_ffff) as i64, args.s(3), args.u(4))
+        (
+            args.s(0),
+            (args.s(2) << 32) | (args.u(1) & 0xffff_ffff) as i64,
+            args.s(3),
+            args.u(4),
+        )
     } else {
         (args.s(0), args.s(1), args.s(2), args.u(3))
     };
