@@ -297,8 +297,9 @@ impl GpuContext {
         });
         let Some(adapter) = usable.into_iter().next() else {
             let why = if reasons.is_empty() {
+                let compiled = backends & wgpu::Instance::enabled_backend_features();
                 format!(
-                    "no adapters found for backends {backends:?} (is a Vulkan driver such as mesa-vulkan-drivers installed?)"
+                    "no adapters found for backends {compiled:?} (is a Vulkan driver such as mesa-vulkan-drivers installed?)"
                 )
             } else {
                 reasons.join("; ")
