@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use cu_types::result::normalize_numbers;
+use cu_types::result::to_js_json;
 use cu_types::{Limits, ModuleFormat, parse_compute_limit, parse_memory_limit};
 use cu_wasm::{AotCache, Loader, Process, ProcessConfig, Snapshot};
 use serde_json::Value;
@@ -80,14 +80,13 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<Message> {
         bail!("line {line_no}: expected an object {{\"msg\": ..., \"env\": ...}}");
     };
     let mut take = |key: &str| -> Result<String> {
-        let mut v = map
+        let v = map
             .remove(key)
             .ok_or_else(|| anyhow!("line {line_no}: missing \"{key}\""))?;
         if !v.is_object() {
             bail!("line {line_no}: \"{key}\" must be an object");
         }
-        normalize_numbers(&mut v);
-        Ok(serde_json::to_string(&v)?)
+        Ok(to_js_json(&v))
     };
     Ok(Message {
         msg: take("msg")?,

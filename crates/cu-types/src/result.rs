@@ -164,6 +164,14 @@ pub fn js_number_to_string(f: f64) -> String {
     format!("{sign}{body}")
 }
 
+/// `JSON.stringify(value)` for plain JSON data: key order kept, numbers as JavaScript prints them.
+pub fn to_js_json(value: &Value) -> String {
+    let mut v = value.clone();
+    normalize_numbers(&mut v);
+    // Serializing a `Value` cannot fail (all keys are strings).
+    serde_json::to_string(&v).unwrap_or_default()
+}
+
 /// Builds a JSON object from key/value pairs, keeping their order.
 pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     Value::Object(

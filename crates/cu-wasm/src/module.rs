@@ -205,6 +205,8 @@ impl Loader {
         origin: Origin,
     ) -> Result<Arc<CompiledModule>, WasmError> {
         let names = ExportNames::of(format);
+        let mut linker = Linker::new(module.engine());
+        host::link(&mut linker, &module, format.is_minified())?;
         for required in [names.memory, names.handle] {
             if module.get_export(required).is_none() {
                 return Err(WasmError::MissingExport {
@@ -238,8 +240,6 @@ impl Loader {
             )
             .map(|e| e.name().to_string())
             .collect();
-        let mut linker = Linker::new(module.engine());
-        host::link(&mut linker, &module, format.is_minified())?;
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| WasmError::Link(format!("{e:#}")))?;

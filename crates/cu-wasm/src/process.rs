@@ -55,7 +55,10 @@ pub struct Process {
     instance: Instance,
     memory: wasmtime::Memory,
     handle: Func,
-    base: Snapshot,
+    /// The state the journal replays from; `None` means "a fresh instance" (started or not, per
+    /// `started`), so booting copies no memory.
+    base: Option<Snapshot>,
+    started: bool,
     journal: Vec<(String, String)>,
     rollbacks: u64,
 }
@@ -74,7 +77,6 @@ impl Process {
         let (mut store, instance, handle) = instantiate(&module, &config)?;
         start(&module, &config, &mut store, &instance)
             .map_err(|e| WasmError::Boot(error_value(&e).to_string()))?;
-        let base = capture(&module, &mut store, &instance)?;
         let memory = exports(&store)
             .map_err(|e| WasmError::Boot(e.to_string()))?
             .memory;
@@ -85,7 +87,29 @@ impl Process {
             instance,
             memory,
             handle,
-            base,
+            base: None,
+            started: true,
+            journal: Vec::new(),
+            rollbacks: 0,
+        })
+    }
+
+    /// Instantiates the module without running its start-up (for benchmarks and tools that measure
+    /// instantiation alone; a process for messages comes from [`Process::boot`] or [`Process::restore`]).
+    pub fn instantiate(module: Arc<CompiledModule>, config: ProcessConfig) -> Result<Self, WasmError> {
+        let (store, instance, handle) = instantiate(&module, &config)?;
+        let memory = exports(&store)
+            .map_err(|e| WasmError::Boot(e.to_string()))?
+            .memory;
+        Ok(Process {
+            module,
+            config,
+            store,
+            instance,
+            memory,
+            handle,
+            base: None,
+            started: false,
             journal: Vec::new(),
             rollbacks: 0,
         })
@@ -119,7 +143,8 @@ impl Process {
             instance,
             memory,
             handle,
-            base: snapshot,
+            base: Some(snapshot),
+            started: true,
             journal: Vec::new(),
             rollbacks: 0,
         })
@@ -231,7 +256,17 @@ impl Process {
 
     fn rollback(&mut self) -> Result<(), WasmError> {
         self.rollbacks += 1;
-        let (store, instance, handle) = rebuild(&self.module, &self.config, &self.base)?;
+        let (store, instance, handle) = match &self.base {
+            Some(base) => rebuild(&self.module, &self.config, base)?,
+            None => {
+                let (mut store, instance, handle) = instantiate(&self.module, &self.config)?;
+                if self.started {
+                    start(&self.module, &self.config, &mut store, &instance)
+                        .map_err(|e| WasmError::Replay(format!("start-up: {}", error_value(&e))))?;
+                }
+                (store, instance, handle)
+            }
+        };
         self.memory = exports(&store)
             .map_err(|e| WasmError::Boot(e.to_string()))?
             .memory;
@@ -255,7 +290,7 @@ impl Process {
     }
 
     fn rebase(&mut self) -> Result<(), WasmError> {
-        self.base = capture(&self.module, &mut self.store, &self.instance)?;
+        self.base = Some(capture(&self.module, &mut self.store, &self.instance)?);
         self.journal.clear();
         Ok(())
     }

@@ -1,0 +1,108 @@
+//! Criterion benchmarks of the evaluator's hot paths:
+//! - `instantiate_from_cache`: a fresh instance from the AOT cache, before constructors and `main`;
+//! - `boot`: constructors and `main`, reported separately;
+//! - `handle_noop_1kb`: per-message host overhead (1 KB message, ten tags, a `handle` that does nothing);
+//! - `lua_eval`: an Eval-like Lua message on a hot Lua process;
+//! - `encode_message` / `parse_result`: msg/env encoding and result parsing;
+//! - `snapshot_encode` / `snapshot_decode`.
+//!
+//! `cargo bench -p cu-bench --bench evaluator`; quick smoke run: `-- --quick` (CI).
+//! `AO_CU_BENCH_MODULE=aos.wasm AO_CU_BENCH_FORMAT=wasm32-unknown-emscripten4` adds that module's rows.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use cu_bench::*;
+use cu_types::{EvalOutput, ModuleFormat};
+use cu_wasm::{AotCache, Loader, Process, ProcessConfig, Snapshot};
+
+fn lua_message(code: &str) -> String {
+    format!(
+        r#"{{"Id":"m","Owner":"o","Target":"p","From":"o","Tags":[{{"name":"Action","value":"Eval"}}],"Data":"{code}","Timestamp":1,"Block-Height":1,"Cron":false,"Read-Only":false}}"#
+    )
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let loader = Loader::new(Some(AotCache::new(dir.path()))).unwrap();
+
+    let mut modules: Vec<(String, Vec<u8>, ModuleFormat)> =
+        vec![("noop".into(), noop_module(), ModuleFormat::Emscripten2)];
+    if let Ok(lua) = std::fs::read(cu_tests::repo().join("tests/modules/build/lua-process.wasm")) {
+        modules.push(("lua".into(), lua, ModuleFormat::Emscripten2));
+    }
+    if let Some((wasm, format, path)) = module_from_env() {
+        modules.push((path, wasm, format));
+    }
+    for (name, wasm, format) in &modules {
+        loader.load(wasm, *format).unwrap();
+        let module = loader.load(wasm, *format).unwrap();
+        c.bench_function(&format!("load_from_aot_cache/{name}"), |b| {
+            b.iter(|| black_box(loader.load(wasm, *format).unwrap()))
+        });
+        c.bench_function(&format!("instantiate/{name}"), |b| {
+            b.iter(|| black_box(Process::instantiate(Arc::clone(&module), ProcessConfig::default()).unwrap()))
+        });
+        c.bench_function(&format!("boot/{name}"), |b| {
+            b.iter(|| black_box(Process::boot(Arc::clone(&module), ProcessConfig::default()).unwrap()))
+        });
+    }
+
+    let noop = loader.load(&noop_module(), ModuleFormat::Emscripten2).unwrap();
+    let mut process = Process::boot(noop, ProcessConfig::default()).unwrap();
+    let (msg, env) = (realistic_message(), realistic_env());
+    c.bench_function("handle_noop_1kb", |b| {
+        b.iter(|| black_box(process.handle(&msg, &env).unwrap()))
+    });
+
+    if let Some((_, lua, format)) = modules.iter().find(|m| m.0 == "lua") {
+        let module = loader.load(lua, *format).unwrap();
+        let mut p = Process::boot(module, ProcessConfig::default()).unwrap();
+        let env = realistic_env();
+        let m = lua_message("x = (x or 0) + 1");
+        p.handle(&m, &env).unwrap();
+        c.bench_function("lua_eval", |b| b.iter(|| black_box(p.handle(&m, &env).unwrap())));
+    }
+
+    let value: serde_json::Value = serde_json::from_str(&msg).unwrap();
+    c.bench_function("encode_message", |b| {
+        b.iter(|| black_box(cu_types::result::to_js_json(&value)))
+    });
+    let reply = r#"{"ok":true,"response":{"Output":{"data":"1","prompt":"aos> "},"Messages":[{"Target":"x","Data":"y","Tags":[{"name":"Action","value":"Credit-Notice"}]}],"Spawns":[],"Assignments":[]}}"#;
+    c.bench_function("parse_result", |b| {
+        b.iter(|| {
+            let v = cu_types::result::parse_json_like_js(reply).unwrap();
+            black_box(EvalOutput::from_response(&v["response"], 0))
+        })
+    });
+
+    let snap: Snapshot = process.snapshot().unwrap();
+    let bytes = snap.encode().unwrap();
+    c.bench_function("snapshot_encode_2mib", |b| {
+        b.iter(|| black_box(snap.encode().unwrap()))
+    });
+    c.bench_function("snapshot_decode_2mib", |b| {
+        b.iter(|| black_box(Snapshot::decode(&bytes).unwrap()))
+    });
+}
+
+fn run(c: &mut Criterion) {
+    // Evaluation needs a large native stack (the wasm stack limit is fixed by the engine).
+    let mut c2 = std::mem::take(c);
+    let c2 = std::thread::Builder::new()
+        .stack_size(cu_wasm::EVAL_THREAD_STACK)
+        .spawn(move || {
+            benches(&mut c2);
+            c2
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    *c = c2;
+}
+
+criterion_group!(group, run);
+criterion_main!(group);

@@ -1,0 +1,68 @@
+//! Restore fidelity: messages 1..n straight equal a snapshot at k, a restore on a fresh instance, then
+//! k+1..n (outputs and memory hash), for the Lua process and every format's probe.
+
+use std::sync::Arc;
+
+use cu_tests::*;
+use cu_types::{Limits, ModuleFormat};
+use cu_wasm::{Process, ProcessConfig, Snapshot};
+
+fn check(wasm: Vec<u8>, format: ModuleFormat, log: Vec<(String, String)>, k: usize) {
+    on_eval_thread(move || {
+        let module = compile(&wasm, format);
+        let mut straight = boot(&module, Limits::default());
+        let expected: Vec<_> = log.iter().map(|(m, e)| straight.handle(m, e).unwrap()).collect();
+        let expected_hash = straight.memory_hash();
+
+        let mut first = boot(&module, Limits::default());
+        for (m, e) in &log[..k] {
+            first.handle(m, e).unwrap();
+        }
+        let bytes = first.snapshot().unwrap().encode().unwrap();
+        drop(first);
+        let config = ProcessConfig {
+            this_program: THIS_PROGRAM.into(),
+            ..ProcessConfig::default()
+        };
+        let mut resumed =
+            Process::restore(Arc::clone(&module), Snapshot::decode(&bytes).unwrap(), config).unwrap();
+        for (i, (m, e)) in log.iter().enumerate().skip(k) {
+            assert_eq!(resumed.handle(m, e).unwrap(), expected[i], "{format} message {i}");
+        }
+        assert_eq!(resumed.memory_hash(), expected_hash, "{format}");
+    });
+}
+
+#[test]
+fn every_format_resumes_from_a_snapshot_exactly() {
+    for (stem, format) in WAT_MODULES {
+        let log = read_log(&repo().join("tests/modules/wat/messages/main.jsonl"));
+        // Snapshot after `fs` (13 messages): the file system, the clock and the heap are all in use.
+        check(wat_module(stem), format, log, 13);
+    }
+}
+
+#[test]
+fn lua_process_resumes_from_a_snapshot_exactly() {
+    let Some(wasm) = built_module("lua-process.wasm") else {
+        return;
+    };
+    let log = read_log(&repo().join("tests/modules/lua/messages.jsonl"));
+    for k in [1, 20, 42] {
+        check(wasm.clone(), ModuleFormat::Emscripten2, log.clone(), k);
+    }
+}
+
+#[test]
+fn a_snapshot_of_another_module_is_refused() {
+    on_eval_thread(|| {
+        let a = compile(&wat_module("emscripten2"), ModuleFormat::Emscripten2);
+        let b = compile(&wat_module("emscripten3"), ModuleFormat::Emscripten3);
+        let snap = boot(&a, Limits::default()).snapshot().unwrap();
+        let err = Process::restore(b, snap, ProcessConfig::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("invalid snapshot"), "{err}");
+    });
+}
