@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use cu_bench::*;
 use cu_types::{EvalOutput, ModuleFormat};
 use cu_wasm::{AotCache, Loader, Process, ProcessConfig, Snapshot};
@@ -89,20 +89,18 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-fn run(c: &mut Criterion) {
-    // Evaluation needs a large native stack (the wasm stack limit is fixed by the engine).
-    let mut c2 = std::mem::take(c);
-    let c2 = std::thread::Builder::new()
+criterion_group!(group, benches);
+
+fn main() {
+    // Evaluation needs a large native stack (the wasm stack limit is fixed by the engine), so the
+    // whole criterion run happens on a thread with the evaluator's stack size.
+    std::thread::Builder::new()
         .stack_size(cu_wasm::EVAL_THREAD_STACK)
-        .spawn(move || {
-            benches(&mut c2);
-            c2
+        .spawn(|| {
+            group();
+            Criterion::default().configure_from_args().final_summary();
         })
         .unwrap()
         .join()
         .unwrap();
-    *c = c2;
 }
-
-criterion_group!(group, run);
-criterion_main!(group);

@@ -39,7 +39,10 @@ fn eval(args: &[&str], stdin: &str, cache: &Path) -> Output {
 }
 
 fn lines(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 const FORMAT: &str = "wasm32-unknown-emscripten4";
@@ -49,7 +52,11 @@ fn evaluates_standard_input_and_keeps_going_after_errors() {
     let dir = tempfile::tempdir().unwrap();
     let module = probe(dir.path());
     let input = [line("count"), line("unreachable"), String::new(), line("count")].join("\n");
-    let out = eval(&["--module", module.to_str().unwrap(), "--format", FORMAT], &input, dir.path());
+    let out = eval(
+        &["--module", module.to_str().unwrap(), "--format", FORMAT],
+        &input,
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let results = lines(&out);
     assert_eq!(results.len(), 3);
@@ -65,27 +72,51 @@ fn a_malformed_line_exits_non_zero_with_its_line_number() {
     let dir = tempfile::tempdir().unwrap();
     let module = probe(dir.path());
     let input = [line("count"), "{not json".to_string()].join("\n");
-    let out = eval(&["--module", module.to_str().unwrap(), "--format", FORMAT], &input, dir.path());
+    let out = eval(
+        &["--module", module.to_str().unwrap(), "--format", FORMAT],
+        &input,
+        dir.path(),
+    );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(lines(&out).len(), 1, "the first message was still evaluated and printed");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lines(&out).len(),
+        1,
+        "the first message was still evaluated and printed"
+    );
 }
 
 #[test]
 fn bad_modules_and_formats_exit_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let module = probe(dir.path());
-    let out = eval(&["--module", module.to_str().unwrap(), "--format", "wasm32-wasi"], "", dir.path());
+    let out = eval(
+        &["--module", module.to_str().unwrap(), "--format", "wasm32-wasi"],
+        "",
+        dir.path(),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown module format"));
 
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm").unwrap();
-    let out = eval(&["--module", junk.to_str().unwrap(), "--format", FORMAT], "", dir.path());
+    let out = eval(
+        &["--module", junk.to_str().unwrap(), "--format", FORMAT],
+        "",
+        dir.path(),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not compile"));
 
-    let out = eval(&["--module", "/nonexistent.wasm", "--format", FORMAT], "", dir.path());
+    let out = eval(
+        &["--module", "/nonexistent.wasm", "--format", FORMAT],
+        "",
+        dir.path(),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read module"));
 }
@@ -97,14 +128,30 @@ fn state_files_resume_where_the_previous_run_stopped() {
     let m = module.to_str().unwrap();
     let state = dir.path().join("state.snap");
     let s = state.to_str().unwrap();
-    let first = eval(&["--module", m, "--format", FORMAT, "--state-out", s], &[line("count"), line("count")].join("\n"), dir.path());
+    let first = eval(
+        &["--module", m, "--format", FORMAT, "--state-out", s],
+        &[line("count"), line("count")].join("\n"),
+        dir.path(),
+    );
     assert!(first.status.success());
-    let second = eval(&["--module", m, "--format", FORMAT, "--state-in", s], &line("count"), dir.path());
-    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let second = eval(
+        &["--module", m, "--format", FORMAT, "--state-in", s],
+        &line("count"),
+        dir.path(),
+    );
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     assert_eq!(lines(&second)[0]["Output"], "count=3");
 
     std::fs::write(&state, b"AOCUSNAP garbage").unwrap();
-    let bad = eval(&["--module", m, "--format", FORMAT, "--state-in", s], &line("count"), dir.path());
+    let bad = eval(
+        &["--module", m, "--format", FORMAT, "--state-in", s],
+        &line("count"),
+        dir.path(),
+    );
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid snapshot"));
 }
@@ -114,7 +161,14 @@ fn compute_limit_ends_an_infinite_loop() {
     let dir = tempfile::tempdir().unwrap();
     let module = probe(dir.path());
     let out = eval(
-        &["--module", module.to_str().unwrap(), "--format", FORMAT, "--compute-limit", "20000000"],
+        &[
+            "--module",
+            module.to_str().unwrap(),
+            "--format",
+            FORMAT,
+            "--compute-limit",
+            "20000000",
+        ],
         &line("loop"),
         dir.path(),
     );

@@ -595,7 +595,7 @@ fn rebuild(
         .memory;
     let have = memory.data_size(&store) as u64;
     let want = snapshot.memory.len() as u64;
-    if want % 65536 != 0 || want < have {
+    if !want.is_multiple_of(65536) || want < have {
         return Err(WasmError::Snapshot(format!(
             "memory of {want} bytes cannot be restored into {have}"
         )));

@@ -117,7 +117,7 @@ fn allocate_utf8(caller: &mut Caller<'_, HostState>, text: &str) -> wasmtime::Re
         .map(|t| zero(&t))
         .unwrap_or(Val::I32(0))];
     malloc.call(&mut *caller, &[arg], &mut ret)?;
-    let ptr = [ret[0].clone()].as_slice().u(0);
+    let ptr = [ret[0]].as_slice().u(0);
     if ptr != 0 {
         let mut bytes = text.as_bytes().to_vec();
         bytes.push(0);

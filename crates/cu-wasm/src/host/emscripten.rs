@@ -144,7 +144,7 @@ fn resize_heap(
     };
     for new_size in candidates {
         // `(size - byteLength + 65535) / 65536` pages, truncated by `memory.grow`.
-        let pages = (new_size.saturating_sub(old_size) + 65535) / 65536;
+        let pages = new_size.saturating_sub(old_size).div_ceil(65536);
         if memory.grow(&mut *caller, pages).is_ok() {
             set_result(results, 1);
             return Ok(());
@@ -329,7 +329,7 @@ mod tests {
         let [a, b, c] = heap_growth_candidates(16 << 20, (16 << 20) + 1, 524_288_000).unwrap();
         assert_eq!(a, 20_185_088);
         assert_eq!(a % 65536, 0);
-        assert!(b < a && c < b && c >= (16 << 20) + 1);
+        assert!(b < a && c < b && c > (16 << 20));
         // A big request is capped at request + 96 MiB, and at the heap maximum.
         let [a, _, _] = heap_growth_candidates(400 << 20, 450 << 20, 524_288_000).unwrap();
         assert_eq!(a, 503_316_480);

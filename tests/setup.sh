@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what ao-cu's tests need on a fresh Debian machine (idempotent; skips what is present):
+# Debian's emscripten (builds the Lua test process), wabt, Node.js + npm (the reference loader),
+# lavapipe (a software Vulkan driver, so the GPU kernels really run), numpy + scikit-learn (the
+# quantised digits model), and the pinned npm packages of the reference oracles.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+need=()
+command -v emcc >/dev/null || need+=(emscripten)
+command -v wat2wasm >/dev/null || need+=(wabt)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need+=(mesa-vulkan-drivers)
+ldconfig -p | grep -q libvulkan.so.1 || need+=(libvulkan1)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+python3 -c 'import numpy, sklearn' 2>/dev/null || {
+  echo "setup: pip install numpy scikit-learn" >&2
+  python3 -m pip install -q numpy scikit-learn
+}
+
+for dir in tests/oracle crates/cu-metering/tests/oracle; do
+  if [ ! -d "$repo/$dir/node_modules" ]; then
+    echo "setup: npm ci in $dir" >&2
+    npm ci --prefix "$repo/$dir" --no-audit --no-fund >/dev/null 2>&1 || npm install --prefix "$repo/$dir" --no-audit --no-fund >/dev/null
+  fi
+done
