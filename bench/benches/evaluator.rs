@@ -17,7 +17,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group};
 use cu_bench::*;
 use cu_types::{EvalOutput, ModuleFormat};
-use cu_wasm::{AotCache, Loader, Process, ProcessConfig, Snapshot};
+use cu_wasm::{Allocation, AotCache, Loader, Process, ProcessConfig, Snapshot};
 
 fn lua_message(code: &str) -> String {
     format!(
@@ -28,6 +28,7 @@ fn lua_message(code: &str) -> String {
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let loader = Loader::new(Some(AotCache::new(dir.path()))).unwrap();
+    let pooling = Loader::with_allocation(None, Allocation::Pooling { slots: 8 }).unwrap();
 
     let mut modules: Vec<(String, Vec<u8>, ModuleFormat)> =
         vec![("noop".into(), noop_module(), ModuleFormat::Emscripten2)];
@@ -45,6 +46,10 @@ fn benches(c: &mut Criterion) {
         });
         c.bench_function(&format!("instantiate/{name}"), |b| {
             b.iter(|| black_box(Process::instantiate(Arc::clone(&module), ProcessConfig::default()).unwrap()))
+        });
+        let pooled = pooling.load(wasm, *format).unwrap();
+        c.bench_function(&format!("instantiate_pooling/{name}"), |b| {
+            b.iter(|| black_box(Process::instantiate(Arc::clone(&pooled), ProcessConfig::default()).unwrap()))
         });
         c.bench_function(&format!("boot/{name}"), |b| {
             b.iter(|| black_box(Process::boot(Arc::clone(&module), ProcessConfig::default()).unwrap()))

@@ -30,7 +30,7 @@ pub mod snapshot;
 pub mod state;
 
 pub use cache::AotCache;
-pub use engine::{EVAL_THREAD_STACK, Engines, Metering};
+pub use engine::{Allocation, EVAL_THREAD_STACK, Engines, Metering};
 pub use error::WasmError;
 pub use module::{CompiledModule, Loader, Origin};
 pub use process::{Process, ProcessConfig, THIS_PROGRAM};

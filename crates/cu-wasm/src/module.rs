@@ -117,6 +117,17 @@ impl Loader {
         })
     }
 
+    /// A loader whose engines use another instance allocator.
+    pub fn with_allocation(
+        cache: Option<AotCache>,
+        allocation: crate::engine::Allocation,
+    ) -> Result<Self, WasmError> {
+        Ok(Loader {
+            engines: Engines::with_allocation(allocation)?,
+            cache,
+        })
+    }
+
     /// The engines.
     pub fn engines(&self) -> &Engines {
         &self.engines

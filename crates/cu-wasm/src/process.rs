@@ -20,7 +20,7 @@ use crate::error::WasmError;
 use crate::host::{HostTrap, zero};
 use crate::module::CompiledModule;
 use crate::snapshot::{GlobalValue, Snapshot};
-use crate::state::{Exports, HostState};
+use crate::state::{Asyncify, Exports, HostState};
 
 /// `argv[0]` passed to `main` (and the `_` environment variable). The reference passes the path of its
 /// own Node script, which differs between deployments; ao-cu passes Emscripten's own default.
@@ -386,6 +386,16 @@ fn instantiate(
         set_threw: func(&mut store, names.set_threw),
         malloc: func(&mut store, names.malloc),
         errno_location: func(&mut store, names.errno_location),
+        free: func(&mut store, "free"),
+        asyncify: match (
+            func(&mut store, "asyncify_start_unwind"),
+            func(&mut store, "asyncify_stop_unwind"),
+            func(&mut store, "asyncify_start_rewind"),
+            func(&mut store, "asyncify_stop_rewind"),
+        ) {
+            (Some(a), Some(b), Some(c), Some(d)) => Some([a, b, c, d]),
+            _ => None,
+        },
     };
     store.data_mut().exports = Some(exports);
     let handle = func(&mut store, names.handle).ok_or(WasmError::MissingExport {
@@ -535,7 +545,26 @@ fn call_handle(
         write_memory(store, p, &bytes)?;
         *slot = p;
     }
-    let ret = call_int(store, handle, &pointers)?;
+    store.data_mut().asyncify = Asyncify::Normal;
+    let mut ret = call_int(store, handle, &pointers)?;
+    // An import suspended through Asyncify (WeaveDrive): finish the unwind and re-enter `handle` to
+    // rewind, as the glue does when the import's promise resolves.
+    while let Asyncify::Unwinding { data, value } = store.data().asyncify {
+        let [_, stop_unwind, start_rewind, _] = e
+            .asyncify
+            .ok_or(HostTrap::MissingExport("asyncify_start_unwind"))?;
+        call_int(store, &stop_unwind, &[])?;
+        store.data_mut().asyncify = Asyncify::Rewinding { data, value };
+        call_int(store, &start_rewind, &[data])?;
+        // The emscripten4 glue re-enters `handle` with no arguments (0, 0); the wasm64 glue with the
+        // arguments it saved.
+        let args = if store.data().format.is_wasm64() {
+            pointers
+        } else {
+            [0, 0]
+        };
+        ret = call_int(store, handle, &args)?;
+    }
     let text = if ret == 0 {
         String::new()
     } else {

@@ -35,6 +35,32 @@ pub struct Exports {
     pub malloc: Option<Func>,
     /// `__errno_location`, used to set `errno` (ENOSYS from `system`).
     pub errno_location: Option<Func>,
+    /// `free`, used to release the Asyncify data area.
+    pub free: Option<Func>,
+    /// The Asyncify exports `start_unwind`, `stop_unwind`, `start_rewind`, `stop_rewind` (formats 4/wasm64).
+    pub asyncify: Option<[Func; 4]>,
+}
+
+/// Where an emulated Asyncify suspension stands (see `host::weavedrive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Asyncify {
+    /// No suspension.
+    #[default]
+    Normal,
+    /// An import started an unwind; `handle` must be re-entered to rewind.
+    Unwinding {
+        /// The data area given to `asyncify_start_unwind`.
+        data: u64,
+        /// What the import returns once rewound.
+        value: i64,
+    },
+    /// `handle` was re-entered; the import that unwound will be called again and return `value`.
+    Rewinding {
+        /// The data area.
+        data: u64,
+        /// What the import returns.
+        value: i64,
+    },
 }
 
 /// The state of the glue that persists across messages.
@@ -103,6 +129,8 @@ pub struct HostState {
     pub this_program: String,
     /// The tail of what the module wrote to stdout and stderr.
     pub stdout: Vec<u8>,
+    /// Emulated Asyncify suspension (always `Normal` between messages).
+    pub asyncify: Asyncify,
 }
 
 impl HostState {
@@ -119,6 +147,7 @@ impl HostState {
             memory_cap,
             this_program,
             stdout: Vec::new(),
+            asyncify: Asyncify::Normal,
         }
     }
 

@@ -1,14 +1,92 @@
 //! WeaveDrive (`__asyncjs__weavedrive_{open,read,close}`): linked so that modules built with it
-//! instantiate, and failing cleanly when called: the message ends with the Error "WeaveDrive is not
-//! available" and the process is rolled back, rather than guessing at data this node cannot serve.
+//! instantiate, and answering as the reference glue does on a node without WeaveDrive: `open` returns
+//! NULL (aos's `fopen` then falls back to the in-memory file system), so nothing is ever read. `read` and
+//! `close` cannot be reached without a descriptor from `open`; if a module calls them anyway the message
+//! fails with "WeaveDrive is not available".
+//!
+//! The reference performs `open` as an Asyncify suspension even when it returns NULL, and that is visible
+//! to the module (the gas of the re-executed code in `-metering` formats, the 40 MiB data area that grows
+//! memory), so ao-cu emulates it exactly: `malloc` the data area (header + 40 MiB), write its header,
+//! `asyncify_start_unwind`; after `handle` returns, `asyncify_stop_unwind`, `asyncify_start_rewind` and
+//! re-enter `handle` (see `process::call_handle`); when `open` is called again, `asyncify_stop_rewind`,
+//! `free` the area and return NULL. Modules without the Asyncify exports get NULL directly.
 
-use super::{HostFn, HostTrap};
+use wasmtime::{Caller, Val, ValType};
+
+use super::{Args, HostFn, HostTrap, Mem, set_result, zero};
+use crate::state::{Asyncify, HostState};
+
+/// The glue's `Asyncify.StackSize`.
+pub const ASYNCIFY_STACK_SIZE: u64 = 41_943_040;
 
 pub(super) fn lookup(name: &str) -> Option<HostFn> {
     Some(match name {
-        "__asyncjs__weavedrive_open" | "__asyncjs__weavedrive_read" | "__asyncjs__weavedrive_close" => {
+        // NULL: no WeaveDrive on this node (through an emulated Asyncify suspension).
+        "__asyncjs__weavedrive_open" => open,
+        // Traps: there is no WeaveDrive descriptor to read or close.
+        "__asyncjs__weavedrive_read" | "__asyncjs__weavedrive_close" => {
             |_, _, _| Err(HostTrap::WeaveDriveUnavailable.into())
         }
         _ => return None,
     })
+}
+
+fn call(caller: &mut Caller<'_, HostState>, f: wasmtime::Func, arg: Option<u64>) -> wasmtime::Result<u64> {
+    let ty = f.ty(&*caller);
+    let args: Vec<Val> = match (arg, ty.params().next()) {
+        (Some(v), Some(ValType::I64)) => vec![Val::I64(v as i64)],
+        (Some(v), _) => vec![Val::I32(v as i32)],
+        (None, _) => vec![],
+    };
+    let mut results: Vec<Val> = ty.results().map(|t| zero(&t)).collect();
+    f.call(&mut *caller, &args, &mut results)?;
+    Ok(results.as_slice().u(0))
+}
+
+fn open(caller: &mut Caller<'_, HostState>, _: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
+    const NULL: i64 = 0;
+    let exports = caller.data().exports;
+    let (Some(asyncify), Some(malloc), Some(free)) = (
+        exports.and_then(|e| e.asyncify),
+        exports.and_then(|e| e.malloc),
+        exports.and_then(|e| e.free),
+    ) else {
+        set_result(results, NULL);
+        return Ok(());
+    };
+    let [start_unwind, _, _, stop_rewind] = asyncify;
+    match caller.data().asyncify {
+        Asyncify::Normal => {
+            let wasm64 = caller.data().format.is_wasm64();
+            let header = if wasm64 { 24 } else { 12 };
+            let data = call(caller, malloc, Some(header + ASYNCIFY_STACK_SIZE))?;
+            {
+                let mut mem = Mem::of(caller)?;
+                let (stack, end) = (data + header, data + header + ASYNCIFY_STACK_SIZE);
+                if wasm64 {
+                    mem.set_i64(data, stack as i64)?;
+                    mem.set_i64(data + 8, end as i64)?;
+                    // The rewind function id: `handle`, the first and only export that suspends.
+                    mem.set_i32(data + 16, 0)?;
+                } else {
+                    mem.set_i32(data, stack as i32)?;
+                    mem.set_i32(data + 4, end as i32)?;
+                    mem.set_i32(data + 8, 0)?;
+                }
+            }
+            call(caller, start_unwind, Some(data))?;
+            caller.data_mut().asyncify = Asyncify::Unwinding { data, value: NULL };
+            set_result(results, NULL);
+        }
+        Asyncify::Rewinding { data, value } => {
+            caller.data_mut().asyncify = Asyncify::Normal;
+            call(caller, stop_rewind, None)?;
+            call(caller, free, Some(data))?;
+            set_result(results, value);
+        }
+        Asyncify::Unwinding { .. } => {
+            return Err(HostTrap::Abort("Aborted(invalid state: 1)".into()).into());
+        }
+    }
+    Ok(())
 }
