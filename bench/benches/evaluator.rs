@@ -17,7 +17,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group};
 use cu_bench::*;
 use cu_types::{EvalOutput, ModuleFormat};
-use cu_wasm::{Allocation, AotCache, Loader, Process, ProcessConfig, Snapshot};
+use cu_wasm::{Allocation, AotCache, Loader, Metering, Process, ProcessConfig, Snapshot};
 
 fn lua_message(code: &str) -> String {
     format!(
@@ -70,6 +70,20 @@ fn benches(c: &mut Criterion) {
         let m = lua_message("x = (x or 0) + 1");
         p.handle(&m, &env).unwrap();
         c.bench_function("lua_eval", |b| b.iter(|| black_box(p.handle(&m, &env).unwrap())));
+        // The same module without fuel (no compute bound): what fuel costs.
+        let unfueled = loader.load_on(lua, *format, Metering::Gas).unwrap();
+        let mut q = Process::boot(unfueled, ProcessConfig::default()).unwrap();
+        q.handle(&m, &env).unwrap();
+        c.bench_function("lua_eval_without_fuel", |b| {
+            b.iter(|| black_box(q.handle(&m, &env).unwrap()))
+        });
+        let loop_msg = lua_message("local s = 0 for i = 1, 100000 do s = s + i end return s");
+        c.bench_function("lua_loop_100k", |b| {
+            b.iter(|| black_box(p.handle(&loop_msg, &env).unwrap()))
+        });
+        c.bench_function("lua_loop_100k_without_fuel", |b| {
+            b.iter(|| black_box(q.handle(&loop_msg, &env).unwrap()))
+        });
     }
 
     let value: serde_json::Value = serde_json::from_str(&msg).unwrap();

@@ -135,9 +135,31 @@ impl Loader {
 
     /// Transforms, compiles (or loads from the cache) and links `wasm` as a module of `format`.
     pub fn load(&self, wasm: &[u8], format: ModuleFormat) -> Result<Arc<CompiledModule>, WasmError> {
+        self.load_inner(wasm, format, None)
+    }
+
+    /// Like [`Loader::load`], but on the engine given. `Metering::Gas` for a module that is not metered
+    /// removes its compute bound: only for measuring what fuel costs, never for serving processes.
+    pub fn load_on(
+        &self,
+        wasm: &[u8],
+        format: ModuleFormat,
+        metering: Metering,
+    ) -> Result<Arc<CompiledModule>, WasmError> {
+        self.load_inner(wasm, format, Some(metering))
+    }
+
+    fn load_inner(
+        &self,
+        wasm: &[u8],
+        format: ModuleFormat,
+        forced: Option<Metering>,
+    ) -> Result<Arc<CompiledModule>, WasmError> {
         let sha256: [u8; 32] = Sha256::digest(wasm).into();
         let premetered = imports_usegas(wasm)?;
-        let metering = if premetered || format.injected_metering().is_some() {
+        let metering = if let Some(m) = forced {
+            m
+        } else if premetered || format.injected_metering().is_some() {
             Metering::Gas
         } else {
             Metering::Fuel

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Side by side: the same module and message through the reference loader and through ao-cu, in one run.
+
+Per-message time is measured by differencing (for the reference, of the evaluation time its driver
+reports, which leaves out the memory hashing the driver adds; for ao-cu, of the whole command's wall time): each side runs a log of 1 message and a log of 1 + N
+messages (same boot message first), and the time difference divided by N is the per-message cost, so
+start-up (Node, compilation, instantiation) cancels out. Runs each side `--repeat` times and keeps the
+fastest (these machines are shared and noisy). Reference modes: `hot` (one instance, no memory copies:
+the loader's fast path) and `cu` (the reference CU's way: memory passed in and out for every message).
+
+Default: the Lua test process built from source (tests/modules/build.sh), message `Action=Eval`.
+Any module: --module PATH --format FORMAT (e.g. aos 2, locally; never committed).
+
+    python3 bench/side_by_side.py [--module M --format F] [-n 200] [--repeat 3] [--modes hot,cu]
+"""
+import argparse, json, os, re, subprocess, sys, tempfile, time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PID = "KzXTVvxEXQVVE1zx0T5N2TxZPG_ncoG6fjqyiIRKu_c"
+OWNER = "vh-NTHVvlKZqRxc8LyyTNok65yQ55a_PJ1zWLb9G2JI"
+MODULE_ID = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
+
+
+def message(i, data, tags):
+    return {"Id": PID if i == 0 else ("M%05d" % i + "x" * 43)[:43], "Signature": "sig", "Data": data,
+            "Owner": OWNER, "Target": PID, "Anchor": "0" * 32, "From": OWNER, "Tags": tags, "Epoch": 0,
+            "Nonce": i, "Timestamp": 1700000000000 + i, "Block-Height": 1393008 + i, "Hash-Chain": "hc",
+            "Cron": False, "Read-Only": False}
+
+
+def logs(n, code):
+    ptags = [{"name": "Type", "value": "Process"}, {"name": "Module", "value": MODULE_ID},
+             {"name": "Name", "value": "bench"}]
+    env = {"Process": {"Id": PID, "Owner": OWNER, "Tags": ptags},
+           "Module": {"Id": MODULE_ID, "Owner": OWNER, "Tags": []}}
+    boot = {"msg": message(0, "", ptags), "env": env}
+    evals = [{"msg": message(i, code, [{"name": "Action", "value": "Eval"}]), "env": env} for i in range(1, n + 1)]
+    return [boot], [boot] + evals
+
+
+def timed(cmd):
+    """Wall time of a run, or for the reference driver its own evaluation time (it excludes the memory
+    hashing and printing the driver does around each message)."""
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if out.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr[-2000:]}")
+    m = re.search(r"evaluation ([0-9.]+) ms", out.stderr)
+    if m:
+        elapsed = float(m.group(1)) / 1000
+    return elapsed, out.stdout.splitlines()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--module", default=os.path.join(REPO, "tests/modules/build/lua-process.wasm"))
+    ap.add_argument("--format", default="wasm32-unknown-emscripten2")
+    ap.add_argument("-n", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--modes", default="hot,cu")
+    ap.add_argument("--code", default="x = (x or 0) + 1; return x")
+    ap.add_argument("--ao-cu", default=os.path.join(REPO, "target/release/ao-cu"))
+    args = ap.parse_args()
+
+    short, full = logs(args.n, args.code)
+    tmp = tempfile.mkdtemp()
+    paths = []
+    for name, lines in (("short", short), ("full", full)):
+        p = os.path.join(tmp, name + ".jsonl")
+        with open(p, "w") as f:
+            f.write("\n".join(json.dumps(l) for l in lines) + "\n")
+        paths.append(p)
+
+    def per_message(cmd_for):
+        best = None
+        for _ in range(args.repeat):
+            t0, _ = timed(cmd_for(paths[0]))
+            t1, out = timed(cmd_for(paths[1]))
+            per = (t1 - t0) / args.n
+            best = per if best is None else min(best, per)
+        return best, out
+
+    cache = os.path.join(tmp, "cache")
+    ours, ours_out = per_message(lambda log: [args.ao_cu, "eval", "--module", args.module, "--format", args.format,
+                                              "--messages", log, "--cache-dir", cache])
+    rows = [("ao-cu (hot instance, Cranelift AOT)", ours)]
+    env = dict(os.environ, TZ="UTC")
+    for mode in args.modes.split(","):
+        ref, ref_out = per_message(lambda log: ["node", os.path.join(REPO, "tests/oracle/run.cjs"), "--module",
+                                                args.module, "--format", args.format, "--mode", mode,
+                                                "--messages", log])
+        rows.append((f"reference ao-loader 0.0.49, mode {mode}", ref))
+        same = [json.loads(l).get("Output") for l in ours_out] == [json.loads(l).get("Output") for l in ref_out]
+        print(f"outputs identical to reference ({mode}): {same}", file=sys.stderr)
+    print(f"module {os.path.basename(args.module)} ({args.format}), {args.n} messages, code {args.code!r}")
+    print(f"{'side':45} {'ms/message':>12} {'ratio vs ao-cu':>15}")
+    for name, t in rows:
+        print(f"{name:45} {t * 1000:12.3f} {t / ours:15.1f}x")
+
+
+if __name__ == "__main__":
+    main()
