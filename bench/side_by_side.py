@@ -73,13 +73,15 @@ def main():
         paths.append(p)
 
     def per_message(cmd_for):
-        best = None
+        # The fastest of `repeat` runs of each log, then the difference: noise only ever adds time.
+        shorts, fulls, out = [], [], None
         for _ in range(args.repeat):
-            t0, _ = timed(cmd_for(paths[0]))
-            t1, out = timed(cmd_for(paths[1]))
-            per = (t1 - t0) / args.n
-            best = per if best is None else min(best, per)
-        return best, out
+            shorts.append(timed(cmd_for(paths[0]))[0])
+            t, out = timed(cmd_for(paths[1]))
+            fulls.append(t)
+        print(f"  runs: short {[round(x * 1000, 1) for x in shorts]} ms, full {[round(x * 1000, 1) for x in fulls]} ms",
+              file=sys.stderr)
+        return (min(fulls) - min(shorts)) / args.n, out
 
     cache = os.path.join(tmp, "cache")
     ours, ours_out = per_message(lambda log: [args.ao_cu, "eval", "--module", args.module, "--format", args.format,

@@ -55,6 +55,9 @@ pub struct EvalArgs {
     /// Add `"MemoryHash"` (BLAKE3 of linear memory after the message) to each result line.
     #[arg(long)]
     memory_hash: bool,
+    /// Print the time spent evaluating (inside `handle`, without I/O) to standard error at the end.
+    #[arg(long)]
+    timing: bool,
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
@@ -138,6 +141,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let state_out = args.state_out.clone();
     let memory_hash = args.memory_hash;
+    let timing = args.timing;
     // Evaluate on a thread with a known, large stack (the wasm stack limit is fixed by the engine).
     let worker = std::thread::Builder::new()
         .name("ao-cu-eval".into())
@@ -149,7 +153,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 Some(s) => Process::restore(Arc::clone(&module), s, config)?,
                 None => Process::boot(Arc::clone(&module), config)?,
             };
-            evaluate(&mut process, input, memory_hash)?;
+            let (count, spent) = evaluate(&mut process, input, memory_hash)?;
+            if timing {
+                let ms = spent.as_secs_f64() * 1000.0;
+                let per = if count == 0 { 0.0 } else { ms / count as f64 };
+                eprintln!("ao-cu eval: {count} messages, evaluation {ms:.3} ms ({per:.3} ms/message)");
+            }
             if let Some(path) = state_out {
                 let bytes = process.snapshot()?.encode()?;
                 write_atomically(&path, &bytes)?;
@@ -161,7 +170,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .map_err(|_| anyhow!("the evaluation thread panicked"))?
 }
 
-fn evaluate(process: &mut Process, input: Box<dyn BufRead + Send>, memory_hash: bool) -> Result<()> {
+fn evaluate(
+    process: &mut Process,
+    input: Box<dyn BufRead + Send>,
+    memory_hash: bool,
+) -> Result<(usize, std::time::Duration)> {
+    let mut spent = std::time::Duration::ZERO;
+    let mut count = 0;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut reader = input;
@@ -179,9 +194,12 @@ fn evaluate(process: &mut Process, input: Box<dyn BufRead + Send>, memory_hash: 
             continue;
         }
         let message = parse_line(line.trim_end(), line_no)?;
+        let started = std::time::Instant::now();
         let result = process
             .handle(&message.msg, &message.env)
             .with_context(|| format!("line {line_no}"))?;
+        spent += started.elapsed();
+        count += 1;
         let mut value = serde_json::to_value(&result)?;
         if memory_hash && let Value::Object(map) = &mut value {
             map.insert("MemoryHash".into(), Value::String(process.memory_hash()));
@@ -190,7 +208,7 @@ fn evaluate(process: &mut Process, input: Box<dyn BufRead + Send>, memory_hash: 
         out.write_all(b"\n")?;
         out.flush()?;
     }
-    Ok(())
+    Ok((count, spent))
 }
 
 fn read_line(reader: &mut Box<dyn BufRead + Send>, line: &mut String) -> io::Result<usize> {

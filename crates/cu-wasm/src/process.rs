@@ -13,7 +13,7 @@ use std::sync::Arc;
 use cu_types::result::parse_json_like_js;
 use cu_types::{EvalOutput, Limits, StringSizeRule};
 use serde_json::Value;
-use wasmtime::{Extern, Func, Instance, Store, Trap, Val, ValType};
+use wasmtime::{Extern, Func, Instance, Store, Trap, TypedFunc, Val, ValType};
 
 use crate::engine::{FUEL_PER_GAS, Metering};
 use crate::error::WasmError;
@@ -55,6 +55,7 @@ pub struct Process {
     instance: Instance,
     memory: wasmtime::Memory,
     handle: Func,
+    abi: FastAbi,
     /// The state the journal replays from; `None` means "a fresh instance" (started or not, per
     /// `started`), so booting copies no memory.
     base: Option<Snapshot>,
@@ -80,6 +81,7 @@ impl Process {
         let memory = exports(&store)
             .map_err(|e| WasmError::Boot(e.to_string()))?
             .memory;
+        let abi = FastAbi::new(&store, &handle, module.format)?;
         Ok(Process {
             module,
             config,
@@ -87,6 +89,7 @@ impl Process {
             instance,
             memory,
             handle,
+            abi,
             base: None,
             started: true,
             journal: Vec::new(),
@@ -101,6 +104,7 @@ impl Process {
         let memory = exports(&store)
             .map_err(|e| WasmError::Boot(e.to_string()))?
             .memory;
+        let abi = FastAbi::new(&store, &handle, module.format)?;
         Ok(Process {
             module,
             config,
@@ -108,6 +112,7 @@ impl Process {
             instance,
             memory,
             handle,
+            abi,
             base: None,
             started: false,
             journal: Vec::new(),
@@ -136,6 +141,7 @@ impl Process {
         let memory = exports(&store)
             .map_err(|e| WasmError::Boot(e.to_string()))?
             .memory;
+        let abi = FastAbi::new(&store, &handle, module.format)?;
         Ok(Process {
             module,
             config,
@@ -143,6 +149,7 @@ impl Process {
             instance,
             memory,
             handle,
+            abi,
             base: Some(snapshot),
             started: true,
             journal: Vec::new(),
@@ -232,7 +239,7 @@ impl Process {
                 .set_fuel(fuel)
                 .map_err(|e| CallError::Host(WasmError::Boot(e.to_string())))?;
         }
-        let text = call_handle(&mut self.store, &self.handle, msg, env)
+        let text = call_handle(&mut self.store, &self.abi, msg, env)
             .map_err(|e| CallError::Message(error_value(&e)))?;
         let gas_used = self.store.data().gas.used.max(0.0) as u64;
         let reply = match parse_json_like_js(&text) {
@@ -267,6 +274,7 @@ impl Process {
                 (store, instance, handle)
             }
         };
+        self.abi = FastAbi::new(&store, &handle, self.module.format)?;
         self.memory = exports(&store)
             .map_err(|e| WasmError::Boot(e.to_string()))?
             .memory;
@@ -517,36 +525,121 @@ fn write_memory(store: &mut Store<HostState>, at: u64, bytes: &[u8]) -> wasmtime
     Ok(())
 }
 
+/// The stack helpers and `handle` as typed functions (cheaper than dynamic calls on the per-message path).
+#[derive(Clone)]
+enum FastAbi {
+    Wasm32 {
+        save: TypedFunc<(), i32>,
+        restore: TypedFunc<i32, ()>,
+        alloc: TypedFunc<i32, i32>,
+        handle: TypedFunc<(i32, i32), i32>,
+    },
+    Wasm64 {
+        save: TypedFunc<(), i64>,
+        restore: TypedFunc<i64, ()>,
+        alloc: TypedFunc<i64, i64>,
+        handle: TypedFunc<(i64, i64), i64>,
+    },
+}
+
+impl FastAbi {
+    fn new(
+        store: &Store<HostState>,
+        handle: &Func,
+        format: cu_types::ModuleFormat,
+    ) -> Result<Self, WasmError> {
+        let e = exports(store).map_err(|e| WasmError::Boot(e.to_string()))?;
+        let missing = |name| WasmError::MissingExport { name, format };
+        let (save, restore, alloc) = (
+            e.stack_save.ok_or(missing("stackSave"))?,
+            e.stack_restore.ok_or(missing("stackRestore"))?,
+            e.stack_alloc.ok_or(missing("stackAlloc"))?,
+        );
+        let bad = |what: &str, err: wasmtime::Error| {
+            WasmError::Link(format!(
+                "{what} has a signature the {format} format does not use: {err}"
+            ))
+        };
+        Ok(if format.is_wasm64() {
+            FastAbi::Wasm64 {
+                save: save.typed(store).map_err(|e| bad("the stack save export", e))?,
+                restore: restore
+                    .typed(store)
+                    .map_err(|e| bad("the stack restore export", e))?,
+                alloc: alloc.typed(store).map_err(|e| bad("the stack alloc export", e))?,
+                handle: handle.typed(store).map_err(|e| bad("handle", e))?,
+            }
+        } else {
+            FastAbi::Wasm32 {
+                save: save.typed(store).map_err(|e| bad("the stack save export", e))?,
+                restore: restore
+                    .typed(store)
+                    .map_err(|e| bad("the stack restore export", e))?,
+                alloc: alloc.typed(store).map_err(|e| bad("the stack alloc export", e))?,
+                handle: handle.typed(store).map_err(|e| bad("handle", e))?,
+            }
+        })
+    }
+
+    fn save(&self, store: &mut Store<HostState>) -> wasmtime::Result<u64> {
+        match self {
+            FastAbi::Wasm32 { save, .. } => save.call(store, ()).map(|v| v as u32 as u64),
+            FastAbi::Wasm64 { save, .. } => save.call(store, ()).map(|v| v as u64),
+        }
+    }
+
+    fn restore(&self, store: &mut Store<HostState>, sp: u64) -> wasmtime::Result<()> {
+        match self {
+            FastAbi::Wasm32 { restore, .. } => restore.call(store, sp as i32),
+            FastAbi::Wasm64 { restore, .. } => restore.call(store, sp as i64),
+        }
+    }
+
+    fn alloc(&self, store: &mut Store<HostState>, size: u64) -> wasmtime::Result<u64> {
+        match self {
+            FastAbi::Wasm32 { alloc, .. } => alloc.call(store, size as i32).map(|v| v as u32 as u64),
+            FastAbi::Wasm64 { alloc, .. } => alloc.call(store, size as i64).map(|v| v as u64),
+        }
+    }
+
+    fn handle(&self, store: &mut Store<HostState>, msg: u64, env: u64) -> wasmtime::Result<u64> {
+        match self {
+            FastAbi::Wasm32 { handle, .. } => handle
+                .call(store, (msg as i32, env as i32))
+                .map(|v| v as u32 as u64),
+            FastAbi::Wasm64 { handle, .. } => handle.call(store, (msg as i64, env as i64)).map(|v| v as u64),
+        }
+    }
+}
+
 /// `ccall('handle', 'string', ['string', 'string'], [msg, env])`.
 fn call_handle(
     store: &mut Store<HostState>,
-    handle: &Func,
+    abi: &FastAbi,
     msg: &str,
     env: &str,
 ) -> wasmtime::Result<String> {
     let e = exports(store)?;
-    let (save, restore, alloc) = (
-        e.stack_save.ok_or(HostTrap::MissingExport("stackSave"))?,
-        e.stack_restore.ok_or(HostTrap::MissingExport("stackRestore"))?,
-        e.stack_alloc.ok_or(HostTrap::MissingExport("stackAlloc"))?,
-    );
     let rule = store.data().format.string_size_rule();
     let size = |s: &str| match rule {
         StringSizeRule::Utf16UnitsTimesFour => (s.encode_utf16().count() as u64) * 4 + 1,
         StringSizeRule::Utf8Exact => s.len() as u64 + 1,
     };
-    let sp = call_int(store, &save, &[])?;
+    let sp = abi.save(store)?;
     let mut pointers = [0u64; 2];
     for (slot, text) in pointers.iter_mut().zip([msg, env]) {
-        let p = call_int(store, &alloc, &[size(text)])?;
-        let mut bytes = Vec::with_capacity(text.len() + 1);
-        bytes.extend_from_slice(text.as_bytes());
-        bytes.push(0);
-        write_memory(store, p, &bytes)?;
+        let p = abi.alloc(store, size(text))?;
+        let data = e.memory.data_mut(&mut *store);
+        let end = (p as usize)
+            .checked_add(text.len() + 1)
+            .filter(|end| *end <= data.len())
+            .ok_or(HostTrap::OutOfBounds)?;
+        data[p as usize..end - 1].copy_from_slice(text.as_bytes());
+        data[end - 1] = 0;
         *slot = p;
     }
     store.data_mut().asyncify = Asyncify::Normal;
-    let mut ret = call_int(store, handle, &pointers)?;
+    let mut ret = abi.handle(store, pointers[0], pointers[1])?;
     // An import suspended through Asyncify (WeaveDrive): finish the unwind and re-enter `handle` to
     // rewind, as the glue does when the import's promise resolves.
     while let Asyncify::Unwinding { data, value } = store.data().asyncify {
@@ -563,7 +656,7 @@ fn call_handle(
         } else {
             [0, 0]
         };
-        ret = call_int(store, handle, &args)?;
+        ret = abi.handle(store, args[0], args[1])?;
     }
     let text = if ret == 0 {
         String::new()
@@ -574,7 +667,7 @@ fn call_handle(
         let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
         String::from_utf8_lossy(&tail[..end]).into_owned()
     };
-    call_int(store, &restore, &[sp])?;
+    abi.restore(store, sp)?;
     Ok(text)
 }
 
