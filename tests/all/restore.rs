@@ -66,3 +66,36 @@ fn a_snapshot_of_another_module_is_refused() {
         assert!(err.contains("invalid snapshot"), "{err}");
     });
 }
+
+#[test]
+fn rollbacks_are_exact_whatever_the_base_snapshot_interval() {
+    let log = read_log(&repo().join("tests/modules/wat/messages/main.jsonl"));
+    for (stem, format) in [
+        ("emscripten2", ModuleFormat::Emscripten2),
+        ("wasm64", ModuleFormat::Wasm64),
+    ] {
+        let wasm = wat_module(stem);
+        let log = log.clone();
+        on_eval_thread(move || {
+            let module = compile(&wasm, format);
+            let run = |journal_limit: usize, journal_max_bytes: usize| {
+                let config = ProcessConfig {
+                    this_program: THIS_PROGRAM.into(),
+                    journal_limit,
+                    journal_max_bytes,
+                    ..ProcessConfig::default()
+                };
+                let mut p = Process::boot(Arc::clone(&module), config).unwrap();
+                let outs: Vec<_> = log.iter().map(|(m, e)| p.handle(m, e).unwrap()).collect();
+                (outs, p.memory_hash(), p.rollbacks())
+            };
+            let (a, hash_a, rollbacks) = run(1000, 64 << 20);
+            assert_eq!(rollbacks, 2, "{stem}: fail and error-field");
+            for (limit, bytes) in [(1, 64 << 20), (3, 64 << 20), (1000, 2000)] {
+                let (b, hash_b, _) = run(limit, bytes);
+                assert_eq!(a, b, "{stem} journal {limit}/{bytes}");
+                assert_eq!(hash_a, hash_b, "{stem} journal {limit}/{bytes}");
+            }
+        });
+    }
+}

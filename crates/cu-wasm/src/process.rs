@@ -35,6 +35,8 @@ pub struct ProcessConfig {
     pub this_program: String,
     /// Messages kept for replay before a new base snapshot is taken.
     pub journal_limit: usize,
+    /// Bytes of message text kept for replay before a new base snapshot is taken.
+    pub journal_max_bytes: usize,
 }
 
 impl Default for ProcessConfig {
@@ -43,6 +45,7 @@ impl Default for ProcessConfig {
             limits: Limits::default(),
             this_program: THIS_PROGRAM.into(),
             journal_limit: 1000,
+            journal_max_bytes: 64 << 20,
         }
     }
 }
@@ -61,6 +64,7 @@ pub struct Process {
     base: Option<Snapshot>,
     started: bool,
     journal: Vec<(String, String)>,
+    journal_bytes: usize,
     rollbacks: u64,
 }
 
@@ -93,6 +97,7 @@ impl Process {
             base: None,
             started: true,
             journal: Vec::new(),
+            journal_bytes: 0,
             rollbacks: 0,
         })
     }
@@ -116,6 +121,7 @@ impl Process {
             base: None,
             started: false,
             journal: Vec::new(),
+            journal_bytes: 0,
             rollbacks: 0,
         })
     }
@@ -153,6 +159,7 @@ impl Process {
             base: Some(snapshot),
             started: true,
             journal: Vec::new(),
+            journal_bytes: 0,
             rollbacks: 0,
         })
     }
@@ -188,7 +195,10 @@ impl Process {
             self.rollback()?;
         } else {
             self.journal.push((msg.to_string(), env.to_string()));
-            if self.journal.len() >= self.config.journal_limit {
+            self.journal_bytes += msg.len() + env.len();
+            if self.journal.len() >= self.config.journal_limit
+                || self.journal_bytes >= self.config.journal_max_bytes
+            {
                 self.rebase()?;
             }
         }
@@ -300,6 +310,7 @@ impl Process {
     fn rebase(&mut self) -> Result<(), WasmError> {
         self.base = Some(capture(&self.module, &mut self.store, &self.instance)?);
         self.journal.clear();
+        self.journal_bytes = 0;
         Ok(())
     }
 }
