@@ -10,7 +10,8 @@
 //! - [`cache`]: `.cwasm` artefacts with checked headers, written atomically.
 //! - [`prepare`]: load-time export of internal mutable globals, so snapshots can carry them.
 //! - [`module`]: transforms (metering for the `-metering` formats via `cu-metering`), compile, link.
-//! - [`host`]: one file per import family.
+//! - [`host`]: one file per import family, including `ao_tensor` (tensor operations on a
+//!   `cu_gpu::TensorDevice`, the GPU or its CPU twin, per [`ProcessConfig::tensor`]; `docs/tensor-api.md`).
 //! - [`state`]: the per-process glue state (fake clock, random sequence, file system) kept in snapshots.
 //! - [`process`]: start-up, string marshalling, `{ok, response}` parsing, gas and fuel, rollback.
 //! - [`snapshot`]: ao-cu's own snapshot format.
@@ -28,6 +29,9 @@ pub mod prepare;
 pub mod process;
 pub mod snapshot;
 pub mod state;
+
+/// The tensor crate `ao_tensor` computes with, re-exported so embedders can open a GPU device.
+pub use cu_gpu;
 
 pub use cache::AotCache;
 pub use engine::{Allocation, EVAL_THREAD_STACK, Engines, Metering};

@@ -37,6 +37,9 @@ pub struct ProcessConfig {
     pub journal_limit: usize,
     /// Bytes of message text kept for replay before a new base snapshot is taken.
     pub journal_max_bytes: usize,
+    /// The device `ao_tensor` imports compute on; by default a CPU twin shared by the node
+    /// ([`crate::host::tensor::default_device`]). GPU or CPU, the bytes are the same.
+    pub tensor: cu_gpu::TensorDevice,
 }
 
 impl Default for ProcessConfig {
@@ -46,6 +49,7 @@ impl Default for ProcessConfig {
             this_program: THIS_PROGRAM.into(),
             journal_limit: 1000,
             journal_max_bytes: 64 << 20,
+            tensor: crate::host::tensor::default_device(),
         }
     }
 }
@@ -370,12 +374,13 @@ fn instantiate(
     config: &ProcessConfig,
 ) -> Result<(Store<HostState>, Instance, Func), WasmError> {
     let engine = module.module.engine();
-    let state = HostState::new(
+    let mut state = HostState::new(
         module.format,
         memory_cap(module, &config.limits),
         config.this_program.clone(),
         config.limits.gas_limit(),
     );
+    state.tensor = config.tensor.clone();
     let mut store = Store::new(engine, state);
     store.limiter(|s| s);
     if module.metering == Metering::Fuel {

@@ -4,6 +4,7 @@
 //! part of the process state, so they are saved in every snapshot and restored with it (the reference
 //! keeps them in JavaScript globals; its shared clock is a bug we do not copy).
 
+use cu_gpu::TensorDevice;
 use cu_types::ModuleFormat;
 use serde::{Deserialize, Serialize};
 use wasmtime::{Func, Memory, ResourceLimiter, Table};
@@ -131,6 +132,8 @@ pub struct HostState {
     pub stdout: Vec<u8>,
     /// Emulated Asyncify suspension (always `Normal` between messages).
     pub asyncify: Asyncify,
+    /// The device `ao_tensor` calls compute on (`ProcessConfig::tensor`).
+    pub tensor: TensorDevice,
 }
 
 impl HostState {
@@ -148,6 +151,7 @@ impl HostState {
             this_program,
             stdout: Vec::new(),
             asyncify: Asyncify::Normal,
+            tensor: crate::host::tensor::default_device(),
         }
     }
 

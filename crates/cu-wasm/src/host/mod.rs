@@ -9,12 +9,14 @@
 //!
 //! Families: [`emscripten`] (runtime, heap, longjmp, abort/exit, system), [`clock`] (the fake clocks, time
 //! zone and `strftime`), [`wasi`] (`fd_*`, `environ_*`), [`fs`] (the in-memory file system and the
-//! `__syscall_*` imports), [`metering`] (`metering.usegas`, `metering_gasUsed`), [`weavedrive`].
+//! `__syscall_*` imports), [`metering`] (`metering.usegas`, `metering_gasUsed`), [`weavedrive`], and [`tensor`]
+//! (the `ao_tensor` module: int8 tensor operations on the process's `cu_gpu::TensorDevice`).
 
 pub mod clock;
 pub mod emscripten;
 pub mod fs;
 pub mod metering;
+pub mod tensor;
 pub mod wasi;
 pub mod weavedrive;
 
@@ -47,6 +49,14 @@ pub enum HostTrap {
     /// A WeaveDrive import was called; this node does not serve WeaveDrive yet.
     #[error("WeaveDrive is not available")]
     WeaveDriveUnavailable,
+    /// An `ao_tensor` call failed (bad pointer or size, bad parameter): `ao_tensor.<import>: <detail>`.
+    #[error("ao_tensor.{import}: {detail}")]
+    Tensor {
+        /// The import's name.
+        import: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
     /// A module export the host needs is missing.
     #[error("RuntimeError: the module does not export {0}")]
     MissingExport(&'static str),
@@ -114,6 +124,10 @@ pub fn link(linker: &mut Linker<HostState>, module: &Module, minified: bool) -> 
         };
         if module_name == "metering" && name == "usegas" {
             metering::define_usegas(linker, &ty)?;
+            continue;
+        }
+        if module_name == tensor::MODULE {
+            tensor::define(linker, name, &ty)?;
             continue;
         }
         let canonical = match module_name {
