@@ -7,3 +7,4 @@ mod limits;
 mod loading;
 mod lua;
 mod restore;
+mod tensor;

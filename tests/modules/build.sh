@@ -248,3 +248,4 @@ else
   grep -q '<- metering.usegas$' <<<"$metered_imports" || die "$metered has no metering.usegas import"
 fi
 log "done: $wasm $metered"
+"$here/tensor/build.sh"
