@@ -2,6 +2,7 @@
 //! - `instantiate_from_cache`: a fresh instance from the AOT cache, before constructors and `main`;
 //! - `boot`: constructors and `main`, reported separately;
 //! - `handle_noop_1kb`: per-message host overhead (1 KB message, ten tags, a `handle` that does nothing);
+//! - `handle_1kb_with_100_relu64_tensor_calls`: the same plus 100 `ao_tensor.relu_i8` calls (host API cost);
 //! - `lua_eval`: an Eval-like Lua message on a hot Lua process;
 //! - `encode_message` / `parse_result`: msg/env encoding and result parsing;
 //! - `snapshot_encode` / `snapshot_decode`.
@@ -61,6 +62,15 @@ fn benches(c: &mut Criterion) {
     let (msg, env) = (realistic_message(), realistic_env());
     c.bench_function("handle_noop_1kb", |b| {
         b.iter(|| black_box(process.handle(&msg, &env).unwrap()))
+    });
+
+    // Per-call cost of the `ao_tensor` host API (CPU twin): this minus `handle_noop_1kb`, over 100.
+    let tensor = loader
+        .load(&tensor_module(100), ModuleFormat::Emscripten2)
+        .unwrap();
+    let mut tp = Process::boot(tensor, ProcessConfig::default()).unwrap();
+    c.bench_function("handle_1kb_with_100_relu64_tensor_calls", |b| {
+        b.iter(|| black_box(tp.handle(&msg, &env).unwrap()))
     });
 
     if let Some((_, lua, format)) = modules.iter().find(|m| m.0 == "lua") {

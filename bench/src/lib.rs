@@ -42,6 +42,29 @@ pub fn noop_module() -> Vec<u8> {
     .unwrap()
 }
 
+/// Like [`noop_module`], but `handle` first calls `ao_tensor.relu_i8` on 64 bytes `calls` times: the
+/// difference from the no-op module, divided by `calls`, is the per-call cost of the host tensor API.
+pub fn tensor_module(calls: u32) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+            (import "ao_tensor" "relu_i8" (func $relu (param i32 i32 i32)))
+            (memory (export "memory") 32 256)
+            (global $sp (mut i32) (i32.const 1048576))
+            (data (i32.const 1024) "{{\"ok\":true,\"response\":{{\"Output\":\"\",\"Messages\":[],\"Spawns\":[],\"Assignments\":[]}}}}\00")
+            (func (export "stackSave") (result i32) global.get $sp)
+            (func (export "stackRestore") (param i32) local.get 0 global.set $sp)
+            (func (export "stackAlloc") (param i32) (result i32)
+              global.get $sp local.get 0 i32.sub i32.const -16 i32.and global.set $sp global.get $sp)
+            (func (export "handle") (param i32 i32) (result i32) (local $i i32)
+              (loop $again
+                (call $relu (i32.const 4096) (i32.const 8192) (i32.const 64))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $again (i32.lt_u (local.get $i) (i32.const {calls}))))
+              i32.const 1024))"#
+    ))
+    .unwrap()
+}
+
 /// The module given by `AO_CU_BENCH_MODULE`/`AO_CU_BENCH_FORMAT`, if set.
 pub fn module_from_env() -> Option<(Vec<u8>, ModuleFormat, String)> {
     let path = std::env::var("AO_CU_BENCH_MODULE").ok()?;
