@@ -8,7 +8,7 @@
 //! line (reported with its line number) or an invalid snapshot exit non-zero.
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -213,7 +213,7 @@ fn evaluate(
 
 fn read_line(reader: &mut Box<dyn BufRead + Send>, line: &mut String) -> io::Result<usize> {
     let mut bytes = Vec::new();
-    let n = reader.by_ref().take(u64::MAX).read_until(b'\n', &mut bytes)?;
+    let n = reader.read_until(b'\n', &mut bytes)?;
     *line = String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok(n)
 }

@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::WasmError;
 
@@ -129,11 +129,6 @@ fn verify<'a>(bytes: &'a [u8], key: &CacheKey) -> Result<&'a [u8], Miss> {
         return Err(Miss::Invalid("payload hash mismatch (corrupt)"));
     }
     Ok(payload)
-}
-
-/// The artefact file of a key, if it exists (for tests and tooling).
-pub fn exists(cache: &AotCache, key: &CacheKey) -> bool {
-    Path::new(&cache.path(key)).exists()
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ impl Loader {
             transform,
         };
 
-        let transformed = || -> Result<(Vec<u8>, Vec<String>), WasmError> {
+        let transformed = || -> Result<Vec<u8>, WasmError> {
             let metered = match format.injected_metering() {
                 Some(width) => {
                     let ty = match width {
@@ -187,7 +187,8 @@ impl Loader {
                 }
                 None => wasm.to_vec(),
             };
-            prepare::export_mutable_globals(&metered)
+            // The exported globals are read back from the compiled module (cached or not) in `link`.
+            prepare::export_mutable_globals(&metered).map(|(bytes, _)| bytes)
         };
 
         let mut rebuilt = None;
@@ -215,7 +216,7 @@ impl Loader {
         let (module, origin) = match cached {
             Some(m) => (m, Origin::Cache),
             None => {
-                let (bytes, _) = transformed()?;
+                let bytes = transformed()?;
                 let module = Module::new(engine, &bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))?;
                 if let Some(cache) = &self.cache {
                     let payload = module.serialize().map_err(|e| WasmError::Cache(e.to_string()))?;

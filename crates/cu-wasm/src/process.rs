@@ -13,11 +13,11 @@ use std::sync::Arc;
 use cu_types::result::parse_json_like_js;
 use cu_types::{EvalOutput, Limits, StringSizeRule};
 use serde_json::Value;
-use wasmtime::{Extern, Func, Instance, Store, Trap, TypedFunc, Val, ValType};
+use wasmtime::{Extern, Func, Instance, Store, Trap, TypedFunc, Val};
 
 use crate::engine::{FUEL_PER_GAS, Metering};
 use crate::error::WasmError;
-use crate::host::{HostTrap, zero};
+use crate::host::{HostTrap, call_int};
 use crate::module::CompiledModule;
 use crate::snapshot::{GlobalValue, Snapshot};
 use crate::state::{Asyncify, Exports, HostState};
@@ -61,7 +61,6 @@ pub struct Process {
     store: Store<HostState>,
     instance: Instance,
     memory: wasmtime::Memory,
-    handle: Func,
     abi: FastAbi,
     /// The state the journal replays from; `None` means "a fresh instance" (started or not, per
     /// `started`), so booting copies no memory.
@@ -86,48 +85,14 @@ impl Process {
         let (mut store, instance, handle) = instantiate(&module, &config)?;
         start(&module, &config, &mut store, &instance)
             .map_err(|e| WasmError::Boot(error_value(&e).to_string()))?;
-        let memory = exports(&store)
-            .map_err(|e| WasmError::Boot(e.to_string()))?
-            .memory;
-        let abi = FastAbi::new(&store, &handle, module.format)?;
-        Ok(Process {
-            module,
-            config,
-            store,
-            instance,
-            memory,
-            handle,
-            abi,
-            base: None,
-            started: true,
-            journal: Vec::new(),
-            journal_bytes: 0,
-            rollbacks: 0,
-        })
+        Self::assemble(module, config, (store, instance, handle), None, true)
     }
 
     /// Instantiates the module without running its start-up (for benchmarks and tools that measure
     /// instantiation alone; a process for messages comes from [`Process::boot`] or [`Process::restore`]).
     pub fn instantiate(module: Arc<CompiledModule>, config: ProcessConfig) -> Result<Self, WasmError> {
-        let (store, instance, handle) = instantiate(&module, &config)?;
-        let memory = exports(&store)
-            .map_err(|e| WasmError::Boot(e.to_string()))?
-            .memory;
-        let abi = FastAbi::new(&store, &handle, module.format)?;
-        Ok(Process {
-            module,
-            config,
-            store,
-            instance,
-            memory,
-            handle,
-            abi,
-            base: None,
-            started: false,
-            journal: Vec::new(),
-            journal_bytes: 0,
-            rollbacks: 0,
-        })
+        let parts = instantiate(&module, &config)?;
+        Self::assemble(module, config, parts, None, false)
     }
 
     /// Resumes a process from a snapshot on a fresh instance (no start-up runs).
@@ -147,21 +112,27 @@ impl Process {
                 "the snapshot belongs to another module".into(),
             ));
         }
-        let (store, instance, handle) = rebuild(&module, &config, &snapshot)?;
-        let memory = exports(&store)
-            .map_err(|e| WasmError::Boot(e.to_string()))?
-            .memory;
-        let abi = FastAbi::new(&store, &handle, module.format)?;
+        let parts = rebuild(&module, &config, &snapshot)?;
+        Self::assemble(module, config, parts, Some(snapshot), true)
+    }
+
+    fn assemble(
+        module: Arc<CompiledModule>,
+        config: ProcessConfig,
+        parts: (Store<HostState>, Instance, Func),
+        base: Option<Snapshot>,
+        started: bool,
+    ) -> Result<Self, WasmError> {
+        let (store, instance, memory, abi) = live(parts, module.format)?;
         Ok(Process {
             module,
             config,
             store,
             instance,
             memory,
-            handle,
             abi,
-            base: Some(snapshot),
-            started: true,
+            base,
+            started,
             journal: Vec::new(),
             journal_bytes: 0,
             rollbacks: 0,
@@ -216,14 +187,12 @@ impl Process {
 
     /// BLAKE3 of linear memory, hex.
     pub fn memory_hash(&mut self) -> String {
-        let memory = self.memory();
-        blake3::hash(memory.data(&self.store)).to_hex().to_string()
+        blake3::hash(self.memory.data(&self.store)).to_hex().to_string()
     }
 
     /// Size of linear memory in bytes.
     pub fn memory_size(&mut self) -> u64 {
-        let memory = self.memory();
-        memory.data_size(&self.store) as u64
+        self.memory.data_size(&self.store) as u64
     }
 
     /// What the module wrote to stdout/stderr recently (never printed by ao-cu itself).
@@ -234,10 +203,6 @@ impl Process {
     /// How many failed messages were rolled back.
     pub fn rollbacks(&self) -> u64 {
         self.rollbacks
-    }
-
-    fn memory(&self) -> wasmtime::Memory {
-        self.memory
     }
 
     fn call(&mut self, msg: &str, env: &str) -> Result<EvalOutput, CallError> {
@@ -288,13 +253,8 @@ impl Process {
                 (store, instance, handle)
             }
         };
-        self.abi = FastAbi::new(&store, &handle, self.module.format)?;
-        self.memory = exports(&store)
-            .map_err(|e| WasmError::Boot(e.to_string()))?
-            .memory;
-        self.store = store;
-        self.instance = instance;
-        self.handle = handle;
+        (self.store, self.instance, self.memory, self.abi) =
+            live((store, instance, handle), self.module.format)?;
         let journal = std::mem::take(&mut self.journal);
         for (i, (msg, env)) in journal.iter().enumerate() {
             match self.call(msg, env) {
@@ -317,6 +277,18 @@ impl Process {
         self.journal_bytes = 0;
         Ok(())
     }
+}
+
+/// A fresh instance ready for messages: its memory and the typed stack and `handle` functions.
+fn live(
+    (store, instance, handle): (Store<HostState>, Instance, Func),
+    format: cu_types::ModuleFormat,
+) -> Result<(Store<HostState>, Instance, wasmtime::Memory, FastAbi), WasmError> {
+    let memory = exports(&store)
+        .map_err(|e| WasmError::Boot(e.to_string()))?
+        .memory;
+    let abi = FastAbi::new(&store, &handle, format)?;
+    Ok((store, instance, memory, abi))
 }
 
 fn truthy(v: &Value) -> bool {
@@ -429,26 +401,6 @@ fn instantiate(
     Ok((store, instance, handle))
 }
 
-/// Calls `f` with integer arguments converted to its parameter types; returns the first result as u64.
-fn call_int(store: &mut Store<HostState>, f: &Func, args: &[u64]) -> wasmtime::Result<u64> {
-    let ty = f.ty(&*store);
-    let params: Vec<Val> = ty
-        .params()
-        .zip(args)
-        .map(|(t, v)| match t {
-            ValType::I64 => Val::I64(*v as i64),
-            _ => Val::I32(*v as i32),
-        })
-        .collect();
-    let mut results: Vec<Val> = ty.results().map(|t| zero(&t)).collect();
-    f.call(&mut *store, &params, &mut results)?;
-    Ok(match results.first() {
-        Some(Val::I32(v)) => *v as u32 as u64,
-        Some(Val::I64(v)) => *v as u64,
-        _ => 0,
-    })
-}
-
 fn exports(store: &Store<HostState>) -> wasmtime::Result<Exports> {
     store
         .data()
@@ -465,11 +417,11 @@ fn start(
 ) -> wasmtime::Result<()> {
     let names = &module.names;
     if let Some(init) = instance.get_func(&mut *store, "emscripten_stack_init") {
-        call_int(store, &init, &[])?;
+        call_int(&mut *store, &init, &[])?;
     }
     if let Some(end) = instance.get_func(&mut *store, "emscripten_stack_get_end") {
         // writeStackCookie: two magic words at the stack end and 'emsc' at address 0.
-        let mut max = call_int(store, &end, &[])?;
+        let mut max = call_int(&mut *store, &end, &[])?;
         if max == 0 {
             max += 4;
         }
@@ -485,7 +437,7 @@ fn start(
         put(0, 0x6373_6d65);
     }
     if let Some(ctors) = instance.get_func(&mut *store, names.ctors) {
-        call_int(store, &ctors, &[])?;
+        call_int(&mut *store, &ctors, &[])?;
     }
     let Some(main) = instance.get_func(&mut *store, names.main) else {
         return Ok(());
@@ -501,12 +453,12 @@ fn start(
         let alloc = e.stack_alloc.ok_or(HostTrap::MissingExport("stackAlloc"))?;
         let ptr_size = module.format.pointer_size();
         let args = [config.this_program.as_str()];
-        let argv = call_int(store, &alloc, &[(args.len() as u64 + 1) * ptr_size])?;
+        let argv = call_int(&mut *store, &alloc, &[(args.len() as u64 + 1) * ptr_size])?;
         let mut pointers = Vec::new();
         for arg in args {
             let mut bytes = arg.as_bytes().to_vec();
             bytes.push(0);
-            let p = call_int(store, &alloc, &[bytes.len() as u64])?;
+            let p = call_int(&mut *store, &alloc, &[bytes.len() as u64])?;
             write_memory(store, p, &bytes)?;
             pointers.push(p);
         }
@@ -520,9 +472,9 @@ fn start(
             }
         }
         write_memory(store, argv, &table)?;
-        call_int(store, &main, &[args.len() as u64, argv])?;
+        call_int(&mut *store, &main, &[args.len() as u64, argv])?;
     } else {
-        call_int(store, &main, &[0, 0])?;
+        call_int(&mut *store, &main, &[0, 0])?;
     }
     if module.format.creates_data_dir() {
         store.data_mut().glue.fs.create_path("/data");
@@ -645,13 +597,8 @@ fn call_handle(
     let mut pointers = [0u64; 2];
     for (slot, text) in pointers.iter_mut().zip([msg, env]) {
         let p = abi.alloc(store, size(text))?;
-        let data = e.memory.data_mut(&mut *store);
-        let end = (p as usize)
-            .checked_add(text.len() + 1)
-            .filter(|end| *end <= data.len())
-            .ok_or(HostTrap::OutOfBounds)?;
-        data[p as usize..end - 1].copy_from_slice(text.as_bytes());
-        data[end - 1] = 0;
+        write_memory(store, p, text.as_bytes())?;
+        write_memory(store, p + text.len() as u64, &[0])?;
         *slot = p;
     }
     store.data_mut().asyncify = Asyncify::Normal;
@@ -662,9 +609,9 @@ fn call_handle(
         let [_, stop_unwind, start_rewind, _] = e
             .asyncify
             .ok_or(HostTrap::MissingExport("asyncify_start_unwind"))?;
-        call_int(store, &stop_unwind, &[])?;
+        call_int(&mut *store, &stop_unwind, &[])?;
         store.data_mut().asyncify = Asyncify::Rewinding { data, value };
-        call_int(store, &start_rewind, &[data])?;
+        call_int(&mut *store, &start_rewind, &[data])?;
         // The emscripten4 glue re-enters `handle` with no arguments (0, 0); the wasm64 glue with the
         // arguments it saved.
         let args = if store.data().format.is_wasm64() {

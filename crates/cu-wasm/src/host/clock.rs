@@ -10,7 +10,7 @@
 use cu_types::ModuleFormat;
 use wasmtime::{Caller, Val};
 
-use super::{Args, HostFn, HostTrap, Mem, set_result, set_result_f64, zero};
+use super::{Args, HostFn, HostTrap, Mem, call_int, set_result, set_result_f64};
 use crate::state::HostState;
 
 pub(super) fn lookup(name: &str) -> Option<HostFn> {
@@ -104,20 +104,7 @@ fn allocate_utf8(caller: &mut Caller<'_, HostState>, text: &str) -> wasmtime::Re
         .exports
         .and_then(|e| e.malloc)
         .ok_or(HostTrap::MissingExport("malloc"))?;
-    let param = malloc.ty(&*caller).params().next();
-    let size = text.len() as i64 + 1;
-    let arg = match param {
-        Some(wasmtime::ValType::I64) => Val::I64(size),
-        _ => Val::I32(size as i32),
-    };
-    let mut ret = [malloc
-        .ty(&*caller)
-        .results()
-        .next()
-        .map(|t| zero(&t))
-        .unwrap_or(Val::I32(0))];
-    malloc.call(&mut *caller, &[arg], &mut ret)?;
-    let ptr = [ret[0]].as_slice().u(0);
+    let ptr = call_int(&mut *caller, &malloc, &[text.len() as u64 + 1])?;
     if ptr != 0 {
         let mut bytes = text.as_bytes().to_vec();
         bytes.push(0);

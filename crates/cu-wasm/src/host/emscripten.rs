@@ -3,7 +3,7 @@
 
 use wasmtime::{Caller, Val, ValType};
 
-use super::{Args, HostFn, HostTrap, Mem, call_export, set_result, zero};
+use super::{Args, HostFn, HostTrap, Mem, call_int, set_result};
 use crate::state::HostState;
 
 /// `ENOSYS`, as the glue's `setErrNo(52)`.
@@ -180,16 +180,7 @@ pub fn set_errno(caller: &mut Caller<'_, HostState>, value: i32) -> wasmtime::Re
     let Some(func) = caller.data().exports.and_then(|e| e.errno_location) else {
         return Ok(());
     };
-    let mut ret = [zero(&ValType::I64)];
-    if let Some(ty) = func.ty(&*caller).results().next() {
-        ret[0] = zero(&ty);
-    }
-    func.call(&mut *caller, &[], &mut ret)?;
-    let ptr = match ret[0] {
-        Val::I32(p) => p as u32 as u64,
-        Val::I64(p) => p as u64,
-        _ => return Ok(()),
-    };
+    let ptr = call_int(&mut *caller, &func, &[])?;
     Mem::of(caller)?.set_i32(ptr, value)
 }
 
@@ -228,34 +219,22 @@ pub fn check_invoke_signature(sig: &str, ty: &wasmtime::FuncType) -> Result<(), 
 /// any other trap propagates.
 pub fn invoke(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
     let exports = caller.data().exports.ok_or(HostTrap::MissingExport("memory"))?;
-    let mut sp = [Val::I64(0)];
-    if let Some(save) = exports.stack_save {
-        sp[0] = save
-            .ty(&*caller)
-            .results()
-            .next()
-            .map(|t| zero(&t))
-            .unwrap_or(Val::I32(0));
-        save.call(&mut *caller, &[], &mut sp)?;
-    }
+    let sp = match exports.stack_save {
+        Some(save) => Some(call_int(&mut *caller, &save, &[])?),
+        None => None,
+    };
     let outcome = call_table_entry(caller, args, results);
     match outcome {
         Ok(()) => Ok(()),
         Err(e) if matches!(e.downcast_ref::<HostTrap>(), Some(HostTrap::Longjmp)) => {
-            if exports.stack_save.is_some() {
-                call_export(caller, exports.stack_restore, "stackRestore", &sp, &mut [])?;
+            if let Some(sp) = sp {
+                let restore = exports
+                    .stack_restore
+                    .ok_or(HostTrap::MissingExport("stackRestore"))?;
+                call_int(&mut *caller, &restore, &[sp])?;
             }
             let threw = exports.set_threw.ok_or(HostTrap::MissingExport("setThrew"))?;
-            let params: Vec<ValType> = threw.ty(&*caller).params().collect();
-            let one = |t: Option<&ValType>, v: i64| match t {
-                Some(ValType::I64) => Val::I64(v),
-                _ => Val::I32(v as i32),
-            };
-            threw.call(
-                &mut *caller,
-                &[one(params.first(), 1), one(params.get(1), 0)],
-                &mut [],
-            )?;
+            call_int(&mut *caller, &threw, &[1, 0])?;
             for r in results.iter_mut() {
                 *r = match r {
                     Val::I64(_) => Val::I64(0),

@@ -268,7 +268,7 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
         "__syscall_rmdir" => |caller, args, results| {
             let ret = path_arg(caller, AT_FDCWD, args.u(0))
                 .and_then(|p| caller.data_mut().glue.fs.remove(&p, true));
-            set_result(results, ret.err().map(|e| -e).unwrap_or(0));
+            set_status(results, ret);
             Ok(())
         },
         "__syscall_renameat" => renameat,
@@ -276,17 +276,17 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
         // `stat` family: 0 or -errno.
         "__syscall_stat64" | "__syscall_lstat64" => |caller, args, results| {
             let ret = path_arg(caller, AT_FDCWD, args.u(0)).and_then(|p| stat(caller, &p, args.u(1)));
-            set_result(results, ret.err().map(|e| -e).unwrap_or(0));
+            set_status(results, ret);
             Ok(())
         },
         "__syscall_newfstatat" => |caller, args, results| {
             let ret = path_arg(caller, args.s(0), args.u(1)).and_then(|p| stat(caller, &p, args.u(2)));
-            set_result(results, ret.err().map(|e| -e).unwrap_or(0));
+            set_status(results, ret);
             Ok(())
         },
         "__syscall_fstat64" => |caller, args, results| {
             let ret = fd_path(caller, args.s(0)).and_then(|p| stat(caller, &p, args.u(1)));
-            set_result(results, ret.err().map(|e| -e).unwrap_or(0));
+            set_status(results, ret);
             Ok(())
         },
         // Checks that a path exists.
@@ -298,7 +298,7 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
                     Err(ENOENT)
                 }
             });
-            set_result(results, ret.err().map(|e| -e).unwrap_or(0));
+            set_status(results, ret);
             Ok(())
         },
         // The working directory is always `/`.
@@ -355,7 +355,7 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
                 }
                 _ => Err(EINVAL),
             });
-            set_result(results, ret.err().map(|e| -e).unwrap_or(0));
+            set_status(results, ret);
             Ok(())
         },
         // No terminal control: -ENOTTY, which makes libc treat stdout as fully buffered.
@@ -370,6 +370,11 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
         },
         _ => return None,
     })
+}
+
+/// Writes a syscall's result: 0 on success, `-errno` on failure.
+fn set_status(results: &mut [Val], status: Result<(), i64>) {
+    set_result(results, status.err().map(|e| -e).unwrap_or(0));
 }
 
 fn path_arg(caller: &mut Caller<'_, HostState>, dirfd: i64, ptr: u64) -> Result<String, i64> {
@@ -406,7 +411,7 @@ fn unlinkat(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val
     let directory = args.s(2) & AT_REMOVEDIR != 0;
     let ret =
         path_arg(caller, args.s(0), args.u(1)).and_then(|p| caller.data_mut().glue.fs.remove(&p, directory));
-    set_result(results, ret.err().map(|e| -e).unwrap_or(0));
+    set_status(results, ret);
     Ok(())
 }
 
@@ -415,7 +420,7 @@ fn renameat(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val
         let to = path_arg(caller, args.s(2), args.u(3))?;
         caller.data_mut().glue.fs.rename(&from, &to)
     });
-    set_result(results, ret.err().map(|e| -e).unwrap_or(0));
+    set_status(results, ret);
     Ok(())
 }
 
@@ -429,7 +434,7 @@ fn mkdirat(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val]
         fs.nodes.insert(p, Node::Dir);
         Ok(())
     });
-    set_result(results, ret.err().map(|e| -e).unwrap_or(0));
+    set_status(results, ret);
     Ok(())
 }
 

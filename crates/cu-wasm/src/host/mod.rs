@@ -20,7 +20,7 @@ pub mod tensor;
 pub mod wasi;
 pub mod weavedrive;
 
-use wasmtime::{Caller, Extern, Func, Linker, Memory, Module, Val, ValType};
+use wasmtime::{AsContextMut, Caller, Extern, Func, Linker, Memory, Module, Val, ValType};
 
 use crate::error::WasmError;
 use crate::state::HostState;
@@ -367,16 +367,26 @@ impl<'a> Mem<'a> {
     }
 }
 
-/// Calls an export of the instance that the host needs (stack helpers, `setThrew`, `malloc`).
-pub fn call_export(
-    caller: &mut Caller<'_, HostState>,
-    func: Option<Func>,
-    name: &'static str,
-    args: &[Val],
-    results: &mut [Val],
-) -> wasmtime::Result<()> {
-    let func = func.ok_or(HostTrap::MissingExport(name))?;
-    func.call(caller, args, results)
+/// Calls a module function the host needs (stack helpers, `setThrew`, `malloc`, Asyncify) with integer
+/// arguments converted to its parameter types (`i64` for wasm64 pointers, `i32` otherwise); returns its
+/// first result as an unsigned integer (0 when it has none).
+pub fn call_int(
+    mut ctx: impl AsContextMut<Data = HostState>,
+    f: &Func,
+    args: &[u64],
+) -> wasmtime::Result<u64> {
+    let ty = f.ty(&ctx);
+    let params: Vec<Val> = ty
+        .params()
+        .zip(args)
+        .map(|(t, v)| match t {
+            ValType::I64 => Val::I64(*v as i64),
+            _ => Val::I32(*v as i32),
+        })
+        .collect();
+    let mut results: Vec<Val> = ty.results().map(|t| zero(&t)).collect();
+    f.call(&mut ctx, &params, &mut results)?;
+    Ok(results.as_slice().u(0))
 }
 
 /// Reads export `name` of kind function from the caller's instance, if present.

@@ -11,9 +11,9 @@
 //! re-enter `handle` (see `process::call_handle`); when `open` is called again, `asyncify_stop_rewind`,
 //! `free` the area and return NULL. Modules without the Asyncify exports get NULL directly.
 
-use wasmtime::{Caller, Val, ValType};
+use wasmtime::{Caller, Val};
 
-use super::{Args, HostFn, HostTrap, Mem, set_result, zero};
+use super::{HostFn, HostTrap, Mem, call_int, set_result};
 use crate::state::{Asyncify, HostState};
 
 /// The glue's `Asyncify.StackSize`.
@@ -29,18 +29,6 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
         }
         _ => return None,
     })
-}
-
-fn call(caller: &mut Caller<'_, HostState>, f: wasmtime::Func, arg: Option<u64>) -> wasmtime::Result<u64> {
-    let ty = f.ty(&*caller);
-    let args: Vec<Val> = match (arg, ty.params().next()) {
-        (Some(v), Some(ValType::I64)) => vec![Val::I64(v as i64)],
-        (Some(v), _) => vec![Val::I32(v as i32)],
-        (None, _) => vec![],
-    };
-    let mut results: Vec<Val> = ty.results().map(|t| zero(&t)).collect();
-    f.call(&mut *caller, &args, &mut results)?;
-    Ok(results.as_slice().u(0))
 }
 
 fn open(caller: &mut Caller<'_, HostState>, _: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
@@ -59,7 +47,7 @@ fn open(caller: &mut Caller<'_, HostState>, _: &[Val], results: &mut [Val]) -> w
         Asyncify::Normal => {
             let wasm64 = caller.data().format.is_wasm64();
             let header = if wasm64 { 24 } else { 12 };
-            let data = call(caller, malloc, Some(header + ASYNCIFY_STACK_SIZE))?;
+            let data = call_int(&mut *caller, &malloc, &[header + ASYNCIFY_STACK_SIZE])?;
             {
                 let mut mem = Mem::of(caller)?;
                 let (stack, end) = (data + header, data + header + ASYNCIFY_STACK_SIZE);
@@ -74,14 +62,14 @@ fn open(caller: &mut Caller<'_, HostState>, _: &[Val], results: &mut [Val]) -> w
                     mem.set_i32(data + 8, 0)?;
                 }
             }
-            call(caller, start_unwind, Some(data))?;
+            call_int(&mut *caller, &start_unwind, &[data])?;
             caller.data_mut().asyncify = Asyncify::Unwinding { data, value: NULL };
             set_result(results, NULL);
         }
         Asyncify::Rewinding { data, value } => {
             caller.data_mut().asyncify = Asyncify::Normal;
-            call(caller, stop_rewind, None)?;
-            call(caller, free, Some(data))?;
+            call_int(&mut *caller, &stop_rewind, &[])?;
+            call_int(&mut *caller, &free, &[data])?;
             set_result(results, value);
         }
         Asyncify::Unwinding { .. } => {
