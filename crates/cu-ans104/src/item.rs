@@ -217,10 +217,7 @@ impl DataItem {
 
     /// The value of the first tag named `name` (exact, case-sensitive match).
     pub fn tag(&self, name: &str) -> Option<&str> {
-        self.tags
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.tags.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The Avro-encoded tag bytes as they appear in the item.
@@ -259,7 +256,9 @@ pub fn create_signed<S: AsRef<str>>(
     sign: impl FnOnce(&[u8; 48]) -> Result<Vec<u8>, Ans104Error>,
 ) -> Result<Vec<u8>, Ans104Error> {
     if owner.len() != sig_type.owner_len() {
-        return Err(Ans104Error::BadOwner("owner length does not match the signature type"));
+        return Err(Ans104Error::BadOwner(
+            "owner length does not match the signature type",
+        ));
     }
     let target = target
         .map(|t| {
@@ -294,9 +293,8 @@ pub fn create_signed<S: AsRef<str>>(
             got: signature.len(),
         });
     }
-    let mut out = Vec::with_capacity(
-        2 + signature.len() + owner.len() + 66 + 16 + tag_bytes.len() + data.len(),
-    );
+    let mut out =
+        Vec::with_capacity(2 + signature.len() + owner.len() + 66 + 16 + tag_bytes.len() + data.len());
     out.extend_from_slice(&sig_type.as_u16().to_le_bytes());
     out.extend_from_slice(&signature);
     out.extend_from_slice(owner);
@@ -325,8 +323,8 @@ pub struct EthereumSigner {
 impl EthereumSigner {
     /// From a 32-byte secret key.
     pub fn from_secret_bytes(secret: &[u8]) -> Result<Self, Ans104Error> {
-        let key = k256::ecdsa::SigningKey::from_slice(secret)
-            .map_err(|e| Ans104Error::Secp256k1(e.to_string()))?;
+        let key =
+            k256::ecdsa::SigningKey::from_slice(secret).map_err(|e| Ans104Error::Secp256k1(e.to_string()))?;
         Ok(Self { key })
     }
 

@@ -70,12 +70,7 @@ impl SignatureType {
 }
 
 /// Verify `signature` by `owner` over the deep hash `message`.
-pub fn verify(
-    ty: SignatureType,
-    owner: &[u8],
-    message: &[u8],
-    signature: &[u8],
-) -> Result<(), Ans104Error> {
+pub fn verify(ty: SignatureType, owner: &[u8], message: &[u8], signature: &[u8]) -> Result<(), Ans104Error> {
     match ty {
         SignatureType::Arweave => verify_rsa_pss_sha256(owner, message, signature),
         SignatureType::Ed25519 => {
@@ -84,8 +79,8 @@ pub fn verify(
                 .map_err(|_| Ans104Error::BadOwner("ed25519 key must be 32 bytes"))?;
             let key = ed25519_dalek::VerifyingKey::from_bytes(key)
                 .map_err(|_| Ans104Error::BadOwner("not an ed25519 point"))?;
-            let sig = ed25519_dalek::Signature::from_slice(signature)
-                .map_err(|_| Ans104Error::InvalidSignature)?;
+            let sig =
+                ed25519_dalek::Signature::from_slice(signature).map_err(|_| Ans104Error::InvalidSignature)?;
             key.verify_strict(message, &sig)
                 .map_err(|_| Ans104Error::InvalidSignature)
         }
@@ -133,11 +128,7 @@ fn mgf1_sha256_xor(seed: &[u8], out: &mut [u8]) {
 
 /// RSA-PSS (SHA-256, MGF1-SHA-256, e = 65537) verification with the salt length recovered from the
 /// encoded message (RFC 8017 §9.1.2 with sLen taken from the position of the 0x01 separator).
-pub fn verify_rsa_pss_sha256(
-    modulus: &[u8],
-    message: &[u8],
-    signature: &[u8],
-) -> Result<(), Ans104Error> {
+pub fn verify_rsa_pss_sha256(modulus: &[u8], message: &[u8], signature: &[u8]) -> Result<(), Ans104Error> {
     let n = BigUint::from_bytes_be(modulus);
     let key_bits = n.bits();
     if key_bits < 1024 {
@@ -226,9 +217,9 @@ mod tests {
     #[test]
     fn eip55_known_vector() {
         // The well-known test key 0x4c0883a6…: its address is 0x2c7536E3605D9C16a7a3D7b1898e529396a65c23.
-        let sk = k256::ecdsa::SigningKey::from_slice(
-            &hex_decode("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"),
-        )
+        let sk = k256::ecdsa::SigningKey::from_slice(&hex_decode(
+            "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318",
+        ))
         .unwrap();
         let pk = sk.verifying_key().to_encoded_point(false);
         assert_eq!(
@@ -247,7 +238,11 @@ mod tests {
 
     #[test]
     fn signature_type_numbers() {
-        for ty in [SignatureType::Arweave, SignatureType::Ed25519, SignatureType::Ethereum] {
+        for ty in [
+            SignatureType::Arweave,
+            SignatureType::Ed25519,
+            SignatureType::Ethereum,
+        ] {
             assert_eq!(SignatureType::from_u16(ty.as_u16()).unwrap(), ty);
         }
         assert!(matches!(

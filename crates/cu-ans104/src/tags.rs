@@ -193,9 +193,15 @@ mod tests {
         let enc = encode_tags(&[("a", "b")]).unwrap();
         assert!(matches!(
             decode_tags(&enc, 2),
-            Err(Ans104Error::TagCountMismatch { declared: 2, decoded: 1 })
+            Err(Ans104Error::TagCountMismatch {
+                declared: 2,
+                decoded: 1
+            })
         ));
-        assert!(matches!(decode_tags(&[], 1), Err(Ans104Error::TagCountMismatch { .. })));
+        assert!(matches!(
+            decode_tags(&[], 1),
+            Err(Ans104Error::TagCountMismatch { .. })
+        ));
         // An encoded empty array with a zero count is fine (other encoders write it).
         assert!(decode_tags(&[0], 0).unwrap().is_empty());
     }
@@ -203,18 +209,30 @@ mod tests {
     #[test]
     fn malformed() {
         // Missing terminator.
-        assert!(matches!(decode_tags(&[2, 2, b'a', 2, b'b'], 1), Err(Ans104Error::BadTagEncoding(_))));
+        assert!(matches!(
+            decode_tags(&[2, 2, b'a', 2, b'b'], 1),
+            Err(Ans104Error::BadTagEncoding(_))
+        ));
         // String longer than the input.
-        assert!(matches!(decode_tags(&[2, 20, b'a', 0], 1), Err(Ans104Error::BadTagEncoding(_))));
+        assert!(matches!(
+            decode_tags(&[2, 20, b'a', 0], 1),
+            Err(Ans104Error::BadTagEncoding(_))
+        ));
         // Negative string length (zigzag 1 = -1).
-        assert!(matches!(decode_tags(&[2, 1, 0], 1), Err(Ans104Error::BadTagEncoding(_))));
+        assert!(matches!(
+            decode_tags(&[2, 1, 0], 1),
+            Err(Ans104Error::BadTagEncoding(_))
+        ));
         // Trailing bytes after the terminator.
         assert!(matches!(
             decode_tags(&[2, 2, b'a', 2, b'b', 0, 0], 1),
             Err(Ans104Error::BadTagEncoding(_))
         ));
         // Varint that never ends / overflows.
-        assert!(matches!(decode_tags(&[0xff; 11], 1), Err(Ans104Error::BadTagEncoding(_))));
+        assert!(matches!(
+            decode_tags(&[0xff; 11], 1),
+            Err(Ans104Error::BadTagEncoding(_))
+        ));
         assert!(matches!(
             decode_tags(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], 1),
             Err(Ans104Error::BadTagEncoding(_))
@@ -227,17 +245,26 @@ mod tests {
         let mut bytes = Vec::new();
         write_long(&mut bytes, i64::MAX);
         assert!(matches!(decode_tags(&bytes, 1), Err(Ans104Error::TooManyTags(_))));
-        assert!(matches!(decode_tags(&bytes, u64::MAX), Err(Ans104Error::TooManyTags(_))));
+        assert!(matches!(
+            decode_tags(&bytes, u64::MAX),
+            Err(Ans104Error::TooManyTags(_))
+        ));
         let mut bytes = Vec::new();
         write_long(&mut bytes, i64::MIN);
         assert!(matches!(decode_tags(&bytes, 1), Err(Ans104Error::TooManyTags(_))));
         // Name / value length limits, checked before reading.
         let mut bytes = vec![2];
         write_long(&mut bytes, 1025);
-        assert!(matches!(decode_tags(&bytes, 1), Err(Ans104Error::TagNameTooLong(1025))));
+        assert!(matches!(
+            decode_tags(&bytes, 1),
+            Err(Ans104Error::TagNameTooLong(1025))
+        ));
         let mut bytes = vec![2, 2, b'a'];
         write_long(&mut bytes, 3073);
-        assert!(matches!(decode_tags(&bytes, 1), Err(Ans104Error::TagValueTooLong(3073))));
+        assert!(matches!(
+            decode_tags(&bytes, 1),
+            Err(Ans104Error::TagValueTooLong(3073))
+        ));
         let long = "n".repeat(1025);
         assert!(encode_tags(&[(long.as_str(), "v")]).is_err());
         let many: Vec<(String, String)> = (0..129).map(|i| t(&i.to_string(), "")).collect();

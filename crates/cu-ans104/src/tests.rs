@@ -152,10 +152,7 @@ fn tampering_breaks_verification() {
     let tag_len = u64::from_le_bytes(raw[TAG_LEN..TAG_LEN + 8].try_into().unwrap()) as usize;
     let data = TAGS + tag_len;
     // Signature, owner, target, anchor, a tag value byte, data.
-    let tag_byte = raw[TAGS..TAGS + tag_len]
-        .iter()
-        .position(|&b| b == b'E')
-        .unwrap();
+    let tag_byte = raw[TAGS..TAGS + tag_len].iter().position(|&b| b == b'E').unwrap();
     for (what, pos) in [
         ("signature", 2 + 100),
         ("owner", 2 + 512 + 200),
@@ -214,11 +211,17 @@ fn truncation_anywhere_is_an_error_not_a_panic() {
     assert!(item.verify().is_err());
     assert!(matches!(
         DataItem::parse(&raw[..100]),
-        Err(Ans104Error::Truncated { field: "signature", .. })
+        Err(Ans104Error::Truncated {
+            field: "signature",
+            ..
+        })
     ));
     assert!(matches!(
         DataItem::parse(&[]),
-        Err(Ans104Error::Truncated { field: "signature type", .. })
+        Err(Ans104Error::Truncated {
+            field: "signature type",
+            ..
+        })
     ));
 }
 
@@ -228,27 +231,42 @@ fn forged_lengths_are_refused() {
     // Huge tag byte length.
     let mut bad = raw.clone();
     bad[TAG_LEN..TAG_LEN + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(matches!(DataItem::parse(&bad), Err(Ans104Error::TagBytesTooLong(u64::MAX))));
+    assert!(matches!(
+        DataItem::parse(&bad),
+        Err(Ans104Error::TagBytesTooLong(u64::MAX))
+    ));
     // Tag byte length within the 4096 cap but past the end of the input.
     let mut short = raw[..TAGS + 10].to_vec();
     short[TAG_LEN..TAG_LEN + 8].copy_from_slice(&4000u64.to_le_bytes());
-    assert!(matches!(DataItem::parse(&short), Err(Ans104Error::Truncated { field: "tags", .. })));
+    assert!(matches!(
+        DataItem::parse(&short),
+        Err(Ans104Error::Truncated { field: "tags", .. })
+    ));
     // Huge tag count.
     let mut bad = raw.clone();
     bad[TAG_COUNT..TAG_COUNT + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(matches!(DataItem::parse(&bad), Err(Ans104Error::TooManyTags(u64::MAX))));
+    assert!(matches!(
+        DataItem::parse(&bad),
+        Err(Ans104Error::TooManyTags(u64::MAX))
+    ));
     // Tag count that disagrees with the encoding.
     let mut bad = raw.clone();
     bad[TAG_COUNT..TAG_COUNT + 8].copy_from_slice(&2u64.to_le_bytes());
     assert!(matches!(
         DataItem::parse(&bad),
-        Err(Ans104Error::TagCountMismatch { declared: 2, decoded: 3 })
+        Err(Ans104Error::TagCountMismatch {
+            declared: 2,
+            decoded: 3
+        })
     ));
     // Tag byte length one short of the encoding: the Avro array is cut.
     let tag_len = u64::from_le_bytes(raw[TAG_LEN..TAG_LEN + 8].try_into().unwrap());
     let mut bad = raw.clone();
     bad[TAG_LEN..TAG_LEN + 8].copy_from_slice(&(tag_len - 1).to_le_bytes());
-    assert!(matches!(DataItem::parse(&bad), Err(Ans104Error::BadTagEncoding(_))));
+    assert!(matches!(
+        DataItem::parse(&bad),
+        Err(Ans104Error::BadTagEncoding(_))
+    ));
 }
 
 #[test]
@@ -295,8 +313,19 @@ fn create_rejects_bad_target_anchor_and_tags() {
     ));
     // A signer returning the wrong length is caught.
     assert!(matches!(
-        create_signed(SignatureType::Ethereum, &eth().public_key(), b"", none, None, None, |_| Ok(vec![0; 64])),
-        Err(Ans104Error::BadSignatureLength { expected: 65, got: 64 })
+        create_signed(
+            SignatureType::Ethereum,
+            &eth().public_key(),
+            b"",
+            none,
+            None,
+            None,
+            |_| Ok(vec![0; 64])
+        ),
+        Err(Ans104Error::BadSignatureLength {
+            expected: 65,
+            got: 64
+        })
     ));
 }
 
@@ -322,17 +351,14 @@ fn rsa_pss_salt_lengths_all_verify() {
         let sig = key
             .sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha256>(salt), &digest)
             .unwrap();
-        verify_rsa_pss_sha256(&wallet().owner(), msg, &sig)
-            .unwrap_or_else(|e| panic!("salt {salt}: {e}"));
+        verify_rsa_pss_sha256(&wallet().owner(), msg, &sig).unwrap_or_else(|e| panic!("salt {salt}: {e}"));
         assert!(verify_rsa_pss_sha256(&wallet().owner(), b"other", &sig).is_err());
         let mut bad = sig.clone();
         bad[300] ^= 0x80;
         assert!(verify_rsa_pss_sha256(&wallet().owner(), msg, &bad).is_err());
     }
     // PKCS#1 v1.5 signatures are not PSS.
-    let v15 = key
-        .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest)
-        .unwrap();
+    let v15 = key.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest).unwrap();
     assert!(verify_rsa_pss_sha256(&wallet().owner(), msg, &v15).is_err());
     // A "signature" ≥ the modulus is refused.
     assert!(verify_rsa_pss_sha256(&wallet().owner(), msg, &[0xff; 512]).is_err());
@@ -382,7 +408,10 @@ fn jwk_round_trip_and_validation() {
     let mut broken = orig.clone();
     broken["p"] = orig["q"].clone();
     assert!(Wallet::from_jwk_json(&broken.to_string()).is_err());
-    assert!(matches!(Wallet::from_jwk_json("[1"), Err(Ans104Error::JwkJson(_))));
+    assert!(matches!(
+        Wallet::from_jwk_json("[1"),
+        Err(Ans104Error::JwkJson(_))
+    ));
 }
 
 #[test]

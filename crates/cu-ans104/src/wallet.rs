@@ -38,12 +38,13 @@ fn field(jwk: &serde_json::Value, name: &'static str) -> Result<Option<BigUint>,
     match jwk.get(name) {
         None => Ok(None),
         Some(serde_json::Value::String(s)) => {
-            let bytes = URL_SAFE_NO_PAD
-                .decode(s.trim_end_matches('='))
-                .map_err(|e| Ans104Error::JwkField {
-                    field: name,
-                    reason: format!("not base64url: {e}"),
-                })?;
+            let bytes =
+                URL_SAFE_NO_PAD
+                    .decode(s.trim_end_matches('='))
+                    .map_err(|e| Ans104Error::JwkField {
+                        field: name,
+                        reason: format!("not base64url: {e}"),
+                    })?;
             Ok(Some(BigUint::from_bytes_be(&bytes)))
         }
         Some(_) => Err(Ans104Error::JwkField {
@@ -165,11 +166,9 @@ impl Wallet {
     /// RSA-PSS-SHA-256 signature (salt [`SIGN_SALT_LEN`]) of `message`.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Ans104Error> {
         let digest = Sha256::digest(message);
-        Ok(self.key.sign_with_rng(
-            &mut OsRng,
-            Pss::new_with_salt::<Sha256>(SIGN_SALT_LEN),
-            &digest,
-        )?)
+        Ok(self
+            .key
+            .sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha256>(SIGN_SALT_LEN), &digest)?)
     }
 
     /// Build and sign a data item (signature type 1). `target`: base64url of 32 bytes; `anchor`: exactly
