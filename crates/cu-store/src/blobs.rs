@@ -1,0 +1,213 @@
+//! Checkpoint blob files: `checkpoints/<process_id>/<seq:020>.ckpt`, written atomically
+//! (`<name>.tmp`, fsync, rename, directory fsync) and verified by length and BLAKE3 on read.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::StoreError;
+use crate::records::CheckpointRecord;
+
+/// The folder under the store directory that holds the checkpoint files.
+pub const CHECKPOINT_DIR: &str = "checkpoints";
+
+const SUFFIX: &str = ".ckpt";
+const TMP_SUFFIX: &str = ".ckpt.tmp";
+
+/// Checks that a process id is safe to use as a file name: `[A-Za-z0-9_-]`, 1 to 64 characters.
+pub fn validate_process_id(id: &str) -> Result<(), StoreError> {
+    let bad = |reason| {
+        Err(StoreError::BadId {
+            id: id.chars().take(100).collect(),
+            reason,
+        })
+    };
+    if id.is_empty() {
+        return bad("it is empty");
+    }
+    if id.len() > 64 {
+        return bad("it is longer than 64 characters");
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return bad("only A-Z, a-z, 0-9, '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// The file of checkpoint `seq`, relative to the store directory.
+pub fn relative_path(process_id: &str, seq: u64) -> String {
+    format!("{CHECKPOINT_DIR}/{process_id}/{seq:020}{SUFFIX}")
+}
+
+fn process_dir(store_dir: &Path, process_id: &str) -> PathBuf {
+    store_dir.join(CHECKPOINT_DIR).join(process_id)
+}
+
+/// fsyncs a directory so that entries created or renamed in it survive a power cut.
+pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}
+
+/// Writes the blob of checkpoint `seq` atomically and durably; returns its path relative to the store dir.
+/// The process id must have been validated.
+pub fn write_atomic(store_dir: &Path, process_id: &str, seq: u64, blob: &[u8]) -> Result<String, StoreError> {
+    let dir = process_dir(store_dir, process_id);
+    if !dir.is_dir() {
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        // The new directory's entry lives in `checkpoints/`.
+        fsync_dir(&store_dir.join(CHECKPOINT_DIR))?;
+    }
+    let rel = relative_path(process_id, seq);
+    let path = store_dir.join(&rel);
+    let tmp = dir.join(format!("{seq:020}{TMP_SUFFIX}"));
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        file.write_all(blob)?;
+        file.sync_all()
+    };
+    if let Err(e) = write() {
+        // A partial temporary file is useless; it is removed again by pruning if this fails too.
+        let _ = fs::remove_file(&tmp);
+        return Err(StoreError::io(&tmp, e));
+    }
+    fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+    fsync_dir(&dir)?;
+    Ok(rel)
+}
+
+/// Reads the blob of `rec` and checks its length and BLAKE3. The path is rebuilt from the (validated)
+/// process id and seq; `rec.file` must name the same file.
+pub fn read_verified(store_dir: &Path, rec: &CheckpointRecord) -> Result<Vec<u8>, StoreError> {
+    let rel = relative_path(&rec.process_id, rec.seq);
+    let path = store_dir.join(&rel);
+    if rec.file != rel {
+        return Err(StoreError::Corrupt {
+            path,
+            reason: format!(
+                "the checkpoint record names file {:?}, expected {rel:?}",
+                rec.file
+            ),
+        });
+    }
+    let bytes = fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => StoreError::Corrupt {
+            path: path.clone(),
+            reason: format!(
+                "checkpoint {} of process {} is indexed but its file is missing",
+                rec.seq, rec.process_id
+            ),
+        },
+        _ => StoreError::io(&path, e),
+    })?;
+    if bytes.len() as u64 != rec.bytes {
+        return Err(StoreError::Corrupt {
+            path,
+            reason: format!("length is {} bytes, the index says {}", bytes.len(), rec.bytes),
+        });
+    }
+    let hash = blake3::hash(&bytes);
+    let hex_hash = hex::encode(hash.as_bytes());
+    if !hex_hash.eq_ignore_ascii_case(&rec.blake3) {
+        return Err(StoreError::Corrupt {
+            path,
+            reason: format!("BLAKE3 is {hex_hash}, the index says {}", rec.blake3),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Parses `<seq:020>.ckpt` or `<seq:020>.ckpt.tmp`.
+fn parse_seq(name: &str) -> Option<u64> {
+    let digits = name
+        .strip_suffix(TMP_SUFFIX)
+        .or_else(|| name.strip_suffix(SUFFIX))?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Removes the files (finished and temporary) of checkpoints with seq < `seq`. A missing directory is fine.
+pub fn remove_before(store_dir: &Path, process_id: &str, seq: u64) -> Result<(), StoreError> {
+    let dir = process_dir(store_dir, process_id);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io(&dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+        let name = entry.file_name();
+        let Some(file_seq) = name.to_str().and_then(parse_seq) else {
+            continue;
+        };
+        if file_seq < seq {
+            let path = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(&path, e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Total length of the files in a process's checkpoint directory (0 when it has none).
+pub fn bytes_used(store_dir: &Path, process_id: &str) -> Result<u64, StoreError> {
+    let dir = process_dir(store_dir, process_id);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(StoreError::io(&dir, e)),
+    };
+    let mut total = 0u64;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+        match entry.metadata() {
+            Ok(meta) if meta.is_file() => total = total.saturating_add(meta.len()),
+            Ok(_) => {}
+            // Removed by a concurrent prune between listing and stat.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(entry.path(), e)),
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_ids_are_validated() {
+        assert!(validate_process_id("abc_DEF-123").is_ok());
+        assert!(validate_process_id(&"a".repeat(64)).is_ok());
+        for bad in ["", "../etc", "a/b", "a.b", "a b", "é", "a\0b", ".."] {
+            assert!(
+                matches!(validate_process_id(bad), Err(StoreError::BadId { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            validate_process_id(&"a".repeat(65)),
+            Err(StoreError::BadId { .. })
+        ));
+    }
+
+    #[test]
+    fn file_names_round_trip() {
+        assert_eq!(relative_path("p", 7), "checkpoints/p/00000000000000000007.ckpt");
+        assert_eq!(parse_seq("00000000000000000007.ckpt"), Some(7));
+        assert_eq!(parse_seq("00000000000000000007.ckpt.tmp"), Some(7));
+        assert_eq!(parse_seq(&format!("{:020}.ckpt", u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_seq("7.ckpt"), None);
+        assert_eq!(parse_seq("0000000000000000000x.ckpt"), None);
+        assert_eq!(parse_seq("00000000000000000007.other"), None);
+    }
+}

@@ -1,0 +1,40 @@
+//! ao-cu's persistence: modules, processes, the message log, results and the checkpoint index in one SQLite
+//! database (`<dir>/ao-cu.sqlite`, WAL mode), checkpoint blobs as files beside it
+//! (`<dir>/checkpoints/<process_id>/<seq:020>.ckpt`).
+//!
+//! - [`Store`] is the handle (cheap to clone, `Send + Sync`). Reads use a small pool of read connections and
+//!   never wait for writes. All writes go to one writer thread through a bounded queue (a full queue blocks the
+//!   caller); the writer commits everything queued in ONE transaction (group commit), then runs the callbacks
+//!   in queue order, so a result is durable before [`Store::put_result`]'s callback runs.
+//! - Durability: commits survive `kill -9` (`synchronous=NORMAL` in WAL); with [`StoreOptions::fsync`] they
+//!   survive a power cut (`synchronous=FULL`). Checkpoint files are always written atomically (temporary file,
+//!   fsync, rename, directory fsync) and verified by length and BLAKE3 when read ([`StoreError::Corrupt`]).
+//! - The message log has gap-free positions 1, 2, 3, ... per process; [`Store::append`] checks them and writes
+//!   a batch all or nothing.
+//! - The schema is versioned with `PRAGMA user_version`; a database from a newer build is refused.
+//! - Process ids name checkpoint folders, so they are validated (`[A-Za-z0-9_-]`, 1 to 64 characters,
+//!   [`StoreError::BadId`]) by [`Store::put_process`] and every checkpoint method.
+//!
+//! Modules: [`records`] (the record and query types), [`error`], and internally `schema` (tables,
+//! pragmas), `writer` (the group-commit thread), `blobs` (checkpoint files), `rows` (row mapping) and
+//! `store` (the operations).
+
+mod blobs;
+pub mod error;
+pub mod records;
+mod rows;
+mod schema;
+mod store;
+mod writer;
+
+pub use blobs::validate_process_id;
+pub use error::StoreError;
+pub use records::{
+    Bound, CheckpointKind, CheckpointMeta, CheckpointRecord, LogEntry, ModuleRecord, ProcessRecord,
+    ResultRecord, ResultsPage, ResultsQuery, Sort, Tag,
+};
+pub use schema::SCHEMA_VERSION;
+pub use store::{DB_FILE, Store, StoreOptions};
+
+#[cfg(test)]
+mod tests;

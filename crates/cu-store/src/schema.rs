@@ -1,0 +1,175 @@
+//! The SQLite schema (versioned with `PRAGMA user_version`) and connection set-up.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::StoreError;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for a lock held by another connection (another `Store` on the same
+/// directory, a WAL checkpoint) before failing with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Version 1. Large rows (wasm, outputs, messages) make `WITHOUT ROWID` a poor fit, so the tables keep
+/// their rowid and the primary keys are separate indexes.
+const SCHEMA_V1: &str = "
+CREATE TABLE modules (
+    id TEXT PRIMARY KEY NOT NULL,
+    format TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    wasm BLOB NOT NULL
+);
+CREATE TABLE processes (
+    id TEXT PRIMARY KEY NOT NULL,
+    module_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    env_json TEXT NOT NULL,
+    block_height INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL,
+    spawn_json TEXT NOT NULL
+);
+CREATE TABLE log (
+    process_id TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    message_id TEXT,
+    nonce INTEGER,
+    timestamp INTEGER NOT NULL,
+    block_height INTEGER NOT NULL,
+    cron TEXT,
+    msg_json TEXT NOT NULL,
+    PRIMARY KEY (process_id, pos)
+);
+CREATE INDEX log_by_message ON log (process_id, message_id) WHERE message_id IS NOT NULL;
+CREATE TABLE results (
+    process_id TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    message_id TEXT,
+    nonce INTEGER,
+    timestamp INTEGER NOT NULL,
+    block_height INTEGER NOT NULL,
+    cron TEXT,
+    has_error INTEGER NOT NULL,
+    output_json TEXT NOT NULL,
+    PRIMARY KEY (process_id, pos)
+);
+CREATE INDEX results_by_message ON results (process_id, message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX results_by_timestamp ON results (process_id, timestamp);
+CREATE TABLE checkpoints (
+    process_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    pos INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('base', 'delta')),
+    parent INTEGER,
+    memory_len INTEGER NOT NULL,
+    file TEXT NOT NULL,
+    blake3 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (process_id, seq)
+);
+";
+
+fn ctx(what: &str, db: &Path) -> String {
+    format!("{what} (database {})", db.display())
+}
+
+/// Opens the write connection: WAL, `synchronous` NORMAL (FULL with `fsync`), and applies the schema.
+pub fn open_writer(db: &Path, fsync: bool) -> Result<Connection, StoreError> {
+    let conn = Connection::open(db).map_err(|e| open_error(db, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| StoreError::sqlite(ctx("setting busy_timeout", db), e))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(|e| open_error(db, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::NotWritable {
+            path: db.to_path_buf(),
+            reason: format!("SQLite refused WAL mode (journal_mode is {mode})"),
+        });
+    }
+    let sync = if fsync { "FULL" } else { "NORMAL" };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"
+    ))
+    .map_err(|e| StoreError::sqlite(ctx("setting pragmas", db), e))?;
+    apply_schema(&conn, db)?;
+    Ok(conn)
+}
+
+/// Opens a read connection (`query_only`).
+pub fn open_reader(db: &Path) -> Result<Connection, StoreError> {
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(db, flags)
+        .map_err(|e| StoreError::sqlite(ctx("opening a read connection", db), e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| StoreError::sqlite(ctx("setting busy_timeout", db), e))?;
+    conn.execute_batch("PRAGMA query_only = ON;")
+        .map_err(|e| StoreError::sqlite(ctx("setting query_only on a read connection", db), e))?;
+    Ok(conn)
+}
+
+/// Opening failures that mean "cannot write here" become `NotWritable`.
+fn open_error(db: &Path, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{CannotOpen, PermissionDenied, ReadOnly};
+    match e.sqlite_error_code() {
+        Some(CannotOpen | PermissionDenied | ReadOnly) => StoreError::NotWritable {
+            path: db.to_path_buf(),
+            reason: e.to_string(),
+        },
+        _ => StoreError::sqlite(ctx("opening", db), e),
+    }
+}
+
+fn user_version(conn: &Connection, db: &Path) -> Result<i64, StoreError> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| StoreError::sqlite(ctx("reading user_version", db), e))
+}
+
+/// Creates the schema in a fresh database; refuses a database with a newer version.
+fn apply_schema(conn: &Connection, db: &Path) -> Result<(), StoreError> {
+    let check = |found: i64| {
+        if found > SCHEMA_VERSION {
+            Err(StoreError::SchemaTooNew {
+                path: db.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            })
+        } else {
+            Ok(found)
+        }
+    };
+    if check(user_version(conn, db)?)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    // Another store may be creating the schema at the same moment: decide inside a write transaction.
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| open_error(db, e))?;
+    let applied = (|| {
+        let found = check(user_version(conn, db)?)?;
+        if found == 0 {
+            conn.execute_batch(SCHEMA_V1)
+                .map_err(|e| StoreError::sqlite(ctx("creating the schema", db), e))?;
+            conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                .map_err(|e| StoreError::sqlite(ctx("setting user_version", db), e))?;
+        }
+        // Versions between 1 and SCHEMA_VERSION would be migrated here; 1 is the only one so far.
+        Ok(())
+    })();
+    match applied {
+        Ok(()) => conn
+            .execute_batch("COMMIT")
+            .map_err(|e| StoreError::sqlite(ctx("committing the schema", db), e)),
+        Err(e) => {
+            // The original error is the one to report; a failed rollback leaves nothing behind either
+            // (SQLite rolls back an open transaction when the connection closes).
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,867 @@
+//! [`Store`]: the handle, its read-connection pool and every operation.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SendError, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle, ThreadId};
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::blobs::{self, CHECKPOINT_DIR};
+use crate::error::{StoreError, to_sql_int};
+use crate::records::{
+    Bound, CheckpointMeta, CheckpointRecord, LogEntry, ModuleRecord, ProcessRecord, ResultRecord,
+    ResultsPage, ResultsQuery, Sort,
+};
+use crate::rows::{self, CHECKPOINT_COLS, LOG_COLS, MODULE_COLS, PROCESS_COLS, RESULT_COLS};
+use crate::schema;
+use crate::writer::{self, Done, Job, Stats};
+
+/// The database file's name inside the store directory.
+pub const DB_FILE: &str = "ao-cu.sqlite";
+
+/// Idle read connections kept for reuse; more may exist while many threads read at once.
+const MAX_IDLE_READERS: usize = 8;
+
+/// How the store commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Power-cut safety: `synchronous=FULL` (every commit fsynced) and the store directories fsynced on open.
+    /// Without it commits survive a crash or `kill -9` of the process but not a power cut (`synchronous=NORMAL`
+    /// in WAL mode). Checkpoint files and their directory are fsynced either way.
+    pub fsync: bool,
+    /// Most jobs (results, checkpoint rows, other writes) committed in one transaction. The writer's queue
+    /// holds 4 times as many; a full queue blocks the caller.
+    pub group_commit_max: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            fsync: false,
+            group_commit_max: 1024,
+        }
+    }
+}
+
+/// The persistence of ao-cu: one SQLite database (`<dir>/ao-cu.sqlite`, WAL) plus checkpoint files under
+/// `<dir>/checkpoints/`.
+///
+/// Cheap to clone (an `Arc` inside); `Send + Sync`. All writes go through one writer thread that commits
+/// whatever is queued in a single transaction (group commit); reads use a pool of separate connections and
+/// never wait for the writer. Dropping the last clone commits what is still queued and stops the writer
+/// thread (joining it, unless the last clone is dropped by a callback on the writer thread itself).
+///
+/// Write callbacks (`put_result`'s `done`) run on the writer thread: they must be short, and a write made from
+/// inside one fails with [`StoreError::Reentrant`] instead of deadlocking. Reads from a callback are fine.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    db: PathBuf,
+    sender: Option<SyncSender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    writer_id: ThreadId,
+    stats: Arc<Stats>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer drain the queue, commit it and return.
+        drop(self.sender.take());
+        if let Some(handle) = self.writer.take()
+            && handle.thread().id() != thread::current().id()
+            && handle.join().is_err()
+        {
+            tracing::error!(dir = %self.dir.display(), "the cu-store writer thread panicked");
+        }
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates `dir` if needed and checks that files can be created in it.
+fn ensure_writable_dir(dir: &Path) -> Result<(), StoreError> {
+    static PROBE: AtomicU64 = AtomicU64::new(0);
+    let not_writable = |path: &Path, e: std::io::Error| StoreError::NotWritable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    fs::create_dir_all(dir).map_err(|e| not_writable(dir, e))?;
+    if !dir.is_dir() {
+        return Err(StoreError::NotWritable {
+            path: dir.to_path_buf(),
+            reason: "not a directory".into(),
+        });
+    }
+    let probe = dir.join(format!(
+        ".write-probe-{}-{}",
+        std::process::id(),
+        PROBE.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::File::create(&probe).map_err(|e| not_writable(dir, e))?;
+    fs::remove_file(&probe).map_err(|e| not_writable(dir, e))?;
+    Ok(())
+}
+
+fn limit_i64(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// A bound for `pos >= from` / `pos > after` comparisons: values above `i64::MAX` clamp (no row is that big).
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens or creates `<dir>/ao-cu.sqlite` (and `<dir>/checkpoints/`) and applies the schema (versioned with
+    /// `PRAGMA user_version`; a newer version is refused with [`StoreError::SchemaTooNew`]). A directory that
+    /// cannot be created or written gives [`StoreError::NotWritable`].
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        ensure_writable_dir(dir)?;
+        let checkpoints = dir.join(CHECKPOINT_DIR);
+        ensure_writable_dir(&checkpoints)?;
+        let db = dir.join(DB_FILE);
+        let conn = schema::open_writer(&db, options.fsync)?;
+        if options.fsync {
+            blobs::fsync_dir(dir)?;
+            blobs::fsync_dir(&checkpoints)?;
+        }
+        let group_max = options.group_commit_max.max(1);
+        let (sender, receiver) = mpsc::sync_channel(group_max.saturating_mul(4));
+        let writer_db = db.clone();
+        let stats = Arc::new(Stats::default());
+        let writer_stats = Arc::clone(&stats);
+        let handle = thread::Builder::new()
+            .name("cu-store-writer".into())
+            .spawn(move || writer::run(conn, receiver, group_max, writer_db, writer_stats))
+            .map_err(|e| StoreError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+        let writer_id = handle.thread().id();
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                db,
+                sender: Some(sender),
+                writer: Some(handle),
+                writer_id,
+                stats,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Transactions the writer has committed so far, and jobs (writes, flushes) it has completed: their
+    /// ratio is the group-commit factor (for benchmarks and tests).
+    pub fn writer_stats(&self) -> (u64, u64) {
+        (
+            self.inner.stats.commits.load(Ordering::Relaxed),
+            self.inner.stats.jobs.load(Ordering::Relaxed),
+        )
+    }
+
+    // ---------------------------------------------------------------- plumbing
+
+    fn ctx(&self, what: impl fmt::Display) -> String {
+        format!("{what} (database {})", self.inner.db.display())
+    }
+
+    fn readers(&self) -> MutexGuard<'_, Vec<Connection>> {
+        // The pool is a plain list of connections: a panic while it was locked leaves nothing inconsistent.
+        self.inner
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on a read connection from the pool (opening one if none is idle).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let idle = self.readers().pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => schema::open_reader(&self.inner.db)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers();
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Queues a job; its callback gets the error if the writer cannot take it.
+    fn submit(&self, job: Job) {
+        let stopped = || StoreError::WriterStopped {
+            path: self.inner.dir.clone(),
+        };
+        if thread::current().id() == self.inner.writer_id {
+            (job.done)(Err(StoreError::Reentrant {
+                path: self.inner.dir.clone(),
+            }));
+            return;
+        }
+        match &self.inner.sender {
+            Some(sender) => {
+                if let Err(SendError(job)) = sender.send(job) {
+                    (job.done)(Err(stopped()));
+                }
+            }
+            None => (job.done)(Err(stopped())),
+        }
+    }
+
+    /// Queues a job and waits for its commit.
+    fn submit_wait(&self, make: impl FnOnce(Done) -> Job) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(make(Box::new(move |outcome| {
+            // The waiter is blocked in recv below; it cannot be gone.
+            let _ = tx.send(outcome);
+        })));
+        // A closed channel means the writer dropped the job without running it (it panicked).
+        rx.recv().unwrap_or_else(|_| {
+            Err(StoreError::WriterStopped {
+                path: self.inner.dir.clone(),
+            })
+        })
+    }
+
+    // ---------------------------------------------------------------- modules
+
+    /// Stores a module. Storing an id that already exists does nothing (module ids are content-addressed
+    /// transaction ids). Durable on return.
+    pub fn put_module(&self, m: &ModuleRecord) -> Result<(), StoreError> {
+        let tags = serde_json::to_string(&m.tags).map_err(|e| StoreError::Json {
+            context: format!("encoding the tags of module {}", m.id),
+            source: e,
+        })?;
+        let m = m.clone();
+        let ctx = self.ctx(format_args!("storing module {}", m.id));
+        self.submit_wait(|done| {
+            Job::single(
+                Box::new(move |conn| {
+                    conn.prepare_cached(
+                        "INSERT OR IGNORE INTO modules (id, format, owner, tags, wasm) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .and_then(|mut st| st.execute(params![m.id, m.format, m.owner, tags, m.wasm]))
+                    .map(|_| ())
+                    .map_err(|e| StoreError::sqlite(ctx, e))
+                }),
+                done,
+            )
+        })
+    }
+
+    /// The module with this id.
+    pub fn module(&self, id: &str) -> Result<Option<ModuleRecord>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!("SELECT {MODULE_COLS} FROM modules WHERE id = ?1"))
+                .and_then(|mut st| st.query_row([id], rows::module).optional())
+                .map_err(|e| StoreError::sqlite(self.ctx(format_args!("reading module {id}")), e))
+        })
+    }
+
+    /// The ids of all stored modules, sorted.
+    pub fn module_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT id FROM modules ORDER BY id")
+                .and_then(|mut st| st.query_map([], |row| row.get(0))?.collect())
+                .map_err(|e| StoreError::sqlite(self.ctx("listing modules"), e))
+        })
+    }
+
+    // ---------------------------------------------------------------- processes
+
+    /// Stores a new process. An id that exists already gives [`StoreError::Exists`] and writes nothing; an id
+    /// that is not `[A-Za-z0-9_-]{1,64}` gives [`StoreError::BadId`] (process ids name checkpoint folders).
+    /// Durable on return.
+    pub fn put_process(&self, p: &ProcessRecord) -> Result<(), StoreError> {
+        blobs::validate_process_id(&p.id)?;
+        let tags = serde_json::to_string(&p.tags).map_err(|e| StoreError::Json {
+            context: format!("encoding the tags of process {}", p.id),
+            source: e,
+        })?;
+        let block_height = to_sql_int("block_height", p.block_height)?;
+        let timestamp = to_sql_int("timestamp", p.timestamp)?;
+        let p = p.clone();
+        let ctx = self.ctx(format_args!("storing process {}", p.id));
+        self.submit_wait(|done| {
+            Job::single(
+                Box::new(move |conn| {
+                    let sql = |e| StoreError::sqlite(ctx.clone(), e);
+                    let exists = conn
+                        .prepare_cached("SELECT 1 FROM processes WHERE id = ?1")
+                        .and_then(|mut st| st.exists([&p.id]))
+                        .map_err(sql)?;
+                    if exists {
+                        return Err(StoreError::Exists { kind: "process", id: p.id });
+                    }
+                    conn.prepare_cached(
+                        "INSERT INTO processes (id, module_id, owner, tags, env_json, block_height, timestamp, \
+                         spawn_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            p.id,
+                            p.module_id,
+                            p.owner,
+                            tags,
+                            p.env_json,
+                            block_height,
+                            timestamp,
+                            p.spawn_json
+                        ])
+                    })
+                    .map(|_| ())
+                    .map_err(sql)
+                }),
+                done,
+            )
+        })
+    }
+
+    /// The process with this id.
+    pub fn process(&self, id: &str) -> Result<Option<ProcessRecord>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!("SELECT {PROCESS_COLS} FROM processes WHERE id = ?1"))
+                .and_then(|mut st| st.query_row([id], rows::process).optional())
+                .map_err(|e| StoreError::sqlite(self.ctx(format_args!("reading process {id}")), e))
+        })
+    }
+
+    /// The ids of all stored processes, sorted.
+    pub fn process_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT id FROM processes ORDER BY id")
+                .and_then(|mut st| st.query_map([], |row| row.get(0))?.collect())
+                .map_err(|e| StoreError::sqlite(self.ctx("listing processes"), e))
+        })
+    }
+
+    // ---------------------------------------------------------------- message log
+
+    /// Appends entries (of any processes) in one transaction, durable on return. Each entry's `pos` must be
+    /// exactly `last_pos(process) + 1`, counting entries earlier in the same batch, else
+    /// [`StoreError::OutOfOrder`]; its process must exist, else [`StoreError::UnknownProcess`]. On any error
+    /// nothing of the batch is written.
+    pub fn append(&self, entries: &[LogEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        struct Row {
+            process_id: String,
+            pos: u64,
+            pos_i: i64,
+            message_id: Option<String>,
+            nonce: Option<i64>,
+            timestamp: i64,
+            block_height: i64,
+            cron: Option<String>,
+            msg_json: String,
+        }
+        let rows = entries
+            .iter()
+            .map(|e| {
+                Ok(Row {
+                    process_id: e.process_id.clone(),
+                    pos: e.pos,
+                    pos_i: to_sql_int("pos", e.pos)?,
+                    message_id: e.message_id.clone(),
+                    nonce: e.nonce.map(|n| to_sql_int("nonce", n)).transpose()?,
+                    timestamp: to_sql_int("timestamp", e.timestamp)?,
+                    block_height: to_sql_int("block_height", e.block_height)?,
+                    cron: e.cron.clone(),
+                    msg_json: e.msg_json.clone(),
+                })
+            })
+            .collect::<Result<Vec<Row>, StoreError>>()?;
+        let db = self.inner.db.clone();
+        self.submit_wait(|done| {
+            Job::atomic(
+                Box::new(move |conn| {
+                    let mut last: HashMap<String, u64> = HashMap::new();
+                    for row in rows {
+                        let sql = |e| {
+                            StoreError::sqlite(
+                                format!(
+                                    "appending pos {} of process {} (database {})",
+                                    row.pos,
+                                    row.process_id,
+                                    db.display()
+                                ),
+                                e,
+                            )
+                        };
+                        let prev = match last.get(&row.process_id) {
+                            Some(prev) => *prev,
+                            None => {
+                                let exists = conn
+                                    .prepare_cached("SELECT 1 FROM processes WHERE id = ?1")
+                                    .and_then(|mut st| st.exists([&row.process_id]))
+                                    .map_err(sql)?;
+                                if !exists {
+                                    return Err(StoreError::UnknownProcess { process_id: row.process_id });
+                                }
+                                let max: i64 = conn
+                                    .prepare_cached("SELECT COALESCE(MAX(pos), 0) FROM log WHERE process_id = ?1")
+                                    .and_then(|mut st| st.query_row([&row.process_id], |r| r.get(0)))
+                                    .map_err(sql)?;
+                                u64::try_from(max).map_err(|_| StoreError::Corrupt {
+                                    path: db.clone(),
+                                    reason: format!("negative log position {max} for process {}", row.process_id),
+                                })?
+                            }
+                        };
+                        let expected = prev.saturating_add(1);
+                        if row.pos != expected {
+                            return Err(StoreError::OutOfOrder {
+                                process_id: row.process_id,
+                                expected,
+                                got: row.pos,
+                            });
+                        }
+                        conn.prepare_cached(
+                            "INSERT INTO log (process_id, pos, message_id, nonce, timestamp, block_height, cron, \
+                             msg_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        )
+                        .and_then(|mut st| {
+                            st.execute(params![
+                                row.process_id,
+                                row.pos_i,
+                                row.message_id,
+                                row.nonce,
+                                row.timestamp,
+                                row.block_height,
+                                row.cron,
+                                row.msg_json
+                            ])
+                        })
+                        .map_err(sql)?;
+                        last.insert(row.process_id, row.pos);
+                    }
+                    Ok(())
+                }),
+                done,
+            )
+        })
+    }
+
+    /// Up to `limit` log entries of a process with `pos >= from_pos`, ascending.
+    pub fn log_range(
+        &self,
+        process_id: &str,
+        from_pos: u64,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {LOG_COLS} FROM log WHERE process_id = ?1 AND pos >= ?2 ORDER BY pos LIMIT ?3"
+            ))
+            .and_then(|mut st| {
+                st.query_map(
+                    params![process_id, clamp_i64(from_pos), limit_i64(limit)],
+                    rows::log_entry,
+                )?
+                .collect()
+            })
+            .map_err(|e| {
+                StoreError::sqlite(
+                    self.ctx(format_args!("reading the log of process {process_id}")),
+                    e,
+                )
+            })
+        })
+    }
+
+    /// The last position in a process's log; 0 when the log is empty.
+    pub fn last_pos(&self, process_id: &str) -> Result<u64, StoreError> {
+        self.max_pos("log", process_id)
+    }
+
+    fn max_pos(&self, table: &str, process_id: &str) -> Result<u64, StoreError> {
+        let max: i64 = self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT COALESCE(MAX(pos), 0) FROM {table} WHERE process_id = ?1"
+            ))
+            .and_then(|mut st| st.query_row([process_id], |row| row.get(0)))
+            .map_err(|e| {
+                StoreError::sqlite(
+                    self.ctx(format_args!(
+                        "reading the last {table} pos of process {process_id}"
+                    )),
+                    e,
+                )
+            })
+        })?;
+        u64::try_from(max).map_err(|_| StoreError::Corrupt {
+            path: self.inner.db.clone(),
+            reason: format!("negative {table} position {max} for process {process_id}"),
+        })
+    }
+
+    /// The log entry of a message (the first one, should a message id occur twice).
+    pub fn log_entry_by_message(
+        &self,
+        process_id: &str,
+        message_id: &str,
+    ) -> Result<Option<LogEntry>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {LOG_COLS} FROM log WHERE process_id = ?1 AND message_id = ?2 ORDER BY pos LIMIT 1"
+            ))
+            .and_then(|mut st| st.query_row([process_id, message_id], rows::log_entry).optional())
+            .map_err(|e| {
+                StoreError::sqlite(
+                    self.ctx(format_args!(
+                        "reading the log entry of message {message_id} of process {process_id}"
+                    )),
+                    e,
+                )
+            })
+        })
+    }
+
+    // ---------------------------------------------------------------- results
+
+    /// Queues a result to the writer; `done` runs (on the writer thread) after the transaction holding it
+    /// committed, or with the error. `INSERT OR IGNORE` on `(process_id, pos)`: rewriting a result after a
+    /// crash is harmless. Blocks while the writer's queue is full (backpressure).
+    pub fn put_result(&self, r: ResultRecord, done: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+        let ints = (|| {
+            Ok::<_, StoreError>((
+                to_sql_int("pos", r.pos)?,
+                r.nonce.map(|n| to_sql_int("nonce", n)).transpose()?,
+                to_sql_int("timestamp", r.timestamp)?,
+                to_sql_int("block_height", r.block_height)?,
+            ))
+        })();
+        let (pos, nonce, timestamp, block_height) = match ints {
+            Ok(ints) => ints,
+            Err(e) => return done(Err(e)),
+        };
+        let db = self.inner.db.clone();
+        self.submit(Job::single(
+            Box::new(move |conn| {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO results (process_id, pos, message_id, nonce, timestamp, block_height, \
+                     cron, has_error, output_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        r.process_id,
+                        pos,
+                        r.message_id,
+                        nonce,
+                        timestamp,
+                        block_height,
+                        r.cron,
+                        r.has_error,
+                        r.output_json
+                    ])
+                })
+                .map(|_| ())
+                .map_err(|e| {
+                    StoreError::sqlite(
+                        format!("storing result {} of process {} (database {})", r.pos, r.process_id, db.display()),
+                        e,
+                    )
+                })
+            }),
+            done,
+        ));
+    }
+
+    /// [`Store::put_result`], waiting for the commit.
+    pub fn put_result_sync(&self, r: ResultRecord) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.put_result(
+            r,
+            Box::new(move |outcome| {
+                // The waiter is blocked in recv below; it cannot be gone.
+                let _ = tx.send(outcome);
+            }),
+        );
+        rx.recv().unwrap_or_else(|_| {
+            Err(StoreError::WriterStopped {
+                path: self.inner.dir.clone(),
+            })
+        })
+    }
+
+    /// Waits until everything queued before this call is committed (and its callbacks ran).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.submit_wait(Job::flush)
+    }
+
+    /// The result at a log position.
+    pub fn result(&self, process_id: &str, pos: u64) -> Result<Option<ResultRecord>, StoreError> {
+        let Ok(pos) = i64::try_from(pos) else {
+            return Ok(None);
+        };
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {RESULT_COLS} FROM results WHERE process_id = ?1 AND pos = ?2"
+            ))
+            .and_then(|mut st| st.query_row(params![process_id, pos], rows::result).optional())
+            .map_err(|e| {
+                StoreError::sqlite(
+                    self.ctx(format_args!("reading result {pos} of process {process_id}")),
+                    e,
+                )
+            })
+        })
+    }
+
+    /// The result of a message (the first one, should a message id occur twice).
+    pub fn result_by_message(
+        &self,
+        process_id: &str,
+        message_id: &str,
+    ) -> Result<Option<ResultRecord>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {RESULT_COLS} FROM results WHERE process_id = ?1 AND message_id = ?2 ORDER BY pos LIMIT 1"
+            ))
+            .and_then(|mut st| st.query_row([process_id, message_id], rows::result).optional())
+            .map_err(|e| {
+                StoreError::sqlite(
+                    self.ctx(format_args!("reading the result of message {message_id} of process {process_id}")),
+                    e,
+                )
+            })
+        })
+    }
+
+    /// The highest position with a stored result; 0 when there is none.
+    pub fn last_result_pos(&self, process_id: &str) -> Result<u64, StoreError> {
+        self.max_pos("results", process_id)
+    }
+
+    /// The reference's `/results` and `/cron` queries: results with `after` < key <= `upto` in pos order
+    /// (ascending or descending), at most `limit` items; `has_next_page` says whether more match (computed by
+    /// fetching `limit + 1`). `only_cron` keeps cron results, `skip_errors` drops results with `has_error`.
+    /// A [`Bound::Timestamp`] `t` puts every result with `timestamp <= t` at or before the bound.
+    pub fn results(&self, process_id: &str, q: &ResultsQuery) -> Result<ResultsPage, StoreError> {
+        let mut sql = format!("SELECT {RESULT_COLS} FROM results WHERE process_id = ?");
+        let mut args: Vec<Value> = vec![Value::Text(process_id.to_owned())];
+        match q.after {
+            None => {}
+            Some(Bound::Pos(p)) => {
+                sql.push_str(" AND pos > ?");
+                args.push(Value::Integer(clamp_i64(p)));
+            }
+            Some(Bound::Timestamp(t)) => {
+                sql.push_str(" AND timestamp > ?");
+                args.push(Value::Integer(clamp_i64(t)));
+            }
+        }
+        match q.upto {
+            None => {}
+            Some(Bound::Pos(p)) => {
+                sql.push_str(" AND pos <= ?");
+                args.push(Value::Integer(clamp_i64(p)));
+            }
+            Some(Bound::Timestamp(t)) => {
+                sql.push_str(" AND timestamp <= ?");
+                args.push(Value::Integer(clamp_i64(t)));
+            }
+        }
+        if q.only_cron {
+            sql.push_str(" AND cron IS NOT NULL");
+        }
+        if q.skip_errors {
+            sql.push_str(" AND has_error = 0");
+        }
+        sql.push_str(match q.sort {
+            Sort::Asc => " ORDER BY pos ASC LIMIT ?",
+            Sort::Desc => " ORDER BY pos DESC LIMIT ?",
+        });
+        args.push(Value::Integer(limit_i64(q.limit.saturating_add(1))));
+        let mut items: Vec<ResultRecord> = self.read(|conn| {
+            conn.prepare_cached(&sql)
+                .and_then(|mut st| {
+                    st.query_map(rusqlite::params_from_iter(args), rows::result)?
+                        .collect()
+                })
+                .map_err(|e| {
+                    StoreError::sqlite(
+                        self.ctx(format_args!("querying results of process {process_id}")),
+                        e,
+                    )
+                })
+        })?;
+        let has_next_page = items.len() > q.limit;
+        items.truncate(q.limit);
+        Ok(ResultsPage { items, has_next_page })
+    }
+
+    /// All results of a process in pos order.
+    pub fn all_results(&self, process_id: &str) -> Result<Vec<ResultRecord>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {RESULT_COLS} FROM results WHERE process_id = ?1 ORDER BY pos"
+            ))
+            .and_then(|mut st| st.query_map([process_id], rows::result)?.collect())
+            .map_err(|e| {
+                StoreError::sqlite(
+                    self.ctx(format_args!("reading results of process {process_id}")),
+                    e,
+                )
+            })
+        })
+    }
+
+    // ---------------------------------------------------------------- checkpoints
+
+    /// Writes the blob atomically to `checkpoints/<process_id>/<seq:020>.ckpt` (temporary file, fsync, rename,
+    /// directory fsync), then queues the index row through the writer (so it commits with or after every
+    /// result queued before) and waits for its commit. A checkpoint `(process_id, seq)` that is already indexed
+    /// gives [`StoreError::Exists`] and touches nothing. If the row cannot be committed, the file stays (it
+    /// is unreferenced, overwritten by a retry and removed by pruning).
+    pub fn write_checkpoint(
+        &self,
+        meta: CheckpointMeta,
+        blob: &[u8],
+    ) -> Result<CheckpointRecord, StoreError> {
+        blobs::validate_process_id(&meta.process_id)?;
+        let seq = to_sql_int("seq", meta.seq)?;
+        let pos = to_sql_int("pos", meta.pos)?;
+        let parent = meta.parent.map(|p| to_sql_int("parent", p)).transpose()?;
+        let memory_len = to_sql_int("memory_len", meta.memory_len)?;
+        let bytes = blob.len() as u64;
+        let bytes_i = to_sql_int("bytes", bytes)?;
+        let id = || format!("{}/{}", meta.process_id, meta.seq);
+        let exists = self.read(|conn| {
+            conn.prepare_cached("SELECT 1 FROM checkpoints WHERE process_id = ?1 AND seq = ?2")
+                .and_then(|mut st| st.exists(params![meta.process_id, seq]))
+                .map_err(|e| StoreError::sqlite(self.ctx(format_args!("looking up checkpoint {}", id())), e))
+        })?;
+        if exists {
+            return Err(StoreError::Exists {
+                kind: "checkpoint",
+                id: id(),
+            });
+        }
+        let file = blobs::write_atomic(&self.inner.dir, &meta.process_id, meta.seq, blob)?;
+        let rec = CheckpointRecord {
+            process_id: meta.process_id,
+            seq: meta.seq,
+            pos: meta.pos,
+            kind: meta.kind,
+            parent: meta.parent,
+            memory_len: meta.memory_len,
+            file,
+            blake3: blake3::hash(blob).to_hex().to_string(),
+            bytes,
+        };
+        let row = rec.clone();
+        let ctx = self.ctx(format_args!("indexing checkpoint {}/{}", rec.process_id, rec.seq));
+        self.submit_wait(|done| {
+            Job::single(
+                Box::new(move |conn| {
+                    conn.prepare_cached(
+                        "INSERT INTO checkpoints (process_id, seq, pos, kind, parent, memory_len, file, blake3, \
+                         bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            row.process_id,
+                            seq,
+                            pos,
+                            row.kind.as_str(),
+                            parent,
+                            memory_len,
+                            row.file,
+                            row.blake3,
+                            bytes_i
+                        ])
+                    })
+                    .map(|_| ())
+                    .map_err(|e| StoreError::sqlite(ctx, e))
+                }),
+                done,
+            )
+        })?;
+        Ok(rec)
+    }
+
+    /// The indexed checkpoints of a process, seq ascending.
+    pub fn checkpoints(&self, process_id: &str) -> Result<Vec<CheckpointRecord>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE process_id = ?1 ORDER BY seq"
+            ))
+            .and_then(|mut st| st.query_map([process_id], rows::checkpoint)?.collect())
+            .map_err(|e| {
+                StoreError::sqlite(
+                    self.ctx(format_args!("reading checkpoints of process {process_id}")),
+                    e,
+                )
+            })
+        })
+    }
+
+    /// Reads a checkpoint's blob and checks its length and BLAKE3 against the record
+    /// ([`StoreError::Corrupt`] otherwise, also for a missing file).
+    pub fn read_checkpoint(&self, rec: &CheckpointRecord) -> Result<Vec<u8>, StoreError> {
+        blobs::validate_process_id(&rec.process_id)?;
+        blobs::read_verified(&self.inner.dir, rec)
+    }
+
+    /// Removes the index rows and files of the process's checkpoints with seq < `seq`. Rows go first (durable
+    /// on return), then files; files already missing are fine, and files left over by an earlier interrupted
+    /// prune are removed too.
+    pub fn delete_checkpoints_before(&self, process_id: &str, seq: u64) -> Result<(), StoreError> {
+        blobs::validate_process_id(process_id)?;
+        let pid = process_id.to_owned();
+        let ctx = self.ctx(format_args!(
+            "pruning checkpoints of process {process_id} before {seq}"
+        ));
+        self.submit_wait(|done| {
+            Job::single(
+                Box::new(move |conn| {
+                    match i64::try_from(seq) {
+                        Ok(seq) => conn
+                            .prepare_cached("DELETE FROM checkpoints WHERE process_id = ?1 AND seq < ?2")
+                            .and_then(|mut st| st.execute(params![pid, seq])),
+                        // Every stored seq fits an i64, so all of them are below this one.
+                        Err(_) => conn
+                            .prepare_cached("DELETE FROM checkpoints WHERE process_id = ?1")
+                            .and_then(|mut st| st.execute([&pid])),
+                    }
+                    .map(|_| ())
+                    .map_err(|e| StoreError::sqlite(ctx, e))
+                }),
+                done,
+            )
+        })?;
+        blobs::remove_before(&self.inner.dir, process_id, seq)
+    }
+
+    /// Bytes used by the files in a process's checkpoint folder (0 when it has none).
+    pub fn checkpoint_bytes(&self, process_id: &str) -> Result<u64, StoreError> {
+        blobs::validate_process_id(process_id)?;
+        blobs::bytes_used(&self.inner.dir, process_id)
+    }
+}

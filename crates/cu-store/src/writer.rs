@@ -1,0 +1,200 @@
+//! The writer thread: the only owner of the write connection, committing queued jobs in groups.
+//!
+//! Jobs arrive through a bounded channel (a full channel blocks the sender: backpressure). The thread takes
+//! everything queued (up to `group_commit_max` jobs), runs them in ONE transaction, commits, and only then runs
+//! their callbacks, in queue order. A job that fails is undone on its own (a savepoint for multi-statement jobs,
+//! SQLite's statement rollback for single statements) and its callback gets the error; the others still commit.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use rusqlite::Connection;
+
+use crate::error::StoreError;
+
+/// Runs once the job's transaction committed (with `Ok`) or failed (with the error).
+pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// The database work of a job, run on the write connection inside the group's transaction.
+pub type Op = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
+
+/// One queued unit of work.
+pub struct Job {
+    /// The writes; `None` for a flush (only waits for the commit of what was queued before).
+    pub op: Option<Op>,
+    /// Whether `op` runs several statements that must be undone together if one fails.
+    pub atomic: bool,
+    /// The callback.
+    pub done: Done,
+}
+
+impl Job {
+    /// A job with a single-statement (or read-then-write) op.
+    pub fn single(op: Op, done: Done) -> Job {
+        Job {
+            op: Some(op),
+            atomic: false,
+            done,
+        }
+    }
+
+    /// A job whose op runs several statements, undone together when it fails.
+    pub fn atomic(op: Op, done: Done) -> Job {
+        Job {
+            op: Some(op),
+            atomic: true,
+            done,
+        }
+    }
+
+    /// A flush marker.
+    pub fn flush(done: Done) -> Job {
+        Job {
+            op: None,
+            atomic: false,
+            done,
+        }
+    }
+}
+
+/// Counters kept by the writer thread.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Jobs (writes and flushes) completed, successfully or not.
+    pub jobs: AtomicU64,
+}
+
+/// The writer thread's loop; returns when every sender is gone and the queue is drained.
+pub fn run(conn: Connection, rx: Receiver<Job>, group_max: usize, db: PathBuf, stats: Arc<Stats>) {
+    let group_max = group_max.max(1);
+    let mut group = Vec::with_capacity(group_max.min(4096));
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        while group.len() < group_max {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let outcomes = commit_group(&conn, &db, group.drain(..), &stats);
+        for (done, outcome) in outcomes {
+            // A panicking callback must not take the writer (and every later write) down with it.
+            if catch_unwind(AssertUnwindSafe(|| done(outcome))).is_err() {
+                tracing::error!(db = %db.display(), "a cu-store write callback panicked");
+            }
+        }
+    }
+    // Dropping the connection closes it; in WAL mode the last close checkpoints the log.
+    drop(conn);
+}
+
+fn commit_failed(db: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::CommitFailed {
+        path: db.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Runs the jobs in one transaction and commits; returns each callback with its outcome, in queue order.
+fn commit_group(
+    conn: &Connection,
+    db: &Path,
+    jobs: impl Iterator<Item = Job>,
+    stats: &Stats,
+) -> Vec<(Done, Result<(), StoreError>)> {
+    let mut out: Vec<(Done, Result<(), StoreError>)> = Vec::new();
+    let mut in_tx = false;
+    // Index into `out` of the first job of the currently open transaction.
+    let mut tx_start = 0;
+    for job in jobs {
+        let Some(op) = job.op else {
+            out.push((job.done, Ok(())));
+            continue;
+        };
+        if !in_tx {
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                out.push((
+                    job.done,
+                    Err(commit_failed(db, format!("cannot begin a transaction: {e}"))),
+                ));
+                continue;
+            }
+            in_tx = true;
+            tx_start = out.len();
+        }
+        let outcome = if job.atomic {
+            run_atomic(conn, db, op)
+        } else {
+            op(conn)
+        };
+        if let Err(e) = &outcome
+            && conn.is_autocommit()
+        {
+            // The error aborted the whole transaction (e.g. SQLITE_FULL, I/O error): the earlier jobs of
+            // this transaction are lost too.
+            let reason = format!("the transaction was rolled back by a failing write: {e}");
+            for (_, earlier) in out[tx_start..].iter_mut() {
+                if earlier.is_ok() {
+                    *earlier = Err(commit_failed(db, reason.clone()));
+                }
+            }
+            in_tx = false;
+        }
+        out.push((job.done, outcome));
+    }
+    if !in_tx {
+        stats.jobs.fetch_add(out.len() as u64, Ordering::Relaxed);
+        return out;
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            let reason = format!("COMMIT failed: {e}");
+            if !conn.is_autocommit() {
+                // Leave the connection usable for the next group; the COMMIT error is what gets reported.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            for (_, outcome) in out[tx_start..].iter_mut() {
+                if outcome.is_ok() {
+                    *outcome = Err(commit_failed(db, reason.clone()));
+                }
+            }
+        }
+    }
+    stats.jobs.fetch_add(out.len() as u64, Ordering::Relaxed);
+    out
+}
+
+/// Runs a multi-statement op inside a savepoint, undoing all of it if it fails.
+fn run_atomic(conn: &Connection, db: &Path, op: Op) -> Result<(), StoreError> {
+    conn.execute_batch("SAVEPOINT job")
+        .map_err(|e| StoreError::sqlite(format!("opening a savepoint (database {})", db.display()), e))?;
+    let outcome = op(conn);
+    if conn.is_autocommit() {
+        // SQLite already rolled back the whole transaction; the savepoint is gone with it.
+        return outcome;
+    }
+    let end = if outcome.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    match conn.execute_batch(end) {
+        Ok(()) => outcome,
+        Err(e) => {
+            // Keep the op's own error if there is one; otherwise the savepoint's.
+            outcome?;
+            Err(StoreError::sqlite(
+                format!("ending a savepoint (database {})", db.display()),
+                e,
+            ))
+        }
+    }
+}
