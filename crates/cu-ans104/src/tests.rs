@@ -441,3 +441,52 @@ fn generated_wallet_signs_and_reloads() {
     item.verify().unwrap();
     assert_eq!(item.owner_address(), w.address());
 }
+
+#[test]
+fn random_mutations_never_panic_and_never_verify() {
+    // Deterministic xorshift so failures reproduce.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let originals = [
+        arweave_item(),
+        eth()
+            .sign_data_item(b"payload", &tags(), Some(TARGET), None)
+            .unwrap(),
+    ];
+    for original in &originals {
+        for _ in 0..300 {
+            let mut bad = original.clone();
+            let flips = 1 + (next() % 4) as usize;
+            for _ in 0..flips {
+                let pos = (next() % bad.len() as u64) as usize;
+                bad[pos] ^= 1 << (next() % 8);
+            }
+            if next() % 4 == 0 {
+                bad.truncate((next() % bad.len() as u64) as usize);
+            }
+            if &bad == original {
+                continue;
+            }
+            if let Ok(item) = DataItem::parse(&bad) {
+                assert!(item.verify().is_err(), "mutated item verifies");
+            }
+        }
+    }
+    // Random garbage after a valid type number must not panic either.
+    for _ in 0..300 {
+        let len = (next() % 1500) as usize;
+        let mut junk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if junk.len() >= 2 {
+            junk[0] = 1 + (next() % 3) as u8;
+            junk[1] = 0;
+        }
+        if let Ok(item) = DataItem::parse(&junk) {
+            assert!(item.verify().is_err());
+        }
+    }
+}
