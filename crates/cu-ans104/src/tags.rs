@@ -2,8 +2,8 @@
 //!
 //! Longs are zigzag varints; an array is a sequence of blocks, each a count followed by that many items, ended
 //! by a zero count. A negative count `-n` means `n` items preceded by the block's byte size (skipped).
-//! Decoding is bounded: at most [`MAX_TAGS`](crate::MAX_TAGS) tags, names ≤ [`MAX_TAG_NAME`](crate::MAX_TAG_NAME)
-//! bytes, values ≤ [`MAX_TAG_VALUE`](crate::MAX_TAG_VALUE) bytes, every length checked against the input, and
+//! Decoding is bounded: at most [`MAX_TAGS`] tags, names ≤ [`MAX_TAG_NAME`]
+//! bytes, values ≤ [`MAX_TAG_VALUE`] bytes, every length checked against the input, and
 //! the encoding must use up the tag bytes exactly.
 //!
 //! Names and values are decoded as UTF-8 the way Node's `Buffer.toString()` does in arbundles: invalid
