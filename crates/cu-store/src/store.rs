@@ -184,6 +184,12 @@ impl Store {
 
     // ---------------------------------------------------------------- plumbing
 
+    /// Jobs handed to the writer's queue so far (tests wait on it).
+    #[cfg(test)]
+    pub(crate) fn inner_queued(&self) -> u64 {
+        self.inner.stats.queued.load(Ordering::Relaxed)
+    }
+
     fn ctx(&self, what: impl fmt::Display) -> String {
         format!("{what} (database {})", self.inner.db.display())
     }
@@ -212,7 +218,7 @@ impl Store {
     }
 
     /// Queues a job; its callback gets the error if the writer cannot take it.
-    fn submit(&self, job: Job) {
+    pub(crate) fn submit(&self, job: Job) {
         let stopped = || StoreError::WriterStopped {
             path: self.inner.dir.clone(),
         };
@@ -224,6 +230,7 @@ impl Store {
         }
         match &self.inner.sender {
             Some(sender) => {
+                self.inner.stats.queued.fetch_add(1, Ordering::Relaxed);
                 if let Err(SendError(job)) = sender.send(job) {
                     (job.done)(Err(stopped()));
                 }

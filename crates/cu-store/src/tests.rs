@@ -1091,3 +1091,102 @@ fn store_is_clone_send_sync() {
     assert_eq!(store.dir(), dir.path());
     assert!(format!("{store:?}").contains("Store"));
 }
+
+#[test]
+fn reads_do_not_wait_for_an_open_write_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.put_result_sync(result("p", 1)).unwrap();
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    // A write job that stops inside the writer's open transaction, after writing a row.
+    store.submit(crate::writer::Job::single(
+        Box::new(move |conn| {
+            conn.execute(
+                "INSERT INTO results (process_id, pos, timestamp, block_height, has_error, output_json) \
+                 VALUES ('p', 2, 0, 0, 0, '{}')",
+                [],
+            )
+            .unwrap();
+            entered_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            Ok(())
+        }),
+        Box::new(move |r| done_tx.send(r).unwrap()),
+    ));
+    entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    // The writer holds its transaction open: reads still answer at once, from the last commit.
+    let start = Instant::now();
+    assert_eq!(store.result("p", 1).unwrap(), Some(result("p", 1)));
+    assert_eq!(
+        store.result("p", 2).unwrap(),
+        None,
+        "uncommitted rows are invisible"
+    );
+    assert_eq!(store.last_result_pos("p").unwrap(), 1);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    release_tx.send(()).unwrap();
+    done_rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+    assert_eq!(store.last_result_pos("p").unwrap(), 2);
+}
+
+#[test]
+fn a_failing_write_in_a_group_does_not_undo_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.put_process(&process("p")).unwrap();
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    // Hold the writer so that everything below is queued and committed as one group.
+    store.submit(crate::writer::Job::flush(Box::new(move |_| {
+        entered_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+    })));
+    entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let commits_before = store.writer_stats().0;
+    let queued_before = store.inner_queued();
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let record = |tag: &'static str| {
+        let outcomes = outcomes.clone();
+        Box::new(move |r: Result<(), StoreError>| outcomes.lock().unwrap().push((tag, r.is_ok())))
+    };
+    store.put_result(result("p", 1), record("r1"));
+    let appender = {
+        let store = store.clone();
+        // Valid first entry, bad second: the whole append must be undone inside the shared transaction.
+        std::thread::spawn(move || store.append(&[entry("p", 1), entry("p", 3)]))
+    };
+    // Wait until the appending thread has handed its job to the queue (the writer is held, so it is queued).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.inner_queued() < queued_before + 2 {
+        assert!(Instant::now() < deadline, "the append was never queued");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    store.put_result(result("p", 2), record("r2"));
+    release_tx.send(()).unwrap();
+    let err = appender.join().unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::OutOfOrder {
+                expected: 2,
+                got: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    store.flush().unwrap();
+    assert_eq!(*outcomes.lock().unwrap(), vec![("r1", true), ("r2", true)]);
+    assert_eq!(
+        store.all_results("p").unwrap(),
+        vec![result("p", 1), result("p", 2)]
+    );
+    assert_eq!(store.last_pos("p").unwrap(), 0, "the failed append left nothing");
+    assert_eq!(
+        store.writer_stats().0 - commits_before,
+        1,
+        "one transaction for the whole group"
+    );
+}

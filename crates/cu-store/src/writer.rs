@@ -67,6 +67,8 @@ pub struct Stats {
     pub commits: AtomicU64,
     /// Jobs (writes and flushes) completed, successfully or not.
     pub jobs: AtomicU64,
+    /// Jobs handed to the queue (counted just before they are sent).
+    pub queued: AtomicU64,
 }
 
 /// The writer thread's loop; returns when every sender is gone and the queue is drained.
