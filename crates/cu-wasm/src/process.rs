@@ -69,6 +69,18 @@ pub struct Process {
     journal: Vec<(String, String)>,
     journal_bytes: usize,
     rollbacks: u64,
+    /// A fork for one dry-run: failures are not rolled back (the fork is dropped afterwards).
+    disposable: bool,
+}
+
+/// The part of a process state that is not linear memory: every exported mutable global and the glue
+/// state. With the memory it makes a [`Snapshot`]; checkpoints store it beside incremental memory pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessMeta {
+    /// Exported mutable globals (the stack pointer among them).
+    pub globals: Vec<(String, GlobalValue)>,
+    /// Glue state (fake clock, random sequence, file system).
+    pub glue: crate::state::GlueState,
 }
 
 /// A message failure, before it becomes the result's `Error`.
@@ -116,6 +128,18 @@ impl Process {
         Self::assemble(module, config, parts, Some(snapshot), true)
     }
 
+    /// A disposable copy of this process for one dry-run: a fresh instance whose memory, globals and glue
+    /// state are copied from this one (one memory copy, no intermediate buffer). The fork shares nothing
+    /// with this process; a failed message on it is not rolled back (drop the fork after use).
+    pub fn fork(&mut self) -> Result<Process, WasmError> {
+        let meta = self.meta()?;
+        let memory = self.memory.data(&self.store);
+        let parts = rebuild_from(&self.module, &self.config, memory, &meta.globals, &meta.glue)?;
+        let mut fork = Self::assemble(self.module.clone(), self.config.clone(), parts, None, true)?;
+        fork.disposable = true;
+        Ok(fork)
+    }
+
     fn assemble(
         module: Arc<CompiledModule>,
         config: ProcessConfig,
@@ -136,6 +160,7 @@ impl Process {
             journal: Vec::new(),
             journal_bytes: 0,
             rollbacks: 0,
+            disposable: false,
         })
     }
 
@@ -159,7 +184,9 @@ impl Process {
                         gas_used,
                         ..EvalOutput::failed(Value::Null, gas_used)
                     };
-                    self.rollback()?;
+                    if !self.disposable {
+                        self.rollback()?;
+                    }
                     return Ok(EvalOutput { error: None, ..out });
                 }
                 EvalOutput::failed(error, gas_used)
@@ -167,6 +194,9 @@ impl Process {
             Err(CallError::Host(e)) => return Err(e),
         };
         if output.keeps_previous_state() {
+            if self.disposable {
+                return Ok(output);
+            }
             self.rollback()?;
         } else {
             self.journal.push((msg.to_string(), env.to_string()));
@@ -183,6 +213,26 @@ impl Process {
     /// The current state.
     pub fn snapshot(&mut self) -> Result<Snapshot, WasmError> {
         capture(&self.module, &mut self.store, &self.instance)
+    }
+
+    /// The globals and glue state: a [`Snapshot`] without its memory (see [`Process::memory`]).
+    pub fn meta(&mut self) -> Result<ProcessMeta, WasmError> {
+        let globals = capture_globals(&self.module, &mut self.store, &self.instance)?;
+        Ok(ProcessMeta {
+            globals,
+            glue: self.store.data().glue.clone(),
+        })
+    }
+
+    /// Linear memory, borrowed (no copy): checkpoints read the pages they write from here.
+    pub fn memory(&self) -> &[u8] {
+        self.memory.data(&self.store)
+    }
+
+    /// Bytes this process keeps resident: linear memory, the rollback base and the replay journal.
+    pub fn resident_bytes(&self) -> u64 {
+        let base = self.base.as_ref().map_or(0, |b| b.memory.len());
+        (self.memory.data_size(&self.store) + base + self.journal_bytes) as u64
     }
 
     /// BLAKE3 of linear memory, hex.
@@ -642,6 +692,21 @@ fn capture(
     let memory = exports(store)
         .map_err(|e| WasmError::Snapshot(e.to_string()))?
         .memory;
+    let globals = capture_globals(module, store, instance)?;
+    Ok(Snapshot {
+        format: module.format,
+        module_sha256: module.sha256,
+        memory: memory.data(&*store).to_vec(),
+        globals,
+        glue: store.data().glue.clone(),
+    })
+}
+
+fn capture_globals(
+    module: &CompiledModule,
+    store: &mut Store<HostState>,
+    instance: &Instance,
+) -> Result<Vec<(String, GlobalValue)>, WasmError> {
     let mut globals = Vec::with_capacity(module.globals.len());
     for name in &module.globals {
         let global = instance
@@ -660,13 +725,7 @@ fn capture(
         };
         globals.push((name.clone(), value));
     }
-    Ok(Snapshot {
-        format: module.format,
-        module_sha256: module.sha256,
-        memory: memory.data(&*store).to_vec(),
-        globals,
-        glue: store.data().glue.clone(),
-    })
+    Ok(globals)
 }
 
 fn rebuild(
@@ -674,12 +733,28 @@ fn rebuild(
     config: &ProcessConfig,
     snapshot: &Snapshot,
 ) -> Result<(Store<HostState>, Instance, Func), WasmError> {
+    rebuild_from(
+        module,
+        config,
+        &snapshot.memory,
+        &snapshot.globals,
+        &snapshot.glue,
+    )
+}
+
+fn rebuild_from(
+    module: &CompiledModule,
+    config: &ProcessConfig,
+    image: &[u8],
+    globals: &[(String, GlobalValue)],
+    glue: &crate::state::GlueState,
+) -> Result<(Store<HostState>, Instance, Func), WasmError> {
     let (mut store, instance, handle) = instantiate(module, config)?;
     let memory = exports(&store)
         .map_err(|e| WasmError::Snapshot(e.to_string()))?
         .memory;
     let have = memory.data_size(&store) as u64;
-    let want = snapshot.memory.len() as u64;
+    let want = image.len() as u64;
     if !want.is_multiple_of(65536) || want < have {
         return Err(WasmError::Snapshot(format!(
             "memory of {want} bytes cannot be restored into {have}"
@@ -690,8 +765,8 @@ fn rebuild(
             .grow(&mut store, (want - have) / 65536)
             .map_err(|e| WasmError::Snapshot(format!("cannot grow memory to {want} bytes: {e}")))?;
     }
-    memory.data_mut(&mut store).copy_from_slice(&snapshot.memory);
-    for (name, value) in &snapshot.globals {
+    memory.data_mut(&mut store).copy_from_slice(image);
+    for (name, value) in globals {
         let global = instance
             .get_global(&mut store, name)
             .ok_or_else(|| WasmError::Snapshot(format!("the module has no global {name}")))?;
@@ -705,6 +780,6 @@ fn rebuild(
             .set(&mut store, v)
             .map_err(|e| WasmError::Snapshot(format!("global {name}: {e}")))?;
     }
-    store.data_mut().glue = snapshot.glue.clone();
+    store.data_mut().glue = glue.clone();
     Ok((store, instance, handle))
 }
