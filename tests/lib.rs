@@ -238,3 +238,80 @@ pub fn compare(label: &str, ours: &[Value], reference: &[Value], allowed: &[Allo
     );
     ours.len()
 }
+
+/// Puts a module and a process into `store` and appends `log` (the env of the first line is the
+/// process's env). Cron messages (no `Id`) get no message id or nonce, as the node stores them.
+pub fn seed_process(
+    store: &cu_store::Store,
+    process_id: &str,
+    module_id: &str,
+    wasm: &[u8],
+    format: ModuleFormat,
+    log: &[(String, String)],
+) {
+    store
+        .put_module(&cu_store::ModuleRecord {
+            id: module_id.into(),
+            format: format.as_str().into(),
+            owner: "test-owner".into(),
+            tags: vec![],
+            wasm: wasm.to_vec(),
+        })
+        .unwrap();
+    store
+        .put_process(&cu_store::ProcessRecord {
+            id: process_id.into(),
+            module_id: module_id.into(),
+            owner: "test-owner".into(),
+            tags: vec![],
+            env_json: log.first().map(|(_, e)| e.clone()).unwrap_or_else(|| "{}".into()),
+            block_height: 0,
+            timestamp: 0,
+            spawn_json: "{}".into(),
+        })
+        .unwrap();
+    append_log(store, process_id, log);
+}
+
+/// Appends `log` to the process's log after its last position.
+pub fn append_log(store: &cu_store::Store, process_id: &str, log: &[(String, String)]) {
+    let start = store.last_pos(process_id).unwrap();
+    let entries: Vec<cu_store::LogEntry> = log
+        .iter()
+        .enumerate()
+        .map(|(i, (msg, _))| {
+            let v: Value = serde_json::from_str(msg).unwrap();
+            let id = v.get("Id").and_then(Value::as_str).map(String::from);
+            let cron = v.get("Cron").and_then(Value::as_bool).unwrap_or(false);
+            cu_store::LogEntry {
+                process_id: process_id.into(),
+                pos: start + i as u64 + 1,
+                nonce: (!cron).then_some(start + i as u64),
+                message_id: id,
+                timestamp: v.get("Timestamp").and_then(Value::as_u64).unwrap_or(0),
+                block_height: v.get("Block-Height").and_then(Value::as_u64).unwrap_or(0),
+                cron: cron.then(|| "0-1-minute".to_string()),
+                msg_json: msg.clone(),
+            }
+        })
+        .collect();
+    store.append(&entries).unwrap();
+}
+
+/// The outputs of a log run straight through one process, serialized as the engine stores them,
+/// and the final memory's BLAKE3.
+pub fn straight_outputs(
+    wasm: Vec<u8>,
+    format: ModuleFormat,
+    log: Vec<(String, String)>,
+) -> (Vec<String>, String) {
+    on_eval_thread(move || {
+        let module = compile(&wasm, format);
+        let mut process = Process::boot(module, ProcessConfig::default()).unwrap();
+        let outs = log
+            .iter()
+            .map(|(m, e)| serde_json::to_string(&process.handle(m, e).unwrap()).unwrap())
+            .collect();
+        (outs, process.memory_hash())
+    })
+}

@@ -1,0 +1,300 @@
+//! Incremental checkpoints: the memory is cut into [`CHUNK`]-byte chunks, each remembered by a 128-bit
+//! BLAKE3 digest taken at the last checkpoint. A checkpoint writes only the chunks whose digest changed
+//! (a *delta*, pointing at its parent), or every non-zero chunk (a *base*). Restore reads a base and the
+//! deltas after it, in order, and reassembles the memory.
+//!
+//! File encoding, integers little-endian: `AOCUCKPT`, version (u32 = 1), header length (u32), the header
+//! as JSON ([`Header`]), then the zstd-compressed payload: the listed chunks' bytes, concatenated in
+//! order. The header carries the payload's BLAKE3 and the memory's BLAKE3 after the checkpoint, so a
+//! torn or altered file, and a chain that reassembles to the wrong memory, are both detected.
+
+use cu_types::ModuleFormat;
+use cu_wasm::snapshot::GlobalValue;
+use cu_wasm::state::GlueState;
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+
+/// Bytes per chunk: the unit of change tracking. 4 KiB, the host page size: Lua's heap writes are
+/// scattered, so smaller chunks keep deltas close to the bytes that really changed.
+pub const CHUNK: usize = 4096;
+const MAGIC: &[u8; 8] = b"AOCUCKPT";
+const VERSION: u32 = 1;
+const ZSTD_LEVEL: i32 = 1;
+
+/// A chunk's digest: the first 16 bytes of its BLAKE3.
+type Digest = [u8; 16];
+
+fn digest(chunk: &[u8]) -> Digest {
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&blake3::hash(chunk).as_bytes()[..16]);
+    d
+}
+
+/// The digests of a memory's chunks as of the last checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkTable {
+    digests: Vec<Digest>,
+}
+
+impl ChunkTable {
+    /// The digests of every chunk of `memory`.
+    pub fn of(memory: &[u8]) -> ChunkTable {
+        ChunkTable {
+            digests: memory.chunks(CHUNK).map(digest).collect(),
+        }
+    }
+
+    /// Indices of the chunks of `memory` that differ from this table (chunks beyond the table's end are
+    /// all changed), updating the table to `memory`.
+    pub fn diff_and_update(&mut self, memory: &[u8]) -> Vec<u32> {
+        let mut changed = Vec::new();
+        self.digests.resize(memory.len().div_ceil(CHUNK), [0xff; 16]);
+        for (i, (chunk, known)) in memory.chunks(CHUNK).zip(self.digests.iter_mut()).enumerate() {
+            let d = digest(chunk);
+            if d != *known {
+                *known = d;
+                changed.push(i as u32);
+            }
+        }
+        changed
+    }
+}
+
+/// What a checkpoint file says about itself and the process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Header {
+    /// The module format.
+    pub format: ModuleFormat,
+    /// SHA-256 of the module, hex.
+    pub module_sha256: String,
+    /// The log position of the last message included.
+    pub pos: u64,
+    /// Memory size after this checkpoint.
+    pub memory_len: u64,
+    /// BLAKE3 of the whole memory after this checkpoint, hex.
+    pub memory_blake3: String,
+    /// `None` for a base; the parent checkpoint's sequence number for a delta.
+    pub parent: Option<u64>,
+    /// The chunks in the payload, as `[first, count]` runs of chunk indices.
+    pub runs: Vec<[u32; 2]>,
+    /// Uncompressed payload length.
+    pub payload_len: u64,
+    /// BLAKE3 of the uncompressed payload, hex.
+    pub payload_blake3: String,
+    /// Exported mutable globals.
+    pub globals: Vec<(String, GlobalValue)>,
+    /// Glue state.
+    pub glue: GlueState,
+}
+
+/// The process state a checkpoint records, apart from memory.
+pub struct CheckpointState<'a> {
+    /// The module format.
+    pub format: ModuleFormat,
+    /// SHA-256 of the module.
+    pub module_sha256: [u8; 32],
+    /// Log position of the last message included.
+    pub pos: u64,
+    /// Globals.
+    pub globals: Vec<(String, GlobalValue)>,
+    /// Glue state.
+    pub glue: GlueState,
+    /// The live memory (borrowed: only the chunks written are copied).
+    pub memory: &'a [u8],
+}
+
+fn runs_of(indices: &[u32]) -> Vec<[u32; 2]> {
+    let mut runs: Vec<[u32; 2]> = Vec::new();
+    for &i in indices {
+        match runs.last_mut() {
+            Some(run) if run[0] + run[1] == i => run[1] += 1,
+            _ => runs.push([i, 1]),
+        }
+    }
+    runs
+}
+
+/// Encodes a checkpoint holding the chunks `indices` of `state.memory`.
+pub fn encode(
+    state: &CheckpointState<'_>,
+    parent: Option<u64>,
+    indices: &[u32],
+) -> Result<Vec<u8>, EngineError> {
+    let memory = state.memory;
+    let mut payload = Vec::with_capacity(indices.len() * CHUNK);
+    for &i in indices {
+        let start = i as usize * CHUNK;
+        let end = (start + CHUNK).min(memory.len());
+        payload.extend_from_slice(memory.get(start..end).unwrap_or_default());
+    }
+    let header = Header {
+        format: state.format,
+        module_sha256: hex::encode(state.module_sha256),
+        pos: state.pos,
+        memory_len: memory.len() as u64,
+        memory_blake3: blake3::hash(memory).to_hex().to_string(),
+        parent,
+        runs: runs_of(indices),
+        payload_len: payload.len() as u64,
+        payload_blake3: blake3::hash(&payload).to_hex().to_string(),
+        globals: state.globals.clone(),
+        glue: state.glue.clone(),
+    };
+    let json = serde_json::to_vec(&header).map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+    let compressed =
+        zstd::bulk::compress(&payload, ZSTD_LEVEL).map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+    let mut out = Vec::with_capacity(16 + json.len() + compressed.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&compressed);
+    Ok(out)
+}
+
+/// The indices of the chunks of `memory` that are not all zero (what a base must hold: a fresh
+/// memory is zero-filled).
+pub fn nonzero_chunks(memory: &[u8]) -> Vec<u32> {
+    memory
+        .chunks(CHUNK)
+        .enumerate()
+        .filter(|(_, c)| c.iter().any(|b| *b != 0))
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
+/// A decoded checkpoint file.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Its header.
+    pub header: Header,
+    /// Its uncompressed, checked payload.
+    pub payload: Vec<u8>,
+}
+
+/// Decodes and checks a checkpoint file.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, EngineError> {
+    let bad = |why: String| EngineError::Checkpoint(why);
+    if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        return Err(bad("not an ao-cu checkpoint".into()));
+    }
+    let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    if word(8) != VERSION {
+        return Err(bad(format!("unsupported checkpoint version {}", word(8))));
+    }
+    let len = word(12) as usize;
+    let json = bytes
+        .get(16..16 + len)
+        .ok_or_else(|| bad("truncated checkpoint header".into()))?;
+    let header: Header = serde_json::from_slice(json).map_err(|e| bad(format!("checkpoint header: {e}")))?;
+    let count: u64 = header.runs.iter().map(|r| r[1] as u64).sum();
+    if header.payload_len > count * CHUNK as u64 || header.payload_len > header.memory_len {
+        return Err(bad("checkpoint payload larger than its chunks".into()));
+    }
+    let payload = zstd::bulk::decompress(&bytes[16 + len..], header.payload_len as usize)
+        .map_err(|e| bad(format!("checkpoint payload: {e}")))?;
+    if payload.len() as u64 != header.payload_len
+        || blake3::hash(&payload).to_hex().as_str() != header.payload_blake3
+    {
+        return Err(bad("checkpoint payload hash mismatch (corrupt)".into()));
+    }
+    Ok(Decoded { header, payload })
+}
+
+/// Applies a decoded checkpoint (a base onto an empty memory, or a delta onto its parent's memory).
+pub fn apply(memory: &mut Vec<u8>, checkpoint: &Decoded) -> Result<(), EngineError> {
+    let h = &checkpoint.header;
+    let len =
+        usize::try_from(h.memory_len).map_err(|_| EngineError::Checkpoint("memory too large".into()))?;
+    if len < memory.len() {
+        return Err(EngineError::Checkpoint(
+            "a checkpoint cannot shrink memory".into(),
+        ));
+    }
+    memory.resize(len, 0);
+    let mut at = 0usize;
+    for &[first, count] in &h.runs {
+        let start = first as usize * CHUNK;
+        let end = ((first as usize + count as usize) * CHUNK).min(len);
+        let n = end
+            .checked_sub(start)
+            .ok_or_else(|| EngineError::Checkpoint("chunk run beyond memory".into()))?;
+        let src = checkpoint
+            .payload
+            .get(at..at + n)
+            .ok_or_else(|| EngineError::Checkpoint("payload shorter than its runs".into()))?;
+        memory[start..end].copy_from_slice(src);
+        at += n;
+    }
+    if at != checkpoint.payload.len() {
+        return Err(EngineError::Checkpoint("payload longer than its runs".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(memory: &[u8], pos: u64) -> CheckpointState<'_> {
+        CheckpointState {
+            format: ModuleFormat::Emscripten4,
+            module_sha256: [7; 32],
+            pos,
+            globals: vec![("__cu_global_0".into(), GlobalValue::I32(1234))],
+            glue: GlueState::new(ModuleFormat::Emscripten4),
+            memory,
+        }
+    }
+
+    #[test]
+    fn deltas_reassemble_to_the_full_memory_and_hold_only_changes() {
+        let mut memory = vec![0u8; 64 * 65536];
+        memory[100..5000].fill(9);
+        let mut table = ChunkTable::default();
+        table.diff_and_update(&memory);
+        let base = encode(&state(&memory, 1), None, &nonzero_chunks(&memory)).unwrap();
+        // Change 1 MiB spread over the memory, then grow it.
+        for i in 0..256 {
+            memory[i * 16384 + 7] = i as u8 + 1;
+        }
+        memory.resize(80 * 65536, 0);
+        let last = memory.len() - 1;
+        memory[last] = 1;
+        let changed = table.diff_and_update(&memory);
+        assert_eq!(changed.len(), 256 + 1, "256 touched chunks and the last one");
+        let delta = encode(&state(&memory, 2), Some(1), &changed).unwrap();
+        let decoded = decode(&delta).unwrap();
+        assert_eq!(decoded.payload.len(), 257 * CHUNK);
+        let mut rebuilt = Vec::new();
+        apply(&mut rebuilt, &decode(&base).unwrap()).unwrap();
+        apply(&mut rebuilt, &decoded).unwrap();
+        assert_eq!(rebuilt, memory);
+        assert_eq!(
+            decoded.header.memory_blake3,
+            blake3::hash(&memory).to_hex().to_string()
+        );
+        assert!(table.diff_and_update(&memory).is_empty());
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let memory: Vec<u8> = (0..65536u32).map(|i| (i * 7 % 251) as u8).collect();
+        let bytes = encode(&state(&memory, 3), None, &nonzero_chunks(&memory)).unwrap();
+        assert!(decode(&bytes).is_ok());
+        for at in [3, 20, bytes.len() - 5] {
+            let mut broken = bytes.clone();
+            broken[at] ^= 0x55;
+            assert!(decode(&broken).is_err(), "flip at {at}");
+        }
+        assert!(decode(&bytes[..bytes.len() - 9]).is_err());
+        assert!(decode(b"AOCUCKPT").is_err());
+    }
+
+    #[test]
+    fn runs_merge_adjacent_chunks() {
+        assert_eq!(runs_of(&[1, 2, 3, 7, 9, 10]), vec![[1, 3], [7, 1], [9, 2]]);
+        assert!(runs_of(&[]).is_empty());
+    }
+}

@@ -1,0 +1,86 @@
+//! Compiled modules shared by every shard, and the per-process evaluator settings read from tags.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cu_store::{ProcessRecord, Store, Tag};
+use cu_types::{Limits, ModuleFormat, parse_compute_limit, parse_memory_limit};
+use cu_wasm::{CompiledModule, Loader};
+
+use crate::error::EngineError;
+
+/// Modules compiled once (through the loader's AOT cache) and shared by all shards.
+pub struct Modules {
+    loader: Arc<Loader>,
+    store: Store,
+    compiled: Mutex<HashMap<String, Arc<CompiledModule>>>,
+    /// Serialises compilation so two shards never compile the same module at once.
+    compiling: Mutex<()>,
+}
+
+impl Modules {
+    /// A cache over `loader` reading wasm from `store`.
+    pub fn new(loader: Arc<Loader>, store: Store) -> Self {
+        Modules {
+            loader,
+            store,
+            compiled: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(()),
+        }
+    }
+
+    fn cached(&self, id: &str) -> Option<Arc<CompiledModule>> {
+        self.compiled.lock().ok()?.get(id).cloned()
+    }
+
+    /// The compiled module `id`.
+    pub fn get(&self, id: &str) -> Result<(Arc<CompiledModule>, Vec<Tag>), EngineError> {
+        let record = self
+            .store
+            .module(id)?
+            .ok_or_else(|| EngineError::UnknownModule(id.to_string()))?;
+        if let Some(m) = self.cached(id) {
+            return Ok((m, record.tags));
+        }
+        let _guard = self.compiling.lock().map_err(|_| EngineError::Stopped)?;
+        if let Some(m) = self.cached(id) {
+            return Ok((m, record.tags));
+        }
+        let bad = |reason: String| EngineError::Module {
+            module: id.to_string(),
+            reason,
+        };
+        let format: ModuleFormat = record.format.trim().parse().map_err(|e| bad(format!("{e}")))?;
+        let module = self
+            .loader
+            .load(&record.wasm, format)
+            .map_err(|e| bad(e.to_string()))?;
+        if let Ok(mut map) = self.compiled.lock() {
+            map.insert(id.to_string(), module.clone());
+        }
+        Ok((module, record.tags))
+    }
+}
+
+fn tag<'a>(tags: &'a [Tag], name: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.name == name).map(|t| t.value.as_str())
+}
+
+/// `Memory-Limit` and `Compute-Limit`: the process's tag, else the module's (as the reference CU).
+pub fn limits_of(process: &ProcessRecord, module_tags: &[Tag]) -> Result<Limits, EngineError> {
+    let pick = |name| tag(&process.tags, name).or_else(|| tag(module_tags, name));
+    let bad = |reason: String| EngineError::Limits {
+        process: process.id.clone(),
+        reason,
+    };
+    Ok(Limits {
+        memory_limit: pick("Memory-Limit")
+            .map(parse_memory_limit)
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?,
+        compute_limit: pick("Compute-Limit")
+            .map(parse_compute_limit)
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?,
+    })
+}

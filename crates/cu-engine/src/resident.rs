@@ -1,0 +1,249 @@
+//! A resident process: its live instance, where it is in its log, and what its last checkpoint holds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cu_store::{CheckpointKind, CheckpointMeta, Store};
+use cu_wasm::{Process, Snapshot};
+
+use crate::checkpoint::{self, CheckpointState, ChunkTable};
+use crate::config::CheckpointPolicy;
+use crate::error::EngineError;
+use crate::metrics::Metrics;
+
+/// Counters since the last checkpoint.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Since {
+    /// Messages evaluated.
+    pub messages: u64,
+    /// Evaluation time.
+    pub eval_time: Duration,
+    /// Gas used.
+    pub gas: u64,
+}
+
+/// One process held by a shard.
+pub struct Resident {
+    /// The process id.
+    pub id: String,
+    /// The live instance.
+    pub process: Process,
+    /// The env JSON passed with every message.
+    pub env: Arc<str>,
+    /// The log position of the last evaluated message.
+    pub pos: u64,
+    /// The chunk digests as of the last checkpoint (`None`: the next checkpoint is a base).
+    pub table: Option<ChunkTable>,
+    /// The last checkpoint written or restored: (sequence number, position).
+    pub last: Option<(u64, u64)>,
+    /// The current base's sequence number, and the one before it (kept as a fallback).
+    pub bases: (Option<u64>, Option<u64>),
+    /// The next checkpoint sequence number.
+    pub next_seq: u64,
+    /// Deltas and their bytes since the current base, and the base's bytes.
+    pub deltas: (u32, u64, u64),
+    /// Counters since the last checkpoint.
+    pub since: Since,
+    /// The shard's clock at the last use (for LRU eviction).
+    pub last_used: u64,
+}
+
+impl Resident {
+    /// Whether the policy asks for a checkpoint now.
+    pub fn checkpoint_due(&self, policy: &CheckpointPolicy) -> bool {
+        let s = &self.since;
+        s.messages > 0
+            && ((policy.every_messages > 0 && s.messages >= policy.every_messages)
+                || (!policy.every_eval_time.is_zero() && s.eval_time >= policy.every_eval_time)
+                || (policy.every_gas > 0 && s.gas >= policy.every_gas))
+    }
+
+    /// Writes a checkpoint of the current state (a delta when possible), unless nothing changed since
+    /// the last one. Returns the sequence number written.
+    pub fn checkpoint(
+        &mut self,
+        store: &Store,
+        policy: &CheckpointPolicy,
+        metrics: &Metrics,
+        probe: Option<&crate::probe::Probe>,
+    ) -> Result<Option<u64>, EngineError> {
+        if self.last.is_some_and(|(_, pos)| pos == self.pos) {
+            return Ok(None);
+        }
+        let meta = self
+            .process
+            .meta()
+            .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+        let module = self.process.module().clone();
+        let memory = self.process.memory();
+        let (deltas, delta_bytes, base_bytes) = self.deltas;
+        let want_base = self.table.is_none()
+            || self.last.is_none()
+            || deltas >= policy.base_every
+            || delta_bytes > base_bytes;
+        let mut table = self.table.clone().unwrap_or_default();
+        let (kind, parent, indices) = if want_base {
+            table = ChunkTable::of(memory);
+            (CheckpointKind::Base, None, checkpoint::nonzero_chunks(memory))
+        } else {
+            let parent = self.last.map(|(seq, _)| seq);
+            (CheckpointKind::Delta, parent, table.diff_and_update(memory))
+        };
+        let state = CheckpointState {
+            format: module.format,
+            module_sha256: module.sha256,
+            pos: self.pos,
+            globals: meta.globals,
+            glue: meta.glue,
+            memory,
+        };
+        let bytes = checkpoint::encode(&state, parent, &indices)?;
+        let seq = self.next_seq;
+        let _phase = probe.map(|p| p.enter(crate::probe::Phase::Checkpoint));
+        let record = store.write_checkpoint(
+            CheckpointMeta {
+                process_id: self.id.clone(),
+                seq,
+                pos: self.pos,
+                kind,
+                parent,
+                memory_len: memory.len() as u64,
+            },
+            &bytes,
+        )?;
+        metrics.checkpoint_written(kind == CheckpointKind::Base, record.bytes);
+        self.next_seq += 1;
+        self.table = Some(table);
+        self.last = Some((seq, self.pos));
+        self.since = Since::default();
+        if kind == CheckpointKind::Base {
+            // Keep the previous chain as a fallback; drop everything older.
+            if let Some(previous) = self.bases.0 {
+                store.delete_checkpoints_before(&self.id, previous)?;
+            }
+            self.bases = (Some(seq), self.bases.0);
+            self.deltas = (0, 0, record.bytes);
+        } else {
+            self.deltas.0 += 1;
+            self.deltas.1 += record.bytes;
+        }
+        Ok(Some(seq))
+    }
+}
+
+/// A process state rebuilt from the newest readable checkpoint chain.
+pub struct Restored {
+    /// The state.
+    pub snapshot: Snapshot,
+    /// Its log position.
+    pub pos: u64,
+    /// The checkpoint's sequence number.
+    pub seq: u64,
+    /// The base of its chain and the base before it.
+    pub bases: (Option<u64>, Option<u64>),
+    /// Deltas since the base, their bytes, the base's bytes.
+    pub deltas: (u32, u64, u64),
+    /// One more than the highest sequence number in the index.
+    pub next_seq: u64,
+}
+
+/// Rebuilds the newest readable state of `process_id` from its checkpoints. A checkpoint whose file is
+/// torn or corrupt (or whose chain is) is skipped for the one before it (later checkpoints get higher
+/// sequence numbers, so it is never tried first again). `Ok(None)`: no usable checkpoint (the process starts from its log).
+pub fn restore_newest(
+    store: &Store,
+    process_id: &str,
+    module: &cu_wasm::CompiledModule,
+) -> Result<Option<Restored>, EngineError> {
+    let records = store.checkpoints(process_id)?;
+    let next_seq = records.iter().map(|r| r.seq + 1).max().unwrap_or(1);
+    for candidate in records.iter().rev() {
+        // The chain: the candidate, its parent, ... down to a base.
+        let mut chain = vec![candidate];
+        let mut ok = true;
+        while let Some(parent) = chain.last().and_then(|r| r.parent) {
+            match records.iter().find(|r| r.seq == parent) {
+                Some(r) => chain.push(r),
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if !ok || chain.last().is_some_and(|r| r.kind != CheckpointKind::Base) {
+            continue;
+        }
+        chain.reverse();
+        match rebuild(store, &chain, module) {
+            Ok(snapshot) => {
+                let base = chain.first().map(|r| r.seq);
+                let previous_base = records
+                    .iter()
+                    .filter(|r| r.kind == CheckpointKind::Base && Some(r.seq) < base)
+                    .map(|r| r.seq)
+                    .max();
+                let delta_bytes = chain.iter().skip(1).map(|r| r.bytes).sum();
+                let base_bytes = chain.first().map_or(0, |r| r.bytes);
+                return Ok(Some(Restored {
+                    snapshot,
+                    pos: candidate.pos,
+                    seq: candidate.seq,
+                    bases: (base, previous_base),
+                    deltas: ((chain.len() - 1) as u32, delta_bytes, base_bytes),
+                    next_seq,
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(process = process_id, seq = candidate.seq, error = %e,
+                    "checkpoint unusable, trying the one before it");
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn rebuild(
+    store: &Store,
+    chain: &[&cu_store::CheckpointRecord],
+    module: &cu_wasm::CompiledModule,
+) -> Result<Snapshot, EngineError> {
+    let mut memory = Vec::new();
+    let mut last = None;
+    for record in chain {
+        let bytes = store.read_checkpoint(record)?;
+        let decoded = checkpoint::decode(&bytes)?;
+        if decoded.header.pos != record.pos || decoded.header.memory_len != record.memory_len {
+            return Err(EngineError::Checkpoint(format!(
+                "checkpoint {} does not match its index row",
+                record.seq
+            )));
+        }
+        checkpoint::apply(&mut memory, &decoded)?;
+        last = Some(decoded.header);
+    }
+    let header = last.ok_or_else(|| EngineError::Checkpoint("empty chain".into()))?;
+    if header.module_sha256 != hex::encode(module.sha256) || header.format != module.format {
+        return Err(EngineError::Checkpoint(
+            "the checkpoint belongs to another module".into(),
+        ));
+    }
+    if blake3::hash(&memory).to_hex().as_str() != header.memory_blake3 {
+        return Err(EngineError::Checkpoint(
+            "the chain reassembles to a memory with another hash".into(),
+        ));
+    }
+    Ok(Snapshot {
+        format: header.format,
+        module_sha256: module.sha256,
+        memory,
+        globals: header.globals,
+        glue: header.glue,
+    })
+}
+
+/// Wall time of a closure, for the eval-time checkpoint trigger (never seen by a module).
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed())
+}
