@@ -25,9 +25,12 @@ python3 -c 'import numpy, sklearn' 2>/dev/null || {
   python3 -m pip install -q numpy scikit-learn
 }
 
-for dir in tests/oracle crates/cu-metering/tests/oracle; do
+# The reference loader, wasm-metering, and aoconnect + arbundles (data items, end-to-end client tests).
+# --ignore-scripts: no native add-ons are built (keccak/secp256k1 fall back to their JavaScript versions).
+for dir in tests/oracle crates/cu-metering/tests/oracle crates/cu-ans104/tests/oracle tests/e2e; do
+  [ -f "$repo/$dir/package-lock.json" ] || continue
   if [ ! -d "$repo/$dir/node_modules" ]; then
     echo "setup: npm ci in $dir" >&2
-    npm ci --prefix "$repo/$dir" --no-audit --no-fund >/dev/null 2>&1 || npm install --prefix "$repo/$dir" --no-audit --no-fund >/dev/null
+    npm ci --ignore-scripts --prefix "$repo/$dir" --no-audit --no-fund >/dev/null
   fi
 done
