@@ -60,7 +60,8 @@ pub struct EvalArgs {
     timing: bool,
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
+/// The default AOT cache directory (shared with `ao-cu run`).
+pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;

@@ -3,9 +3,12 @@
 //! Subcommands:
 //! - `ao-cu eval`: evaluate a message log on one process of a module (JSON Lines in, one result line out
 //!   per message), the developer's and benchmarker's entry point (see [`eval`]).
+//! - `ao-cu run`: the same log on the persistent engine (store, checkpoints), resumable after a crash
+//!   (see [`run`]).
 //! - `ao-cu attest verify`: verify an AMD SEV-SNP attestation report (see `cu-attest`).
 
 mod eval;
+mod run;
 
 use std::process::ExitCode;
 
@@ -26,6 +29,8 @@ struct Cli {
 enum Command {
     /// Evaluate messages (JSON Lines `{"msg": ..., "env": ...}`) on one process of a module.
     Eval(eval::EvalArgs),
+    /// Evaluate a message log on the persistent engine (store, checkpoints); resumable after a crash.
+    Run(run::RunArgs),
     /// Attestation tools.
     Attest {
         #[command(subcommand)]
@@ -51,6 +56,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("ao-cu eval: {e:#}");
                 ExitCode::from(2)
+            }
+        },
+        Command::Run(args) => match run::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ao-cu run: {e}");
+                ExitCode::from(e.exit_code())
             }
         },
         Command::Attest {
