@@ -23,6 +23,7 @@ mod blobs;
 pub mod error;
 pub mod records;
 mod rows;
+pub mod schedule;
 mod schema;
 mod store;
 mod writer;

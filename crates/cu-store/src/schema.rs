@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::StoreError;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for a lock held by another connection (another `Store` on the same
 /// directory, a WAL checkpoint) before failing with `SQLITE_BUSY`.
@@ -71,6 +71,42 @@ CREATE TABLE checkpoints (
     blake3 TEXT NOT NULL,
     bytes INTEGER NOT NULL,
     PRIMARY KEY (process_id, seq)
+);
+";
+
+/// Version 2 (added to version 1): the embedded scheduler's assignments (`schedule`), the high-water mark of
+/// generated cron ticks per process (`cron_marks`), and outbox delivery (`outbox`: items already delivered,
+/// `outbox_cursor`: results fully delivered). See `crate::schedule`.
+const SCHEMA_V2: &str = "
+CREATE TABLE schedule (
+    process_id TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    assignment_id TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    block_height INTEGER NOT NULL,
+    hash_chain TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    assignment BLOB NOT NULL,
+    message BLOB,
+    PRIMARY KEY (process_id, nonce)
+);
+CREATE INDEX schedule_by_timestamp ON schedule (process_id, timestamp);
+CREATE INDEX schedule_by_message ON schedule (message_id);
+CREATE TABLE cron_marks (
+    process_id TEXT PRIMARY KEY NOT NULL,
+    upto INTEGER NOT NULL
+);
+CREATE TABLE outbox (
+    process_id TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    item TEXT NOT NULL,
+    PRIMARY KEY (process_id, pos, item)
+);
+CREATE TABLE outbox_cursor (
+    process_id TEXT PRIMARY KEY NOT NULL,
+    pos INTEGER NOT NULL
 );
 ";
 
@@ -155,10 +191,16 @@ fn apply_schema(conn: &Connection, db: &Path) -> Result<(), StoreError> {
         if found == 0 {
             conn.execute_batch(SCHEMA_V1)
                 .map_err(|e| StoreError::sqlite(ctx("creating the schema", db), e))?;
+        }
+        if found < 2 {
+            // Migration 1 -> 2 (and part of a fresh schema): only new tables.
+            conn.execute_batch(SCHEMA_V2)
+                .map_err(|e| StoreError::sqlite(ctx("migrating the schema to version 2", db), e))?;
+        }
+        if found < SCHEMA_VERSION {
             conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
                 .map_err(|e| StoreError::sqlite(ctx("setting user_version", db), e))?;
         }
-        // Versions between 1 and SCHEMA_VERSION would be migrated here; 1 is the only one so far.
         Ok(())
     })();
     match applied {

@@ -1,0 +1,80 @@
+//! Node errors and their HTTP status codes.
+
+use thiserror::Error;
+
+/// Why a node operation failed; [`NodeError::status`] is the HTTP status the reference CU answers.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum NodeError {
+    /// Malformed input, a bad signature, an unknown target or module (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such process or message (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Too large: the item, or a process's memory/compute limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Cannot be evaluated: unsupported module format, bad tags (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Queues are full; retry later (503).
+    #[error("{0}")]
+    Busy(String),
+    /// The dry-run queue is full (429).
+    #[error("{0}")]
+    RateLimited(String),
+    /// Anything else (500).
+    #[error("{0}")]
+    Internal(String),
+    /// Not implemented yet (501); removed once every part is done.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+}
+
+impl NodeError {
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        match self {
+            NodeError::BadRequest(_) => 400,
+            NodeError::NotFound(_) => 404,
+            NodeError::TooLarge(_) => 413,
+            NodeError::Unprocessable(_) => 422,
+            NodeError::RateLimited(_) => 429,
+            NodeError::Busy(_) => 503,
+            NodeError::Internal(_) => 500,
+            NodeError::NotImplemented(_) => 501,
+        }
+    }
+}
+
+impl From<cu_store::StoreError> for NodeError {
+    fn from(e: cu_store::StoreError) -> Self {
+        NodeError::Internal(e.to_string())
+    }
+}
+
+impl From<cu_scheduler::SchedError> for NodeError {
+    fn from(e: cu_scheduler::SchedError) -> Self {
+        use cu_scheduler::SchedError as S;
+        match e {
+            S::UnknownProcess(p) => NodeError::NotFound(format!("process {p} not found")),
+            S::Cron(m) | S::Invalid(m) => NodeError::BadRequest(m),
+            other => NodeError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<cu_engine::EngineError> for NodeError {
+    fn from(e: cu_engine::EngineError) -> Self {
+        use cu_engine::EngineError as E;
+        match e {
+            E::UnknownProcess(p) => NodeError::NotFound(format!("process {p} not found")),
+            E::UnknownModule(m) => NodeError::NotFound(format!("module {m} not found")),
+            E::Module { .. } => NodeError::Unprocessable(e.to_string()),
+            E::Limits { .. } => NodeError::TooLarge(e.to_string()),
+            E::Busy(_) => NodeError::Busy(e.to_string()),
+            E::DryRunBusy => NodeError::RateLimited("Dry-Run enqueue limit exceeded".into()),
+            other => NodeError::Internal(other.to_string()),
+        }
+    }
+}

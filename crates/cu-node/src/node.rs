@@ -1,0 +1,809 @@
+//! [`Node`]: the use cases.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use cu_ans104::{DataItem, Wallet};
+use cu_engine::{Engine, EngineConfig};
+use cu_scheduler::{Assigned, ScheduleRequest, Scheduler, wire};
+use cu_store::{ModuleRecord, ProcessRecord, ResultsQuery, Sort, Store, StoreOptions, Tag};
+use cu_wasm::Loader;
+use serde_json::{Map, Value, json};
+
+use crate::error::NodeError;
+
+/// Default most bytes of an ingested data item.
+pub const DEFAULT_MAX_ITEM_BYTES: usize = 64 << 20;
+/// Reference default `PROCESS_WASM_MEMORY_MAX_LIMIT` (1 GiB).
+pub const MEMORY_MAX_LIMIT: u64 = 1 << 30;
+/// Reference default `PROCESS_WASM_COMPUTE_MAX_LIMIT`.
+pub const COMPUTE_MAX_LIMIT: u64 = 9_000_000_000_000;
+
+/// How a node runs.
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// Data directory (the store lives here).
+    pub data_dir: PathBuf,
+    /// The node wallet: signs assignments and pushed messages.
+    pub wallet: Wallet,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Store settings.
+    pub store: StoreOptions,
+    /// Compiled-module cache directory.
+    pub aot_cache: Option<PathBuf>,
+    /// Most bytes of an ingested item (413 beyond).
+    pub max_item_bytes: usize,
+    /// Generate cron messages.
+    pub cron: bool,
+    /// The clock (ms since the epoch); tests pass a fake.
+    pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// The node's public URL (its Scheduler-Location `Url`).
+    pub public_url: String,
+}
+
+/// What [`Node::ingest`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestKind {
+    /// A module was registered.
+    Module,
+    /// A process was spawned.
+    Process,
+    /// A message was scheduled.
+    Message,
+}
+
+/// The answer to [`Node::ingest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    /// The item id.
+    pub id: String,
+    /// What it was.
+    pub kind: IngestKind,
+}
+
+/// Query of `/results` and `/cron`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResultsParams {
+    /// Exclusive lower bound: a cursor or a timestamp.
+    pub from: Option<String>,
+    /// Inclusive upper bound: a cursor or a timestamp.
+    pub to: Option<String>,
+    /// `ASC` or `DESC`.
+    pub sort: Option<String>,
+    /// Most items.
+    pub limit: Option<usize>,
+}
+
+/// The answer to [`Node::state`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateReply {
+    /// Timestamp of the last evaluated message.
+    pub timestamp: u64,
+    /// Its ordinate (nonce as a string).
+    pub ordinate: String,
+    /// Its block height.
+    pub block_height: u64,
+    /// The linear memory.
+    pub memory: Vec<u8>,
+}
+
+struct Inner {
+    store: Store,
+    engine: Engine,
+    scheduler: Scheduler,
+    wallet: Arc<Wallet>,
+    address: String,
+    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    max_item_bytes: usize,
+    public_url: String,
+    ingested: AtomicU64,
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+fn bad(e: impl std::fmt::Display) -> NodeError {
+    NodeError::BadRequest(e.to_string())
+}
+
+fn tag_of<'a>(tags: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    tags.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+fn store_tags(tags: &[(String, String)]) -> Vec<Tag> {
+    tags.iter()
+        .map(|(n, v)| Tag {
+            name: n.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+fn tags_value(tags: &[Tag]) -> Value {
+    Value::Array(
+        tags.iter()
+            .map(|t| json!({"name": t.name, "value": t.value}))
+            .collect(),
+    )
+}
+
+/// The msg of a scheduled message exactly as the reference CU builds it (§2.7 key order).
+pub fn build_msg(item: &DataItem, a: &Assigned) -> String {
+    let tags = item.tags();
+    let owner = item.owner_address();
+    let from_process = tag_of(tags, "From-Process").filter(|v| !v.is_empty());
+    let mut m = Map::new();
+    m.insert("Id".into(), item.id().into());
+    m.insert("Signature".into(), item.signature_b64url().into());
+    m.insert(
+        "Data".into(),
+        String::from_utf8_lossy(item.data()).into_owned().into(),
+    );
+    m.insert("Owner".into(), owner.clone().into());
+    m.insert("Target".into(), a.process_id.clone().into());
+    if let Some(anchor) = wire::anchor_of(item) {
+        m.insert("Anchor".into(), anchor.into());
+    }
+    m.insert(
+        "From".into(),
+        from_process.map_or(owner.clone(), str::to_string).into(),
+    );
+    if tag_of(tags, "From-Process").is_some() {
+        m.insert("Forwarded-By".into(), owner.into());
+    }
+    m.insert(
+        "Tags".into(),
+        Value::Array(
+            tags.iter()
+                .filter(|(n, _)| n != "From" && n != "Owner")
+                .map(|(n, v)| json!({"name": n, "value": v}))
+                .collect(),
+        ),
+    );
+    m.insert("Epoch".into(), a.epoch.into());
+    m.insert("Nonce".into(), a.nonce.into());
+    m.insert("Timestamp".into(), a.timestamp.into());
+    m.insert("Block-Height".into(), a.block_height.into());
+    m.insert("Hash-Chain".into(), a.hash_chain.clone().into());
+    m.insert("Cron".into(), false.into());
+    m.insert("Read-Only".into(), false.into());
+    Value::Object(m).to_string()
+}
+
+impl Node {
+    /// Opens the store in `data_dir`, starts the engine and the scheduler.
+    pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
+        let store = Store::open(&config.data_dir, config.store)?;
+        let loader = Arc::new(
+            Loader::new(config.aot_cache.clone().map(cu_wasm::AotCache::new))
+                .map_err(|e| NodeError::Internal(e.to_string()))?,
+        );
+        let engine = Engine::start(config.engine.clone(), store.clone(), loader)?;
+        let wallet = Arc::new(config.wallet);
+        let scheduler = Scheduler::new(store.clone(), wallet.clone(), config.cron);
+        Ok(Node {
+            inner: Arc::new(Inner {
+                address: wallet.address(),
+                store,
+                engine,
+                scheduler,
+                wallet,
+                clock: config.clock,
+                max_item_bytes: config.max_item_bytes,
+                public_url: config.public_url,
+                ingested: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The node wallet's address.
+    pub fn address(&self) -> String {
+        self.inner.address.clone()
+    }
+
+    /// The node's clock (ms).
+    pub fn now(&self) -> u64 {
+        (self.inner.clock)()
+    }
+
+    /// MU ingress: verifies a signed ANS-104 item and registers, spawns or schedules it.
+    pub fn ingest(&self, raw: &[u8]) -> Result<Ingested, NodeError> {
+        if raw.len() > self.inner.max_item_bytes {
+            return Err(NodeError::TooLarge(format!(
+                "data item of {} bytes exceeds the limit of {} bytes",
+                raw.len(),
+                self.inner.max_item_bytes
+            )));
+        }
+        let item = DataItem::parse(raw).map_err(bad)?;
+        item.verify().map_err(bad)?;
+        let tags = item.tags().to_vec();
+        let id = item.id();
+        match tag_of(&tags, "Type") {
+            Some("Module") => {
+                let format = tag_of(&tags, "Module-Format")
+                    .ok_or_else(|| bad("Tag 'Module-Format': was not found on module"))?;
+                format
+                    .trim()
+                    .parse::<cu_types::ModuleFormat>()
+                    .map_err(|e| NodeError::Unprocessable(e.to_string()))?;
+                for t in ["Input-Encoding", "Output-Encoding"] {
+                    if tag_of(&tags, t).is_none() {
+                        return Err(bad(format!("Tag '{t}': was not found on module")));
+                    }
+                }
+                self.inner.store.put_module(&ModuleRecord {
+                    id: id.clone(),
+                    format: format.to_string(),
+                    owner: item.owner_address(),
+                    tags: store_tags(&tags),
+                    wasm: item.data().to_vec(),
+                })?;
+                self.inner.ingested.fetch_add(1, Relaxed);
+                Ok(Ingested {
+                    id,
+                    kind: IngestKind::Module,
+                })
+            }
+            Some("Process") => {
+                self.spawn(&item, raw.to_vec(), Vec::new())?;
+                self.inner.ingested.fetch_add(1, Relaxed);
+                Ok(Ingested {
+                    id,
+                    kind: IngestKind::Process,
+                })
+            }
+            Some("Message") | None => {
+                let target = item.target().ok_or_else(|| bad("a message needs a Target"))?;
+                if self.inner.store.process(&target)?.is_none() {
+                    return Err(bad(format!("process {target} not found")));
+                }
+                self.schedule_item(&target, &item, raw.to_vec(), Vec::new())?;
+                self.inner.ingested.fetch_add(1, Relaxed);
+                Ok(Ingested {
+                    id,
+                    kind: IngestKind::Message,
+                })
+            }
+            Some(other) => Err(bad(format!("unsupported Type {other:?}"))),
+        }
+    }
+
+    fn spawn(
+        &self,
+        item: &DataItem,
+        raw: Vec<u8>,
+        delivered: Vec<cu_store::schedule::DeliveryMark>,
+    ) -> Result<(), NodeError> {
+        let tags = item.tags().to_vec();
+        let pid = item.id();
+        let module_id =
+            tag_of(&tags, "Module").ok_or_else(|| bad("Tag 'Module': was not found on process"))?;
+        let module = self
+            .inner
+            .store
+            .module(module_id)?
+            .ok_or_else(|| bad(format!("module {module_id} not found")))?;
+        check_limits(&tags, &module.tags)?;
+        if self.inner.store.process(&pid)?.is_some() {
+            return Err(bad(format!("process {pid} already exists")));
+        }
+        let owner = item.owner_address();
+        let env = json!({
+            "Process": {"Id": pid, "Owner": owner, "Tags": tags_value(&store_tags(&tags))},
+            "Module": {"Id": module.id, "Owner": module.owner, "Tags": tags_value(&module.tags)},
+        });
+        let record = ProcessRecord {
+            id: pid.clone(),
+            module_id: module.id.clone(),
+            owner,
+            tags: store_tags(&tags),
+            env_json: env.to_string(),
+            block_height: 0,
+            timestamp: 0,
+            spawn_json: String::new(),
+        };
+        let req = ScheduleRequest {
+            process_id: pid.clone(),
+            message_id: pid.clone(),
+            message: Some(raw),
+            spawn: Some(record),
+            delivered,
+        };
+        self.inner
+            .scheduler
+            .schedule(req, self.now(), |a| Ok(build_msg(item, a)))?;
+        let _ = self.inner.engine.advance(&pid);
+        Ok(())
+    }
+
+    fn schedule_item(
+        &self,
+        target: &str,
+        item: &DataItem,
+        raw: Vec<u8>,
+        delivered: Vec<cu_store::schedule::DeliveryMark>,
+    ) -> Result<Assigned, NodeError> {
+        let req = ScheduleRequest {
+            process_id: target.to_string(),
+            message_id: item.id(),
+            message: Some(raw),
+            spawn: None,
+            delivered,
+        };
+        let s = self
+            .inner
+            .scheduler
+            .schedule(req, self.now(), |a| Ok(build_msg(item, a)))?;
+        let _ = self.inner.engine.advance(target);
+        Ok(s.assigned)
+    }
+
+    async fn evaluate_to(&self, process_id: &str, pos: u64) -> Result<(), NodeError> {
+        let rx = self.inner.engine.evaluate_to(process_id, pos)?;
+        rx.await
+            .map_err(|_| NodeError::Internal("the engine stopped".into()))??;
+        Ok(())
+    }
+
+    fn known_process(&self, process_id: &str) -> Result<ProcessRecord, NodeError> {
+        self.inner
+            .store
+            .process(process_id)?
+            .ok_or_else(|| NodeError::NotFound(format!("Process {process_id} was not found")))
+    }
+
+    /// `GET /result/:id?process-id=`: evaluates up to that message; the reference's result shape.
+    pub async fn result(&self, process_id: &str, message_id: &str) -> Result<Value, NodeError> {
+        self.known_process(process_id)?;
+        let entry = self
+            .inner
+            .store
+            .log_entry_by_message(process_id, message_id)?
+            .ok_or_else(|| {
+                NodeError::NotFound(format!("Message {message_id} not found on process {process_id}"))
+            })?;
+        self.evaluate_to(process_id, entry.pos).await?;
+        let r = self.inner.store.result(process_id, entry.pos)?.ok_or_else(|| {
+            NodeError::Internal(format!("result at {} missing after evaluation", entry.pos))
+        })?;
+        result_shape(&r.output_json, true)
+    }
+
+    /// `GET /results/:pid`: cached results, cursor paging (does not evaluate, as the reference).
+    pub fn results(&self, process_id: &str, q: ResultsParams) -> Result<Value, NodeError> {
+        self.known_process(process_id)?;
+        self.results_page(process_id, q, false, 25, usize::MAX)
+    }
+
+    fn results_page(
+        &self,
+        process_id: &str,
+        q: ResultsParams,
+        only_cron: bool,
+        default_limit: usize,
+        max_limit: usize,
+    ) -> Result<Value, NodeError> {
+        let from = q
+            .from
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(parse_cursor)
+            .transpose()?;
+        let to =
+            q.to.as_deref()
+                .filter(|s| !s.is_empty())
+                .map(parse_cursor)
+                .transpose()?;
+        let mut sort = match q.sort.as_deref() {
+            None | Some("ASC") => Sort::Asc,
+            Some("DESC") => Sort::Desc,
+            Some(other) => {
+                return Err(bad(format!(
+                    "'sort': invalid value {other:?}, expected ASC or DESC"
+                )));
+            }
+        };
+        if let Some(s) = from
+            .as_ref()
+            .and_then(|c| c.sort)
+            .or(to.as_ref().and_then(|c| c.sort))
+        {
+            sort = s;
+        }
+        if only_cron {
+            sort = Sort::Asc;
+        }
+        let limit = q.limit.unwrap_or(default_limit).min(max_limit);
+        let query = ResultsQuery {
+            after: from.map(|c| c.bound),
+            upto: to.map(|c| c.bound),
+            sort,
+            limit,
+            only_cron,
+            skip_errors: true,
+        };
+        let page = self.inner.store.results(process_id, &query)?;
+        let sort_s = if sort == Sort::Desc { "DESC" } else { "ASC" };
+        let edges = page
+            .items
+            .iter()
+            .map(|r| {
+                let cursor = json!({
+                    "timestamp": r.timestamp,
+                    "ordinate": r.nonce.map(|n| n.to_string()).unwrap_or_else(|| r.pos.to_string()),
+                    "cron": r.cron,
+                    "sort": sort_s,
+                    "pos": r.pos,
+                });
+                Ok(json!({"cursor": STANDARD.encode(cursor.to_string()), "node": result_shape(&r.output_json, false)?}))
+            })
+            .collect::<Result<Vec<Value>, NodeError>>()?;
+        Ok(json!({"pageInfo": {"hasNextPage": page.has_next_page}, "edges": edges}))
+    }
+
+    /// `GET /cron/:pid`: generates due crons, evaluates to the end, returns cron results only.
+    pub async fn cron(&self, process_id: &str, q: ResultsParams) -> Result<Value, NodeError> {
+        self.known_process(process_id)?;
+        let last = self.inner.scheduler.tick_crons(process_id, self.now())?;
+        if last > 0 {
+            self.evaluate_to(process_id, last).await?;
+        }
+        self.results_page(process_id, q, true, 500, 1000)
+    }
+
+    /// `POST /dry-run?process-id=`: evaluates `body` on a fork at the latest state; never persisted.
+    pub async fn dry_run(&self, process_id: &str, body: Value) -> Result<Value, NodeError> {
+        self.known_process(process_id)?;
+        let Value::Object(body) = body else {
+            return Err(bad("the dry-run body must be a JSON object"));
+        };
+        let last = self.inner.store.last_pos(process_id)?;
+        if last > 0 {
+            self.evaluate_to(process_id, last).await?;
+        }
+        let (ts, height) = match self.inner.store.log_range(process_id, last.max(1), 1)?.first() {
+            Some(e) => (e.timestamp, e.block_height),
+            None => (0, 0),
+        };
+        let msg = dry_run_msg(process_id, &body, ts, height)?;
+        let rx = self.inner.engine.dry_run(process_id, msg)?;
+        let out = rx
+            .await
+            .map_err(|_| NodeError::Internal("the engine stopped".into()))??;
+        let text = serde_json::to_string(&out).map_err(|e| NodeError::Internal(e.to_string()))?;
+        result_shape(&text, true)
+    }
+
+    /// `GET /state/:pid`: evaluates to the end; memory and the last message's position.
+    pub async fn state(&self, process_id: &str) -> Result<StateReply, NodeError> {
+        self.known_process(process_id)?;
+        let rx = self.inner.engine.state(process_id)?;
+        let (pos, memory) = rx
+            .await
+            .map_err(|_| NodeError::Internal("the engine stopped".into()))??;
+        let (timestamp, ordinate, block_height) =
+            match self.inner.store.log_range(process_id, pos.max(1), 1)?.first() {
+                Some(e) if pos > 0 => (
+                    e.timestamp,
+                    e.nonce.map_or_else(|| e.pos.to_string(), |n| n.to_string()),
+                    e.block_height,
+                ),
+                _ => (0, "0".into(), 0),
+            };
+        Ok(StateReply {
+            timestamp,
+            ordinate,
+            block_height,
+            memory,
+        })
+    }
+
+    /// hbu mode: evaluates one SU-wire-format page's message at `slot`.
+    pub async fn hbu_result(
+        &self,
+        _process_id: &str,
+        _slot: u64,
+        _page: Value,
+    ) -> Result<(Value, Vec<(String, String)>), NodeError> {
+        Err(NodeError::NotImplemented("hbu mode"))
+    }
+
+    /// SU `GET /processes/:pid`.
+    pub fn su_process(&self, process_id: &str) -> Result<Value, NodeError> {
+        let r = self
+            .inner
+            .scheduler
+            .reads()
+            .by_nonce(process_id, 0)?
+            .ok_or_else(|| NodeError::NotFound(format!("Process {process_id} not found")))?;
+        Ok(wire::process_json(&r)?)
+    }
+
+    /// SU `GET /:pid?from&to&limit` (timestamps; from exclusive, to inclusive; limit default 100).
+    pub fn su_messages(
+        &self,
+        process_id: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Value, NodeError> {
+        self.known_process(process_id)?;
+        let num = |s: Option<&str>, what: &str| -> Result<Option<u64>, NodeError> {
+            s.filter(|s| !s.is_empty())
+                .map(|s| s.parse::<u64>().map_err(|_| bad(format!("invalid {what} {s:?}"))))
+                .transpose()
+        };
+        let (from, to) = (num(from, "from")?, num(to, "to")?);
+        let limit = limit.unwrap_or(100).clamp(1, 5000);
+        let mut records = self
+            .inner
+            .scheduler
+            .reads()
+            .page(process_id, from, to, limit + 1)?;
+        let more = records.len() > limit;
+        records.truncate(limit);
+        Ok(wire::page_json(&records, more)?)
+    }
+
+    /// SU `GET /:message_id?process-id=`: one message.
+    pub fn su_message(&self, message_id: &str, process_id: &str) -> Result<Value, NodeError> {
+        let r = self
+            .inner
+            .scheduler
+            .reads()
+            .by_message(process_id, message_id)?
+            .ok_or_else(|| NodeError::NotFound(format!("Message {message_id} not found")))?;
+        Ok(wire::message_node(&r)?)
+    }
+
+    /// SU `GET /:pid/latest`.
+    pub fn su_latest(&self, process_id: &str) -> Result<Value, NodeError> {
+        let r = self
+            .inner
+            .scheduler
+            .latest(process_id)?
+            .ok_or_else(|| NodeError::NotFound(format!("Process {process_id} not found")))?;
+        Ok(wire::message_node(&r)?)
+    }
+
+    /// SU `GET /timestamp`.
+    pub fn su_timestamp(&self) -> Value {
+        wire::timestamp_json(self.now())
+    }
+
+    /// The GraphQL subset aoconnect needs.
+    pub fn graphql(&self, _query: &str, _variables: Value) -> Result<Value, NodeError> {
+        let _ = &self.inner.public_url;
+        Err(NodeError::NotImplemented("graphql"))
+    }
+
+    /// Prometheus text: engine stats and node counters.
+    pub fn metrics(&self) -> String {
+        let s = self.inner.engine.stats();
+        let mut out = String::new();
+        let mut line = |name: &str, help: &str, kind: &str, v: u64| {
+            out.push_str(&format!(
+                "# HELP ao_cu_{name} {help}\n# TYPE ao_cu_{name} {kind}\nao_cu_{name} {v}\n"
+            ));
+        };
+        line(
+            "resident_processes",
+            "Processes resident in memory.",
+            "gauge",
+            s.resident_processes,
+        );
+        line(
+            "resident_bytes",
+            "Bytes of resident process memory.",
+            "gauge",
+            s.resident_bytes,
+        );
+        line("evaluations_total", "Messages evaluated.", "counter", s.evaluated);
+        line("dry_runs_total", "Dry-runs evaluated.", "counter", s.dry_runs);
+        line(
+            "checkpoint_bases_total",
+            "Base checkpoints written.",
+            "counter",
+            s.bases,
+        );
+        line(
+            "checkpoint_deltas_total",
+            "Delta checkpoints written.",
+            "counter",
+            s.deltas,
+        );
+        line(
+            "checkpoint_bytes_total",
+            "Checkpoint bytes written.",
+            "counter",
+            s.checkpoint_bytes,
+        );
+        line("evictions_total", "Processes evicted.", "counter", s.evictions);
+        line(
+            "restores_total",
+            "Processes restored from checkpoints.",
+            "counter",
+            s.restores,
+        );
+        line("boots_total", "Processes booted.", "counter", s.boots);
+        line(
+            "ingested_total",
+            "Data items ingested.",
+            "counter",
+            self.inner.ingested.load(Relaxed),
+        );
+        out
+    }
+
+    /// Stops the engine (checkpointing per policy).
+    pub fn shutdown(self) -> Result<(), NodeError> {
+        let inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| NodeError::Internal("the node is still in use (clones alive)".into()))?;
+        inner.engine.shutdown()?;
+        Ok(())
+    }
+}
+
+fn check_limits(process_tags: &[(String, String)], module_tags: &[Tag]) -> Result<(), NodeError> {
+    let pick = |name: &str| {
+        tag_of(process_tags, name).map(str::to_string).or_else(|| {
+            module_tags
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| t.value.clone())
+        })
+    };
+    if let Some(m) = pick("Memory-Limit") {
+        let v = cu_types::parse_memory_limit(&m).map_err(|e| bad(e.to_string()))?;
+        if v > MEMORY_MAX_LIMIT {
+            return Err(NodeError::TooLarge(format!(
+                "Memory-Limit {m} exceeds the maximum of {MEMORY_MAX_LIMIT} bytes"
+            )));
+        }
+    }
+    if let Some(c) = pick("Compute-Limit") {
+        let v = cu_types::parse_compute_limit(&c).map_err(|e| bad(e.to_string()))?;
+        if v > COMPUTE_MAX_LIMIT {
+            return Err(NodeError::TooLarge(format!(
+                "Compute-Limit {c} exceeds the maximum of {COMPUTE_MAX_LIMIT}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+struct Cursor {
+    bound: cu_store::Bound,
+    sort: Option<Sort>,
+}
+
+/// A cursor (base64 JSON `{timestamp, ordinate, cron, sort}`) or a plain timestamp.
+fn parse_cursor(s: &str) -> Result<Cursor, NodeError> {
+    if let Ok(ts) = s.parse::<u64>() {
+        return Ok(Cursor {
+            bound: cu_store::Bound::Timestamp(ts),
+            sort: None,
+        });
+    }
+    let bytes = STANDARD
+        .decode(s)
+        .map_err(|_| bad(format!("invalid cursor {s:?}")))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad(format!("invalid cursor {s:?}")))?;
+    let sort = match v.get("sort").and_then(Value::as_str) {
+        Some("DESC") => Some(Sort::Desc),
+        Some("ASC") => Some(Sort::Asc),
+        _ => None,
+    };
+    let bound = match v.get("pos").and_then(Value::as_u64) {
+        Some(p) => cu_store::Bound::Pos(p),
+        None => cu_store::Bound::Timestamp(
+            v.get("timestamp")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad(format!("invalid cursor {s:?}")))?,
+        ),
+    };
+    Ok(Cursor { bound, sort })
+}
+
+/// A stored `EvalOutput` in the reference's route shape: `{Messages, Assignments, Spawns, Output,
+/// GasUsed?, Error?}`.
+fn result_shape(output_json: &str, with_gas: bool) -> Result<Value, NodeError> {
+    let v: Value =
+        serde_json::from_str(output_json).map_err(|e| NodeError::Internal(format!("stored result: {e}")))?;
+    let field = |n: &str| v.get(n).cloned().unwrap_or(Value::Array(Vec::new()));
+    let mut m = Map::new();
+    m.insert("Messages".into(), field("Messages"));
+    m.insert("Assignments".into(), field("Assignments"));
+    m.insert("Spawns".into(), field("Spawns"));
+    m.insert(
+        "Output".into(),
+        v.get("Output").cloned().unwrap_or(Value::String(String::new())),
+    );
+    if with_gas {
+        m.insert("GasUsed".into(), v.get("GasUsed").cloned().unwrap_or(0.into()));
+    }
+    if let Some(e) = v.get("Error") {
+        m.insert("Error".into(), e.clone());
+    }
+    Ok(Value::Object(m))
+}
+
+/// The dry-run msg: `{Timestamp, Block-Height, Cron:false, Target, ...body, From, Read-Only:true}` put in
+/// the reference's `messageSchema` key order (unknown keys dropped, tags `From`/`Owner` removed).
+fn dry_run_msg(
+    process_id: &str,
+    body: &Map<String, Value>,
+    ts: u64,
+    height: u64,
+) -> Result<String, NodeError> {
+    let mut all = Map::new();
+    all.insert("Timestamp".into(), ts.into());
+    all.insert("Block-Height".into(), height.into());
+    all.insert("Cron".into(), false.into());
+    all.insert("Target".into(), process_id.into());
+    for (k, v) in body {
+        all.insert(k.clone(), v.clone());
+    }
+    let owner = body
+        .get("Owner")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| NodeError::Internal("'Owner': Required".into()))?
+        .to_string();
+    let tags: Vec<Value> = match body.get("Tags") {
+        Some(Value::Array(t)) => t.clone(),
+        None => Vec::new(),
+        Some(_) => return Err(NodeError::Internal("'Tags': Expected array".into())),
+    };
+    let from = tags
+        .iter()
+        .find(|t| t.get("name").and_then(Value::as_str) == Some("From-Process"))
+        .and_then(|t| t.get("value").and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map_or(owner, str::to_string);
+    all.insert("From".into(), from.into());
+    all.insert("Read-Only".into(), true.into());
+    all.insert(
+        "Tags".into(),
+        Value::Array(
+            tags.into_iter()
+                .filter(|t| !matches!(t.get("name").and_then(Value::as_str), Some("From" | "Owner")))
+                .collect(),
+        ),
+    );
+    let order = [
+        "Id",
+        "Signature",
+        "Data",
+        "Owner",
+        "Target",
+        "Anchor",
+        "From",
+        "Forwarded-By",
+        "Tags",
+        "Epoch",
+        "Nonce",
+        "Timestamp",
+        "Block-Height",
+        "Hash-Chain",
+        "Cron",
+        "Read-Only",
+    ];
+    let mut m = Map::new();
+    for k in order {
+        if let Some(v) = all.remove(k) {
+            if !v.is_null() {
+                m.insert(k.into(), v);
+            }
+        }
+    }
+    Ok(Value::Object(m).to_string())
+}

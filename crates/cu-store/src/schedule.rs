@@ -1,0 +1,434 @@
+//! What the embedded scheduler (`cu-scheduler`) and the node's outbox persist (schema version 2).
+//!
+//! - `schedule`: one row per assignment (nonce) of a process: the assignment data item the node signed, the
+//!   message data item it assigns (`None` when an existing message is assigned), the hash chain and the log
+//!   position the message was appended at.
+//! - `cron_marks`: per process, the timestamp (ms, exclusive) up to which cron ticks were generated.
+//! - `outbox` / `outbox_cursor`: outbox items of a result already delivered, and the last result position
+//!   whose outbox was delivered completely. Delivery marks commit in the same transaction as what they
+//!   delivered, so a restart never delivers twice.
+//!
+//! [`Store::commit_schedule`] writes a [`ScheduleBatch`] (a new process, log entries with their
+//! assignments, a cron mark, delivery marks) all or nothing, durable on return. Reads go through
+//! [`ScheduleReads`], which keeps its own read connections.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, mpsc};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::error::{StoreError, to_sql_int};
+use crate::records::{LogEntry, ProcessRecord};
+use crate::store::{DB_FILE, Store};
+use crate::writer::Job;
+use crate::{blobs, schema};
+
+/// One assignment of the embedded scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRecord {
+    /// The process the message is scheduled on.
+    pub process_id: String,
+    /// The nonce (0 = the process itself).
+    pub nonce: u64,
+    /// The epoch (always 0 here).
+    pub epoch: u64,
+    /// The scheduled message's id (the process id for nonce 0).
+    pub message_id: String,
+    /// The assignment data item's id.
+    pub assignment_id: String,
+    /// Timestamp (ms).
+    pub timestamp: u64,
+    /// Block height.
+    pub block_height: u64,
+    /// The SU hash chain value of this assignment.
+    pub hash_chain: String,
+    /// The log position the message was appended at.
+    pub pos: u64,
+    /// The signed assignment data item.
+    pub assignment: Vec<u8>,
+    /// The message data item; `None` when an existing message is assigned.
+    pub message: Option<Vec<u8>>,
+}
+
+/// One log entry to append, with the assignment that scheduled it (`None` for cron messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledEntry {
+    /// The log entry.
+    pub entry: LogEntry,
+    /// Its assignment.
+    pub schedule: Option<ScheduleRecord>,
+}
+
+/// An outbox item delivered: result `pos` of `process_id`, item key (e.g. `m0`, `s1`, `a2:<pid>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryMark {
+    /// The process whose result held the item.
+    pub process_id: String,
+    /// The result's log position.
+    pub pos: u64,
+    /// The item's key within the result.
+    pub item: String,
+}
+
+/// Everything one scheduling step writes, committed all or nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduleBatch {
+    /// A process to create first (a spawn); [`StoreError::Exists`] if it exists.
+    pub process: Option<ProcessRecord>,
+    /// Log entries (positions must follow the process's last one) and their assignments.
+    pub entries: Vec<ScheduledEntry>,
+    /// New cron high-water marks `(process, upto)`.
+    pub cron_marks: Vec<(String, u64)>,
+    /// Outbox items this batch delivers.
+    pub delivered: Vec<DeliveryMark>,
+    /// New outbox cursors `(process, pos)`.
+    pub outbox_cursors: Vec<(String, u64)>,
+}
+
+const SCHEDULE_COLS: &str = "process_id, nonce, epoch, message_id, assignment_id, timestamp, block_height, \
+                             hash_chain, pos, assignment, message";
+
+fn get_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(idx)?;
+    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
+}
+
+fn schedule_row(row: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
+    Ok(ScheduleRecord {
+        process_id: row.get(0)?,
+        nonce: get_u64(row, 1)?,
+        epoch: get_u64(row, 2)?,
+        message_id: row.get(3)?,
+        assignment_id: row.get(4)?,
+        timestamp: get_u64(row, 5)?,
+        block_height: get_u64(row, 6)?,
+        hash_chain: row.get(7)?,
+        pos: get_u64(row, 8)?,
+        assignment: row.get(9)?,
+        message: row.get(10)?,
+    })
+}
+
+fn insert_process(conn: &Connection, p: &ProcessRecord) -> Result<(), StoreError> {
+    let sql = |e| StoreError::sqlite(format!("creating process {}", p.id), e);
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM processes WHERE id = ?1")
+        .and_then(|mut st| st.exists([&p.id]))
+        .map_err(sql)?;
+    if exists {
+        return Err(StoreError::Exists {
+            kind: "process",
+            id: p.id.clone(),
+        });
+    }
+    let tags = serde_json::to_string(&p.tags).map_err(|e| StoreError::Json {
+        context: format!("encoding the tags of process {}", p.id),
+        source: e,
+    })?;
+    conn.prepare_cached(
+        "INSERT INTO processes (id, module_id, owner, tags, env_json, block_height, timestamp, spawn_json) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            p.id,
+            p.module_id,
+            p.owner,
+            tags,
+            p.env_json,
+            to_i64(p.block_height),
+            to_i64(p.timestamp),
+            p.spawn_json
+        ])
+    })
+    .map(|_| ())
+    .map_err(sql)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn last_pos(conn: &Connection, process_id: &str) -> Result<u64, StoreError> {
+    let max: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(pos), 0) FROM log WHERE process_id = ?1")
+        .and_then(|mut st| st.query_row([process_id], |r| r.get(0)))
+        .map_err(|e| StoreError::sqlite(format!("reading the last pos of {process_id}"), e))?;
+    Ok(u64::try_from(max).unwrap_or(0))
+}
+
+fn write_batch(conn: &Connection, batch: &ScheduleBatch) -> Result<(), StoreError> {
+    if let Some(p) = &batch.process {
+        insert_process(conn, p)?;
+    }
+    let mut last: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for s in &batch.entries {
+        let e = &s.entry;
+        let sql = |err| {
+            StoreError::sqlite(
+                format!("appending pos {} of process {}", e.pos, e.process_id),
+                err,
+            )
+        };
+        let prev = match last.get(e.process_id.as_str()) {
+            Some(p) => *p,
+            None => {
+                let exists = conn
+                    .prepare_cached("SELECT 1 FROM processes WHERE id = ?1")
+                    .and_then(|mut st| st.exists([&e.process_id]))
+                    .map_err(sql)?;
+                if !exists {
+                    return Err(StoreError::UnknownProcess {
+                        process_id: e.process_id.clone(),
+                    });
+                }
+                last_pos(conn, &e.process_id)?
+            }
+        };
+        if e.pos != prev + 1 {
+            return Err(StoreError::OutOfOrder {
+                process_id: e.process_id.clone(),
+                expected: prev + 1,
+                got: e.pos,
+            });
+        }
+        conn.prepare_cached(
+            "INSERT INTO log (process_id, pos, message_id, nonce, timestamp, block_height, cron, msg_json) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                e.process_id,
+                to_sql_int("pos", e.pos).map_err(|_| rusqlite::Error::InvalidQuery)?,
+                e.message_id,
+                e.nonce.map(to_i64),
+                to_i64(e.timestamp),
+                to_i64(e.block_height),
+                e.cron,
+                e.msg_json
+            ])
+        })
+        .map_err(sql)?;
+        last.insert(e.process_id.as_str(), e.pos);
+        if let Some(r) = &s.schedule {
+            conn.prepare_cached(&format!(
+                "INSERT INTO schedule ({SCHEDULE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ))
+            .and_then(|mut st| {
+                st.execute(params![
+                    r.process_id,
+                    to_i64(r.nonce),
+                    to_i64(r.epoch),
+                    r.message_id,
+                    r.assignment_id,
+                    to_i64(r.timestamp),
+                    to_i64(r.block_height),
+                    r.hash_chain,
+                    to_i64(r.pos),
+                    r.assignment,
+                    r.message
+                ])
+            })
+            .map_err(|err| {
+                StoreError::sqlite(
+                    format!("storing nonce {} of process {}", r.nonce, r.process_id),
+                    err,
+                )
+            })?;
+        }
+    }
+    for (pid, upto) in &batch.cron_marks {
+        conn.prepare_cached(
+            "INSERT INTO cron_marks (process_id, upto) VALUES (?1, ?2) \
+             ON CONFLICT (process_id) DO UPDATE SET upto = MAX(upto, excluded.upto)",
+        )
+        .and_then(|mut st| st.execute(params![pid, to_i64(*upto)]))
+        .map_err(|e| StoreError::sqlite(format!("storing the cron mark of {pid}"), e))?;
+    }
+    for d in &batch.delivered {
+        conn.prepare_cached("INSERT OR IGNORE INTO outbox (process_id, pos, item) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![d.process_id, to_i64(d.pos), d.item]))
+            .map_err(|e| StoreError::sqlite(format!("marking outbox item of {}", d.process_id), e))?;
+    }
+    for (pid, pos) in &batch.outbox_cursors {
+        conn.prepare_cached(
+            "INSERT INTO outbox_cursor (process_id, pos) VALUES (?1, ?2) \
+             ON CONFLICT (process_id) DO UPDATE SET pos = MAX(pos, excluded.pos)",
+        )
+        .and_then(|mut st| st.execute(params![pid, to_i64(*pos)]))
+        .map_err(|e| StoreError::sqlite(format!("storing the outbox cursor of {pid}"), e))?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Writes `batch` in one transaction (all or nothing), durable on return. Log positions must follow
+    /// the last one of their process ([`StoreError::OutOfOrder`]); the process must exist or be created
+    /// by the batch ([`StoreError::UnknownProcess`]); a batch process that exists is [`StoreError::Exists`].
+    pub fn commit_schedule(&self, batch: ScheduleBatch) -> Result<(), StoreError> {
+        if let Some(p) = &batch.process {
+            blobs::validate_process_id(&p.id)?;
+        }
+        for s in &batch.entries {
+            to_sql_int("pos", s.entry.pos)?;
+            to_sql_int("timestamp", s.entry.timestamp)?;
+            to_sql_int("block_height", s.entry.block_height)?;
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(Job::atomic(
+            Box::new(move |conn| write_batch(conn, &batch)),
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        ));
+        rx.recv().unwrap_or_else(|_| {
+            Err(StoreError::WriterStopped {
+                path: self.dir().to_path_buf(),
+            })
+        })
+    }
+}
+
+/// Reads of the schedule tables, on read connections of its own.
+pub struct ScheduleReads {
+    db: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for ScheduleReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleReads")
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScheduleReads {
+    /// Reads over `store`'s database.
+    pub fn new(store: &Store) -> ScheduleReads {
+        ScheduleReads {
+            db: store.dir().join(DB_FILE),
+            readers: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Vec<Connection>> {
+        self.readers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let idle = self.pool().pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => schema::open_reader(&self.db)?,
+        };
+        let out =
+            f(&conn).map_err(|e| StoreError::sqlite(format!("{what} (database {})", self.db.display()), e));
+        let mut pool = self.pool();
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// The assignment with the highest nonce of a process.
+    pub fn last(&self, process_id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+        self.read("reading the last assignment", |c| {
+            c.prepare_cached(&format!(
+                "SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 ORDER BY nonce DESC LIMIT 1"
+            ))?
+            .query_row([process_id], schedule_row)
+            .optional()
+        })
+    }
+
+    /// The assignment of `nonce`.
+    pub fn by_nonce(&self, process_id: &str, nonce: u64) -> Result<Option<ScheduleRecord>, StoreError> {
+        self.read("reading an assignment", |c| {
+            c.prepare_cached(&format!(
+                "SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 AND nonce = ?2"
+            ))?
+            .query_row(params![process_id, to_i64(nonce)], schedule_row)
+            .optional()
+        })
+    }
+
+    /// The (first) assignment of a message on a process.
+    pub fn by_message(
+        &self,
+        process_id: &str,
+        message_id: &str,
+    ) -> Result<Option<ScheduleRecord>, StoreError> {
+        self.read("reading the assignment of a message", |c| {
+            c.prepare_cached(&format!(
+                "SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 AND message_id = ?2 \
+                 ORDER BY nonce LIMIT 1"
+            ))?
+            .query_row([process_id, message_id], schedule_row)
+            .optional()
+        })
+    }
+
+    /// The data item of a message scheduled on any process (the first stored copy).
+    pub fn message_item(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read("reading a message item", |c| {
+            c.prepare_cached(
+                "SELECT message FROM schedule WHERE message_id = ?1 AND message IS NOT NULL LIMIT 1",
+            )?
+            .query_row([message_id], |r| r.get(0))
+            .optional()
+        })
+    }
+
+    /// Up to `limit` assignments of a process with `after < timestamp <= upto`, ascending.
+    pub fn page(
+        &self,
+        process_id: &str,
+        after: Option<u64>,
+        upto: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let after = after.map_or(-1, to_i64);
+        let upto = upto.map_or(i64::MAX, to_i64);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("reading a page of assignments", |c| {
+            c.prepare_cached(&format!(
+                "SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 AND timestamp > ?2 \
+                 AND timestamp <= ?3 ORDER BY nonce LIMIT ?4"
+            ))?
+            .query_map(params![process_id, after, upto, limit], schedule_row)?
+            .collect()
+        })
+    }
+
+    /// The cron high-water mark of a process.
+    pub fn cron_mark(&self, process_id: &str) -> Result<Option<u64>, StoreError> {
+        self.read("reading a cron mark", |c| {
+            c.prepare_cached("SELECT upto FROM cron_marks WHERE process_id = ?1")?
+                .query_row([process_id], |r| get_u64(r, 0))
+                .optional()
+        })
+    }
+
+    /// Whether an outbox item was delivered.
+    pub fn delivered(&self, process_id: &str, pos: u64, item: &str) -> Result<bool, StoreError> {
+        self.read("reading an outbox mark", |c| {
+            c.prepare_cached("SELECT 1 FROM outbox WHERE process_id = ?1 AND pos = ?2 AND item = ?3")?
+                .exists(params![process_id, to_i64(pos), item])
+        })
+    }
+
+    /// The last result position whose outbox was delivered completely (0 if none).
+    pub fn outbox_cursor(&self, process_id: &str) -> Result<u64, StoreError> {
+        self.read("reading an outbox cursor", |c| {
+            c.prepare_cached("SELECT pos FROM outbox_cursor WHERE process_id = ?1")?
+                .query_row([process_id], |r| get_u64(r, 0))
+                .optional()
+                .map(|p| p.unwrap_or(0))
+        })
+    }
+}
