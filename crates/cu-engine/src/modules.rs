@@ -9,11 +9,14 @@ use cu_wasm::{CompiledModule, Loader};
 
 use crate::error::EngineError;
 
+/// A compiled module and its tags.
+type Loaded = (Arc<CompiledModule>, Vec<Tag>);
+
 /// Modules compiled once (through the loader's AOT cache) and shared by all shards.
 pub struct Modules {
     loader: Arc<Loader>,
     store: Store,
-    compiled: Mutex<HashMap<String, Arc<CompiledModule>>>,
+    compiled: Mutex<HashMap<String, Loaded>>,
     /// Serialises compilation so two shards never compile the same module at once.
     compiling: Mutex<()>,
 }
@@ -29,23 +32,23 @@ impl Modules {
         }
     }
 
-    fn cached(&self, id: &str) -> Option<Arc<CompiledModule>> {
+    fn cached(&self, id: &str) -> Option<Loaded> {
         self.compiled.lock().ok()?.get(id).cloned()
     }
 
-    /// The compiled module `id`.
-    pub fn get(&self, id: &str) -> Result<(Arc<CompiledModule>, Vec<Tag>), EngineError> {
+    /// The compiled module `id` and its tags (the wasm is read from the store only once).
+    pub fn get(&self, id: &str) -> Result<Loaded, EngineError> {
+        if let Some(hit) = self.cached(id) {
+            return Ok(hit);
+        }
+        let _guard = self.compiling.lock().map_err(|_| EngineError::Stopped)?;
+        if let Some(hit) = self.cached(id) {
+            return Ok(hit);
+        }
         let record = self
             .store
             .module(id)?
             .ok_or_else(|| EngineError::UnknownModule(id.to_string()))?;
-        if let Some(m) = self.cached(id) {
-            return Ok((m, record.tags));
-        }
-        let _guard = self.compiling.lock().map_err(|_| EngineError::Stopped)?;
-        if let Some(m) = self.cached(id) {
-            return Ok((m, record.tags));
-        }
         let bad = |reason: String| EngineError::Module {
             module: id.to_string(),
             reason,
@@ -56,7 +59,7 @@ impl Modules {
             .load(&record.wasm, format)
             .map_err(|e| bad(e.to_string()))?;
         if let Ok(mut map) = self.compiled.lock() {
-            map.insert(id.to_string(), module.clone());
+            map.insert(id.to_string(), (module.clone(), record.tags.clone()));
         }
         Ok((module, record.tags))
     }
