@@ -3,8 +3,12 @@
 //!
 //! Benchmarks accept a real module through `AO_CU_BENCH_MODULE=PATH` and `AO_CU_BENCH_FORMAT=FORMAT`
 //! (e.g. the aos 2 module, measured locally and never committed).
+//!
+//! [`engine`] holds what the process-engine bench binaries (`src/bin/engine_*.rs`) share.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod engine;
 
 use cu_types::ModuleFormat;
 

@@ -1,0 +1,314 @@
+//! Hot big process, side by side: the Lua test process grown to ~110 MB (one `Grow` message), then
+//! small `Count` messages
+//! - on a bare `cu_wasm::Process::handle` (the module's own work, plus ao-cu's per-call marshalling);
+//! - through the engine, one at a time: append to the store's log, `evaluate_to`, answered once the
+//!   result is durable (latency);
+//! - through the engine, pipelined: a batch appended at once, `evaluate_to` its last position
+//!   (throughput per message);
+//! - through the reference loader in the reference CU's way (`tests/oracle/run.cjs --mode cu`: the
+//!   whole memory passed in and out per message) and its fast path (`--mode hot`), per-message time by
+//!   differencing a log without and with the `Count` messages (start-up and `Grow` cancel out).
+//!
+//! Bare and engine rounds are interleaved `--repeat` times (the machine is shared and noisy).
+//!
+//! `cargo run --release -p cu-bench --bin engine_hot -- [--counts 500] [--repeat 3] [--grow-mb 90]
+//!  [--ref-counts 30] [--ref-counts-hot 1000] [--every 1000] [--no-reference]`
+//!
+//! `--every N`: the engine's checkpoint every N messages (default: the engine's default, 1000; 0: none,
+//! which leaves the engine's own per-message overhead alone).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::process::Command;
+use std::time::Instant;
+
+use cu_bench::engine::*;
+use cu_engine::CheckpointPolicy;
+use cu_wasm::{Process, ProcessConfig};
+
+const PID: &str = "hot-big-process-000000000000000000000000000";
+
+fn main() {
+    on_eval_thread(run);
+}
+
+fn run() {
+    let counts: u64 = arg("--counts", 500);
+    let repeat: usize = arg("--repeat", 3);
+    let grow_mb: u64 = arg("--grow-mb", 90);
+    let ref_counts: u64 = arg("--ref-counts", 30);
+    let ref_counts_hot: u64 = arg("--ref-counts-hot", 1000);
+    let every: u64 = arg("--every", CheckpointPolicy::default().every_messages);
+    println!("machine: {}", machine());
+    let wasm = lua_wasm();
+    let msgs = Messages::new(PID);
+    let tmp = tempfile::tempdir().unwrap();
+    let loader = loader(&tmp.path().join("aot"));
+    let setup = vec![msgs.boot(), msgs.grow(2, grow_mb)];
+
+    // Bare process.
+    let module = loader.load(&wasm, LUA).unwrap();
+    let config = ProcessConfig {
+        limits: LUA_LIMITS,
+        ..ProcessConfig::default()
+    };
+    let mut bare = Process::boot(module, config).unwrap();
+    let mut bare_outputs = Vec::new();
+    for (m, e) in &setup {
+        let out = bare.handle(m, e).unwrap();
+        assert!(out.error.is_none(), "setup failed: {out:?}");
+    }
+    let memory = bare.memory_size();
+    println!(
+        "process memory after Grow MB={grow_mb}: {:.1} MiB ({memory} bytes)",
+        mib(memory)
+    );
+
+    // Engine: one shard, the default checkpoint policy (a checkpoint every 1000 messages) unless
+    // `--every N` (0: never on count).
+    let db = tmp.path().join("store");
+    let policy = CheckpointPolicy {
+        every_messages: every,
+        ..CheckpointPolicy::default()
+    };
+    let engine = start_engine(&db, loader.clone(), 1, false, 4 << 30, policy);
+    cu_tests::seed_process(engine.store(), PID, "lua", &wasm, LUA, &setup);
+    engine.wait_for(PID, 2).unwrap();
+
+    let mut bare_times = Vec::new();
+    let mut seq_times = Vec::new();
+    let mut seq_append = Vec::new();
+    let mut piped = Vec::new();
+    let mut bare_cpu = Vec::new();
+    let mut piped_cpu = Vec::new();
+    let mut next_bare = 3u64;
+    let mut next_engine = 3u64;
+    let stats0 = engine.stats();
+    for round in 0..repeat {
+        // Bare: the same messages.
+        let t_round = Instant::now();
+        let cpu0 = sched(None);
+        for _ in 0..counts {
+            let (m, e) = msgs.count(next_bare);
+            next_bare += 1;
+            let (out, t) = time(|| bare.handle(&m, &e).unwrap());
+            if bare_outputs.len() < ref_counts.max(ref_counts_hot) as usize {
+                bare_outputs.push(serde_json::to_value(&out).unwrap()["Output"].clone());
+            }
+            bare_times.push(t);
+        }
+        let bare_round = since(t_round);
+        let cpu1 = sched(None);
+        bare_cpu.push((
+            (cpu1.0 - cpu0.0) / counts as f64,
+            (cpu1.1 - cpu0.1) / counts as f64,
+        ));
+        // Engine, one message at a time.
+        let t_round = Instant::now();
+        for _ in 0..counts {
+            let entry = msgs.count(next_engine);
+            let t0 = Instant::now();
+            cu_tests::append_log(engine.store(), PID, &[entry]);
+            let t1 = Instant::now();
+            engine.wait_for(PID, next_engine).unwrap();
+            seq_append.push((t1 - t0).as_secs_f64());
+            seq_times.push(since(t0));
+            next_engine += 1;
+        }
+        let seq_round = since(t_round);
+        // Engine, pipelined.
+        let batch: Vec<_> = (0..counts).map(|i| msgs.count(next_engine + i)).collect();
+        let (shard0, writer0) = (sched(Some("cu-shard")), sched(Some("cu-store-writer")));
+        let t0 = Instant::now();
+        cu_tests::append_log(engine.store(), PID, &batch);
+        next_engine += counts;
+        engine.wait_for(PID, next_engine - 1).unwrap();
+        let t = since(t0);
+        piped.push(t / counts as f64);
+        let (shard1, writer1) = (sched(Some("cu-shard")), sched(Some("cu-store-writer")));
+        let per = |a: f64, b: f64| (b - a) / counts as f64;
+        piped_cpu.push((
+            per(shard0.0, shard1.0),
+            per(shard0.1, shard1.1),
+            per(writer0.0, writer1.0),
+            per(writer0.1, writer1.1),
+        ));
+        println!(
+            "round {round}: bare {:.3} ms/msg, engine sequential {:.3} ms/msg, engine pipelined {:.3} ms/msg",
+            bare_round * 1e3 / counts as f64,
+            seq_round * 1e3 / counts as f64,
+            t * 1e3 / counts as f64
+        );
+    }
+    let stats = engine.stats();
+    let last = engine.store().result(PID, next_engine - 1).unwrap().unwrap();
+    assert!(
+        last.output_json.contains(&format!("\"{}\"", next_engine - 3)),
+        "engine's last Count output: {}",
+        last.output_json
+    );
+    engine.shutdown().unwrap();
+
+    let bare_mean = mean(&bare_times);
+    let seq_mean = mean(&seq_times);
+    let piped_mean = mean(&piped);
+    let bare_med = median(&mut bare_times);
+    let seq_med = median(&mut seq_times);
+    let append_med = median(&mut seq_append);
+    let ms = |s: f64| s * 1e3;
+    println!(
+        "\nengine checkpoints during the rounds (every {every} messages): {} bases, {} deltas, {:.1} MiB written",
+        stats.bases - stats0.bases,
+        stats.deltas - stats0.deltas,
+        mib(stats.checkpoint_bytes - stats0.checkpoint_bytes)
+    );
+    println!(
+        "\n{} Count messages per side on a {:.0} MiB process ({repeat} rounds of {counts})",
+        counts as usize * repeat,
+        mib(memory)
+    );
+    println!(
+        "{:58} {:>10} {:>10} {:>12}",
+        "side", "median ms", "mean ms", "vs bare"
+    );
+    println!(
+        "{:58} {:>10.3} {:>10.3} {:>12}",
+        "bare Process::handle",
+        ms(bare_med),
+        ms(bare_mean),
+        "1.00x"
+    );
+    println!(
+        "{:58} {:>10.3} {:>10.3} {:>11.2}x",
+        "engine, one at a time (append + evaluate_to + durable)",
+        ms(seq_med),
+        ms(seq_mean),
+        seq_mean / bare_mean
+    );
+    println!(
+        "{:58} {:>10.3} {:>10} {:>12}",
+        "  of which the append (store write, committed)",
+        ms(append_med),
+        "",
+        ""
+    );
+    println!(
+        "{:58} {:>10} {:>10.3} {:>11.2}x",
+        "engine, pipelined (batch append, evaluate_to last)",
+        "",
+        ms(piped_mean),
+        piped_mean / bare_mean
+    );
+
+    let ms_us = |x: f64| x * 1e6;
+    println!("\nper message, from /proc/<thread>/schedstat (us on a CPU / us runnable but waiting for one):");
+    for (i, ((bc, bw), (sc, sw, wc, ww))) in bare_cpu.iter().zip(&piped_cpu).enumerate() {
+        println!(
+            "  round {i}: bare thread {:.0} / {:.0}; pipelined: shard {:.0} / {:.0}, store writer {:.0} / {:.0}",
+            ms_us(*bc),
+            ms_us(*bw),
+            ms_us(*sc),
+            ms_us(*sw),
+            ms_us(*wc),
+            ms_us(*ww)
+        );
+    }
+
+    if flag("--no-reference") {
+        return;
+    }
+    // The reference loader, side by side.
+    let mut log_short = Vec::new();
+    let mut log_full = Vec::new();
+    for (m, e) in &setup {
+        log_short.push(jsonl(m, e));
+        log_full.push(jsonl(m, e));
+    }
+    let short = tmp.path().join("short.jsonl");
+    let module_path = tmp.path().join("lua-process.wasm");
+    std::fs::write(&short, log_short.join("\n") + "\n").unwrap();
+    std::fs::write(&module_path, &wasm).unwrap();
+    let mut rows = Vec::new();
+    // The reference CU's way copies the memory twice per message: few messages are enough; its hot
+    // path needs many to stand out of the noise of the `Grow` message.
+    for (mode, ref_counts) in [("cu", ref_counts), ("hot", ref_counts_hot)] {
+        let mut log_full = log_full.clone();
+        for n in 0..ref_counts {
+            let (m, e) = msgs.count(3 + n);
+            log_full.push(jsonl(&m, &e));
+        }
+        let full = tmp.path().join(format!("full-{mode}.jsonl"));
+        std::fs::write(&full, log_full.join("\n") + "\n").unwrap();
+        let mut shorts = Vec::new();
+        let mut fulls = Vec::new();
+        let mut outputs = Vec::new();
+        for _ in 0..repeat {
+            shorts.push(reference(&module_path, &short, mode).0);
+            let (t, out) = reference(&module_path, &full, mode);
+            fulls.push(t);
+            outputs = out;
+        }
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let per = (min(&fulls) - min(&shorts)) / ref_counts as f64;
+        let n = bare_outputs.len().min(outputs.len() - 2);
+        let same = outputs[2..2 + n] == bare_outputs[..n];
+        println!(
+            "reference mode {mode}: evaluation short {shorts:.3?} s, full {fulls:.3?} s; Count outputs identical to ao-cu: {same}"
+        );
+        assert!(same, "reference outputs differ: {outputs:?} vs {bare_outputs:?}");
+        rows.push((mode, per, ref_counts));
+    }
+    println!(
+        "\nside by side (Count messages through the reference after the same setup, fastest of {repeat} runs, differenced)"
+    );
+    println!("{:58} {:>10} {:>22}", "side", "ms/msg", "reference / ao-cu");
+    for (mode, per, n) in rows {
+        let name = match mode {
+            "cu" => format!("reference ao-loader, the reference CU's way, {n} msgs"),
+            _ => format!("reference ao-loader, hot instance (fast path), {n} msgs"),
+        };
+        println!(
+            "{:58} {:>10.3} {:>10.1}x engine-seq {:>6.1}x engine-piped",
+            name,
+            ms(per),
+            per / seq_mean,
+            per / piped_mean
+        );
+    }
+}
+
+fn jsonl(msg: &str, env: &str) -> String {
+    format!(r#"{{"msg":{msg},"env":{env}}}"#)
+}
+
+/// Runs the reference driver on a log: its evaluation time (s) and each message's `Output`.
+fn reference(module: &std::path::Path, log: &std::path::Path, mode: &str) -> (f64, Vec<serde_json::Value>) {
+    let out = Command::new("node")
+        .arg(cu_tests::repo().join("tests/oracle/run.cjs"))
+        .args(["--module".as_ref(), module.as_os_str()])
+        .args([
+            "--format",
+            LUA.as_str(),
+            "--mode",
+            mode,
+            "--this-program",
+            cu_wasm::THIS_PROGRAM,
+        ])
+        .args(["--messages".as_ref(), log.as_os_str()])
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "reference failed: {stderr}");
+    let ms: f64 = stderr
+        .split("evaluation ")
+        .nth(1)
+        .and_then(|s| s.split(" ms").next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no evaluation time in: {stderr}"));
+    let outputs = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["Output"].clone())
+        .collect();
+    (ms / 1e3, outputs)
+}
