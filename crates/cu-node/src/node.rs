@@ -101,6 +101,8 @@ struct Inner {
     max_item_bytes: usize,
     public_url: String,
     ingested: AtomicU64,
+    delivered: AtomicU64,
+    outbox: std::sync::Mutex<Option<std::sync::mpsc::Sender<String>>>,
 }
 
 /// A running node. Cheap to clone.
@@ -188,7 +190,7 @@ impl Node {
         let engine = Engine::start(config.engine.clone(), store.clone(), loader)?;
         let wallet = Arc::new(config.wallet);
         let scheduler = Scheduler::new(store.clone(), wallet.clone(), config.cron);
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(Inner {
                 address: wallet.address(),
                 store,
@@ -199,8 +201,213 @@ impl Node {
                 max_item_bytes: config.max_item_bytes,
                 public_url: config.public_url,
                 ingested: AtomicU64::new(0),
+                delivered: AtomicU64::new(0),
+                outbox: std::sync::Mutex::new(None),
             }),
-        })
+        };
+        node.start_outbox()?;
+        Ok(node)
+    }
+
+    /// Starts the outbox delivery thread and queues every known process once (delivery resumes after a
+    /// restart where it stopped).
+    fn start_outbox(&self) -> Result<(), NodeError> {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("cu-node-outbox".into())
+            .spawn(move || {
+                while let Ok(pid) = rx.recv() {
+                    let Some(inner) = weak.upgrade() else { break };
+                    let node = Node { inner };
+                    if let Err(e) = node.deliver(&pid) {
+                        tracing::warn!(process = %pid, error = %e, "outbox delivery");
+                    }
+                }
+            })
+            .map_err(|e| NodeError::Internal(format!("cannot start the outbox thread: {e}")))?;
+        for pid in self.inner.store.process_ids()? {
+            let _ = tx.send(pid);
+        }
+        if let Ok(mut g) = self.inner.outbox.lock() {
+            *g = Some(tx);
+        }
+        Ok(())
+    }
+
+    fn notify(&self, pid: &str) {
+        let _ = self.inner.engine.advance(pid);
+        if let Ok(g) = self.inner.outbox.lock()
+            && let Some(tx) = g.as_ref()
+        {
+            let _ = tx.send(pid.to_string());
+        }
+    }
+
+    /// Delivers the outboxes of `pid`'s results not delivered yet (waits for its evaluation).
+    fn deliver(&self, pid: &str) -> Result<(), NodeError> {
+        let store = &self.inner.store;
+        let last = store.last_pos(pid)?;
+        let reads = self.inner.scheduler.reads();
+        let cursor = reads.outbox_cursor(pid)?;
+        if last <= cursor {
+            return Ok(());
+        }
+        self.inner.engine.wait_for(pid, last)?;
+        let record = self.known_process(pid)?;
+        for pos in cursor + 1..=last {
+            let Some(result) = store.result(pid, pos)? else {
+                break;
+            };
+            let out: Value =
+                serde_json::from_str(&result.output_json).map_err(|e| NodeError::Internal(e.to_string()))?;
+            let entry = store.log_range(pid, pos, 1)?;
+            let initial = entry.first().and_then(|e| {
+                let m: Value = serde_json::from_str(&e.msg_json).ok()?;
+                let pushed = m.get("Tags").and_then(Value::as_array).and_then(|t| {
+                    t.iter()
+                        .find(|t| t.get("name").and_then(Value::as_str) == Some("Pushed-For"))
+                        .and_then(|t| t.get("value").and_then(Value::as_str).map(str::to_string))
+                });
+                pushed.or_else(|| m.get("Id").and_then(Value::as_str).map(str::to_string))
+            });
+            let list = |n: &str| out.get(n).and_then(Value::as_array).cloned().unwrap_or_default();
+            for (i, m) in list("Messages").iter().enumerate() {
+                let key = format!("m{i}");
+                if reads.delivered(pid, pos, &key)? {
+                    continue;
+                }
+                let Some(target) = m.get("Target").and_then(Value::as_str) else {
+                    continue;
+                };
+                if store.process(target)?.is_none() {
+                    continue;
+                }
+                let mut tags = filtered_tags(
+                    m,
+                    &[
+                        "Data-Protocol",
+                        "Type",
+                        "From-Process",
+                        "From-Module",
+                        "Assignments",
+                    ],
+                );
+                tags.push(("Data-Protocol".into(), "ao".into()));
+                tags.push(("Type".into(), "Message".into()));
+                tags.push(("From-Process".into(), pid.into()));
+                tags.push(("From-Module".into(), record.module_id.clone()));
+                if let Some(p) = &initial {
+                    tags.push(("Pushed-For".into(), p.clone()));
+                }
+                let raw = self.sign(m, &tags, Some(target))?;
+                let item = DataItem::parse(&raw).map_err(|e| NodeError::Internal(e.to_string()))?;
+                let mark = cu_store::schedule::DeliveryMark {
+                    process_id: pid.into(),
+                    pos,
+                    item: key,
+                };
+                self.schedule_item(target, &item, raw, vec![mark])?;
+                self.inner.delivered.fetch_add(1, Relaxed);
+            }
+            for (i, sp) in list("Spawns").iter().enumerate() {
+                let key = format!("s{i}");
+                if reads.delivered(pid, pos, &key)? {
+                    continue;
+                }
+                let mut tags = filtered_tags(sp, &["Data-Protocol", "Type"]);
+                let variant = if tags.iter().any(|(n, v)| n == "Variant" && v == "ao.N.1") {
+                    "ao.N.1"
+                } else {
+                    "ao.TN.1"
+                };
+                tags.retain(|(n, _)| n != "Variant");
+                tags.push(("Variant".into(), variant.into()));
+                tags.push(("Data-Protocol".into(), "ao".into()));
+                tags.push(("Type".into(), "Process".into()));
+                tags.push(("From-Process".into(), pid.into()));
+                if let Some(p) = &initial {
+                    tags.push(("Pushed-For".into(), p.clone()));
+                }
+                let raw = self.sign(sp, &tags, None)?;
+                let item = DataItem::parse(&raw).map_err(|e| NodeError::Internal(e.to_string()))?;
+                let mark = cu_store::schedule::DeliveryMark {
+                    process_id: pid.into(),
+                    pos,
+                    item: key,
+                };
+                match self.spawn(&item, raw, vec![mark]) {
+                    Ok(()) => {
+                        self.inner.delivered.fetch_add(1, Relaxed);
+                    }
+                    Err(NodeError::BadRequest(e)) => {
+                        tracing::warn!(process = %pid, pos, error = %e, "spawn not delivered")
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            for (i, a) in list("Assignments").iter().enumerate() {
+                let Some(message_id) = a.get("Message").and_then(Value::as_str) else {
+                    continue;
+                };
+                let Some(raw) = reads.message_item(message_id)? else {
+                    continue;
+                };
+                let item = DataItem::parse(&raw).map_err(|e| NodeError::Internal(e.to_string()))?;
+                let targets = a
+                    .get("Processes")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for t in targets.iter().filter_map(Value::as_str) {
+                    let key = format!("a{i}:{t}");
+                    if reads.delivered(pid, pos, &key)? || store.process(t)?.is_none() {
+                        continue;
+                    }
+                    let req = ScheduleRequest {
+                        process_id: t.to_string(),
+                        message_id: message_id.to_string(),
+                        message: None,
+                        spawn: None,
+                        delivered: vec![cu_store::schedule::DeliveryMark {
+                            process_id: pid.into(),
+                            pos,
+                            item: key,
+                        }],
+                    };
+                    let recipient = item.target().unwrap_or_default();
+                    self.inner.scheduler.schedule(req, self.now(), |asg| {
+                        let mut v: Value = serde_json::from_str(&build_msg(&item, asg))
+                            .map_err(|e| cu_scheduler::SchedError::Invalid(e.to_string()))?;
+                        v["Target"] = Value::String(recipient.clone());
+                        Ok(v.to_string())
+                    })?;
+                    self.notify(t);
+                }
+            }
+            store.commit_schedule(cu_store::schedule::ScheduleBatch {
+                outbox_cursors: vec![(pid.to_string(), pos)],
+                ..Default::default()
+            })?;
+        }
+        Ok(())
+    }
+
+    fn sign(&self, m: &Value, tags: &[(String, String)], target: Option<&str>) -> Result<Vec<u8>, NodeError> {
+        let data = match m.get("Data") {
+            Some(Value::String(s)) => s.clone().into_bytes(),
+            None | Some(Value::Null) => Vec::new(),
+            Some(other) => other.to_string().into_bytes(),
+        };
+        let anchor = m
+            .get("Anchor")
+            .and_then(Value::as_str)
+            .filter(|a| a.len() == 32)
+            .map(str::as_bytes);
+        self.inner
+            .wallet
+            .sign_data_item(&data, tags, target, anchor)
+            .map_err(|e| NodeError::Internal(format!("signing an outbox item: {e}")))
     }
 
     /// The node wallet's address.
@@ -320,7 +527,7 @@ impl Node {
         self.inner
             .scheduler
             .schedule(req, self.now(), |a| Ok(build_msg(item, a)))?;
-        let _ = self.inner.engine.advance(&pid);
+        self.notify(&pid);
         Ok(())
     }
 
@@ -342,7 +549,7 @@ impl Node {
             .inner
             .scheduler
             .schedule(req, self.now(), |a| Ok(build_msg(item, a)))?;
-        let _ = self.inner.engine.advance(target);
+        self.notify(target);
         Ok(s.assigned)
     }
 
@@ -645,11 +852,32 @@ impl Node {
 
     /// Stops the engine (checkpointing per policy).
     pub fn shutdown(self) -> Result<(), NodeError> {
+        if let Ok(mut g) = self.inner.outbox.lock() {
+            g.take();
+        }
         let inner = Arc::try_unwrap(self.inner)
             .map_err(|_| NodeError::Internal("the node is still in use (clones alive)".into()))?;
         inner.engine.shutdown()?;
         Ok(())
     }
+}
+
+fn filtered_tags(m: &Value, drop: &[&str]) -> Vec<(String, String)> {
+    m.get("Tags")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| {
+                    let n = t.get("name")?.as_str()?;
+                    let v = match t.get("value")? {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (!drop.contains(&n)).then(|| (n.to_string(), v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn check_limits(process_tags: &[(String, String)], module_tags: &[Tag]) -> Result<(), NodeError> {

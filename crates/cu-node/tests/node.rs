@@ -1,0 +1,434 @@
+//! cu-node end to end without HTTP: the Lua test process (`tests/modules/build/lua-process.wasm`, built by
+//! `tests/modules/build.sh`), a fake clock, a temporary data directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cu_ans104::Wallet;
+use cu_engine::EngineConfig;
+use cu_node::{IngestKind, Node, NodeConfig, ResultsParams};
+use serde_json::{Value, json};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn lua_wasm() -> Option<Vec<u8>> {
+    let path = repo().join("tests/modules/build/lua-process.wasm");
+    match std::fs::read(&path) {
+        Ok(b) => Some(b),
+        Err(_) => {
+            if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+                panic!(
+                    "{} is required under CI (run tests/modules/build.sh)",
+                    path.display()
+                );
+            }
+            eprintln!("SKIPPED: {} missing (run tests/modules/build.sh)", path.display());
+            None
+        }
+    }
+}
+
+fn wallet() -> Wallet {
+    let jwk = std::fs::read_to_string(repo().join("crates/cu-ans104/tests/oracle/test-jwk.json")).unwrap();
+    Wallet::from_jwk_json(&jwk).unwrap()
+}
+
+struct Fixture {
+    node: Node,
+    clock: Arc<AtomicU64>,
+    user: Wallet,
+    _dir: tempfile::TempDir,
+}
+
+fn open(dir: tempfile::TempDir, cron: bool) -> Fixture {
+    let clock = Arc::new(AtomicU64::new(1_750_000_000_000));
+    let c = clock.clone();
+    let node = Node::open(NodeConfig {
+        data_dir: dir.path().to_path_buf(),
+        wallet: wallet(),
+        engine: EngineConfig {
+            workers: 1,
+            pin_cores: false,
+            dry_run_workers: 1,
+            ..EngineConfig::default()
+        },
+        store: cu_store::StoreOptions::default(),
+        aot_cache: None,
+        max_item_bytes: cu_node::DEFAULT_MAX_ITEM_BYTES,
+        cron,
+        clock: Arc::new(move || c.load(Ordering::SeqCst)),
+        public_url: "http://localhost:6363".into(),
+    })
+    .unwrap();
+    Fixture {
+        node,
+        clock,
+        user: wallet(),
+        _dir: dir,
+    }
+}
+
+fn module(f: &Fixture, wasm: &[u8]) -> String {
+    let raw = f
+        .user
+        .sign_data_item(
+            wasm,
+            &[
+                ("Data-Protocol", "ao"),
+                ("Type", "Module"),
+                ("Module-Format", "wasm32-unknown-emscripten2"),
+                ("Input-Encoding", "JSON-1"),
+                ("Output-Encoding", "JSON-1"),
+                ("Memory-Limit", "500-mb"),
+                ("Compute-Limit", "9000000000000"),
+            ],
+            None,
+            None,
+        )
+        .unwrap();
+    let r = f.node.ingest(&raw).unwrap();
+    assert_eq!(r.kind, IngestKind::Module);
+    r.id
+}
+
+fn spawn(f: &Fixture, module_id: &str, extra: &[(&str, &str)]) -> String {
+    let mut tags = vec![
+        ("Data-Protocol", "ao"),
+        ("Variant", "ao.TN.1"),
+        ("Type", "Process"),
+        ("Module", module_id),
+        ("Scheduler", "x"),
+    ];
+    tags.extend_from_slice(extra);
+    let raw = f.user.sign_data_item(b"1984", &tags, None, None).unwrap();
+    let r = f.node.ingest(&raw).unwrap();
+    assert_eq!(r.kind, IngestKind::Process);
+    r.id
+}
+
+fn message(f: &Fixture, pid: &str, tags: &[(&str, &str)], data: &[u8]) -> String {
+    let mut all = vec![
+        ("Data-Protocol", "ao"),
+        ("Variant", "ao.TN.1"),
+        ("Type", "Message"),
+    ];
+    all.extend_from_slice(tags);
+    let raw = f.user.sign_data_item(data, &all, Some(pid), None).unwrap();
+    f.node.ingest(&raw).unwrap().id
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn spawn_message_result_results_dry_run() {
+    let Some(wasm) = lua_wasm() else { return };
+    let f = open(tempfile::tempdir().unwrap(), false);
+    let rt = rt();
+    let m = module(&f, &wasm);
+    let pid = spawn(&f, &m, &[]);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        f.clock.fetch_add(1000, Ordering::SeqCst);
+        ids.push(message(
+            &f,
+            &pid,
+            &[("Action", "Echo")],
+            format!("hello {i}").as_bytes(),
+        ));
+    }
+    let r = rt.block_on(f.node.result(&pid, &ids[3])).unwrap();
+    assert_eq!(r["Output"], "hello 3", "{r}");
+    let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["Messages", "Assignments", "Spawns", "Output", "GasUsed"]);
+    // The spawn itself is nonce 0 and has a result.
+    rt.block_on(f.node.result(&pid, &pid)).unwrap();
+    rt.block_on(f.node.result(&pid, &ids[4])).unwrap();
+
+    // /results: 6 results (spawn + 5), pages of 2 with cursors.
+    let mut seen = Vec::new();
+    let mut from = None;
+    loop {
+        let page = f
+            .node
+            .results(
+                &pid,
+                ResultsParams {
+                    from: from.clone(),
+                    limit: Some(2),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let edges = page["edges"].as_array().unwrap().clone();
+        for e in &edges {
+            seen.push(e["node"]["Output"].clone());
+            assert!(e["node"].get("GasUsed").is_none());
+        }
+        if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        from = Some(edges.last().unwrap()["cursor"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 6);
+    assert_eq!(seen[5], "hello 4");
+    let desc = f
+        .node
+        .results(
+            &pid,
+            ResultsParams {
+                sort: Some("DESC".into()),
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(desc["edges"][0]["node"]["Output"], "hello 4");
+    assert!(
+        f.node
+            .results(
+                &pid,
+                ResultsParams {
+                    from: Some("!!".into()),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+    );
+
+    // Dry-run: Read-Only, not persisted.
+    let before = f
+        .node
+        .results(
+            &pid,
+            ResultsParams {
+                limit: Some(100),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let owner = f.user.address();
+    let out = rt
+        .block_on(f.node.dry_run(
+            &pid,
+            json!({"Owner": owner, "Tags": [{"name": "Action", "value": "Info"}]}),
+        ))
+        .unwrap();
+    assert_eq!(out["Output"]["readonly"], true, "{out}");
+    assert_eq!(out["Output"]["count"], 0);
+    let after = f
+        .node
+        .results(
+            &pid,
+            ResultsParams {
+                limit: Some(100),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(before, after);
+
+    // SU reads: nonce 0 is the process, then 1..5 with a valid hash chain.
+    let p = f.node.su_process(&pid).unwrap();
+    assert_eq!(p["process_id"], pid.as_str());
+    let page = f.node.su_messages(&pid, None, None, None).unwrap();
+    let edges = page["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 6);
+    let mut prev: Option<(String, String)> = None;
+    for (n, e) in edges.iter().enumerate() {
+        let a = &e["node"]["assignment"];
+        let tag = |name: &str| {
+            a["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == name)
+                .unwrap()["value"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(tag("Nonce"), n.to_string());
+        let expected = match &prev {
+            None => cu_scheduler::hash_chain(&pid, None).unwrap(),
+            Some((id, chain)) => cu_scheduler::hash_chain(chain, Some(id)).unwrap(),
+        };
+        assert_eq!(tag("Hash-Chain"), expected);
+        prev = Some((a["id"].as_str().unwrap().to_string(), expected));
+    }
+    let latest = f.node.su_latest(&pid).unwrap();
+    assert_eq!(latest["message"]["id"], ids[4].as_str());
+    assert!(f.node.metrics().contains("ao_cu_ingested_total 7"));
+}
+
+#[test]
+fn bad_items_store_nothing_and_unknown_process_is_404() {
+    let Some(wasm) = lua_wasm() else { return };
+    let f = open(tempfile::tempdir().unwrap(), false);
+    let rt = rt();
+    let m = module(&f, &wasm);
+    let pid = spawn(&f, &m, &[]);
+    let page = |f: &Fixture| {
+        f.node.su_messages(&pid, None, None, None).unwrap()["edges"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(page(&f), 1);
+    // Tampered signature.
+    let mut raw = f
+        .user
+        .sign_data_item(b"x", &[("Type", "Message"), ("Action", "Echo")], Some(&pid), None)
+        .unwrap();
+    raw[10] ^= 1;
+    assert_eq!(f.node.ingest(&raw).unwrap_err().status(), 400);
+    // Garbage.
+    assert_eq!(f.node.ingest(b"not a data item").unwrap_err().status(), 400);
+    // Unknown target.
+    let other = cu_scheduler::hash_chain(&pid, None).unwrap();
+    let raw = f
+        .user
+        .sign_data_item(b"x", &[("Type", "Message")], Some(&other), None)
+        .unwrap();
+    assert_eq!(f.node.ingest(&raw).unwrap_err().status(), 400);
+    // Unknown module.
+    let raw = f
+        .user
+        .sign_data_item(
+            b"x",
+            &[("Type", "Process"), ("Module", other.as_str())],
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(f.node.ingest(&raw).unwrap_err().status(), 400);
+    // Memory-Limit over the maximum: 413.
+    let raw = f
+        .user
+        .sign_data_item(
+            b"x",
+            &[
+                ("Type", "Process"),
+                ("Module", m.as_str()),
+                ("Memory-Limit", "16-gb"),
+            ],
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(f.node.ingest(&raw).unwrap_err().status(), 413);
+    assert_eq!(page(&f), 1);
+    assert_eq!(
+        f.node
+            .results(&other, ResultsParams::default())
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(
+        rt.block_on(f.node.result(&other, &other)).unwrap_err().status(),
+        404
+    );
+    assert_eq!(
+        rt.block_on(f.node.result(&pid, &other)).unwrap_err().status(),
+        404
+    );
+    assert_eq!(f.node.su_process(&other).unwrap_err().status(), 404);
+}
+
+#[test]
+fn two_processes_message_each_other_through_the_outbox() {
+    let Some(wasm) = lua_wasm() else { return };
+    let f = open(tempfile::tempdir().unwrap(), false);
+    let rt = rt();
+    let m = module(&f, &wasm);
+    let a = spawn(&f, &m, &[]);
+    let b = spawn(&f, &m, &[]);
+    // A sends to B with Reply-Action=Echo: B evaluates an Echo of the data.
+    let id = message(
+        &f,
+        &a,
+        &[("Action", "Send"), ("Recipient", &b), ("Reply-Action", "Echo")],
+        b"ping",
+    );
+    let r = rt.block_on(f.node.result(&a, &id)).unwrap();
+    assert_eq!(r["Messages"][0]["Target"], b.as_str());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let page = f.node.su_messages(&b, None, None, None).unwrap();
+        let edges = page["edges"].as_array().unwrap();
+        if edges.len() == 2 {
+            let msg = &edges[1]["node"]["message"];
+            let tags = msg["tags"].as_array().unwrap();
+            let tag = |n: &str| tags.iter().find(|t| t["name"] == n).map(|t| t["value"].clone());
+            assert_eq!(tag("From-Process"), Some(Value::String(a.clone())));
+            assert_eq!(tag("From-Module"), Some(Value::String(m.clone())));
+            assert_eq!(tag("Pushed-For"), Some(Value::String(id.clone())));
+            let pushed = msg["id"].as_str().unwrap().to_string();
+            let out = rt.block_on(f.node.result(&b, &pushed)).unwrap();
+            assert_eq!(out["Output"], "ping");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbox message never reached B"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cron_ticks_with_a_fake_clock() {
+    let Some(wasm) = lua_wasm() else { return };
+    let f = open(tempfile::tempdir().unwrap(), true);
+    let rt = rt();
+    let m = module(&f, &wasm);
+    let pid = spawn(
+        &f,
+        &m,
+        &[("Cron-Interval", "10-seconds"), ("Cron-Tag-Action", "Cron")],
+    );
+    f.clock.fetch_add(65_000, Ordering::SeqCst);
+    let page = rt.block_on(f.node.cron(&pid, ResultsParams::default())).unwrap();
+    let edges = page["edges"].as_array().unwrap();
+    // Ticks at +10 s .. +60 s (a tick is generated once its second has passed: now - 1 s = +64 s).
+    assert_eq!(edges.len(), 6, "{page}");
+    assert!(
+        edges[0]["node"]["Output"]
+            .as_str()
+            .unwrap()
+            .starts_with("cron 1 at ")
+    );
+    // A message after the crons comes after them in the log.
+    f.clock.fetch_add(20_000, Ordering::SeqCst);
+    let id = message(&f, &pid, &[("Action", "Count")], b"");
+    rt.block_on(f.node.result(&pid, &id)).unwrap();
+    let all = f
+        .node
+        .results(
+            &pid,
+            ResultsParams {
+                limit: Some(100),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let outs: Vec<String> = all["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["Output"].to_string())
+        .collect();
+    assert_eq!(outs.len(), 1 + 8 + 1, "{outs:?}");
+    assert_eq!(outs.last().unwrap(), "\"1\"");
+}
