@@ -5,10 +5,13 @@
 //!   per message), the developer's and benchmarker's entry point (see [`eval`]).
 //! - `ao-cu run`: the same log on the persistent engine (store, checkpoints), resumable after a crash
 //!   (see [`run`]).
+//! - `ao-cu serve`: a complete local AO node (MU, SU and CU on one port, SQLite in a data directory) that
+//!   `@permaweb/aoconnect` talks to unchanged (see [`serve`]).
 //! - `ao-cu attest verify`: verify an AMD SEV-SNP attestation report (see `cu-attest`).
 
 mod eval;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -31,6 +34,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Evaluate a message log on the persistent engine (store, checkpoints); resumable after a crash.
     Run(run::RunArgs),
+    /// Serve a complete local AO node (Messenger, Scheduler, Compute Unit) over HTTP.
+    Serve(serve::ServeArgs),
     /// Attestation tools.
     Attest {
         #[command(subcommand)]
@@ -63,6 +68,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("ao-cu run: {e}");
                 ExitCode::from(e.exit_code())
+            }
+        },
+        Command::Serve(args) => match serve::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ao-cu serve: {e:#}");
+                ExitCode::from(2)
             }
         },
         Command::Attest {

@@ -1,0 +1,276 @@
+//! `ao-cu serve`: a complete local AO node (Messenger, Scheduler and Compute Unit) on one port.
+//!
+//! With no arguments it keeps its data in `./ao-cu-data`, listens on port 6363 and generates its Arweave
+//! wallet into `<data-dir>/wallet.json` on first run. Flags have environment variables; where the reference
+//! CU has a variable with the same meaning its name is used (`PORT`, `WALLET_FILE`,
+//! `WASM_EVALUATION_MAX_WORKERS`, `PROCESS_MEMORY_CACHE_MAX_SIZE`, `ENABLE_METRICS_ENDPOINT`,
+//! `RATE_LIMIT_WINDOW`, `RATE_LIMIT_MAX_REQUESTS`, `DRY_RUN_RESULT_MAX_AGE`). SIGTERM or SIGINT stops
+//! accepting connections, lets in-flight requests finish, then shuts the node down (checkpointing).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use cu_ans104::Wallet;
+use cu_http::{HttpConfig, RateLimit};
+use cu_node::{Node, NodeConfig};
+
+/// `ao-cu serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory (SQLite store, checkpoints, generated wallet).
+    #[arg(long, env = "AO_CU_DATA_DIR", default_value = "./ao-cu-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "AO_CU_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on (0 = any free port; the chosen one is logged and printed).
+    #[arg(long, env = "PORT", default_value_t = 6363)]
+    pub port: u16,
+    /// Arweave JWK of the node; default: `<data-dir>/wallet.json`, generated on first run.
+    #[arg(long, env = "WALLET_FILE")]
+    pub wallet_file: Option<PathBuf>,
+    /// The URL other units reach this node at (its Scheduler-Location record); default
+    /// `http://localhost:<port>`.
+    #[arg(long, env = "AO_CU_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Evaluation worker threads (shards); default: one per core.
+    #[arg(long, env = "WASM_EVALUATION_MAX_WORKERS")]
+    pub workers: Option<usize>,
+    /// Threads for dry-runs; default: half the cores (at least 1).
+    #[arg(long, env = "AO_CU_DRY_RUN_WORKERS")]
+    pub dry_run_workers: Option<usize>,
+    /// Do not pin worker threads to cores.
+    #[arg(long, env = "AO_CU_NO_PIN_CORES")]
+    pub no_pin_cores: bool,
+    /// Resident process memory budget in bytes (`_` separators allowed); default 4 GiB.
+    #[arg(long, env = "PROCESS_MEMORY_CACHE_MAX_SIZE", value_parser = parse_u64)]
+    pub memory_budget: Option<u64>,
+    /// Checkpoint a process after this many evaluated messages (0 = never on count).
+    #[arg(long, env = "AO_CU_CHECKPOINT_EVERY_MESSAGES")]
+    pub checkpoint_every_messages: Option<u64>,
+    /// Checkpoint a process after this much evaluation time, in ms (0 = never on time).
+    #[arg(long, env = "EAGER_CHECKPOINT_EVAL_TIME_THRESHOLD", value_parser = parse_u64)]
+    pub checkpoint_every_eval_ms: Option<u64>,
+    /// Checkpoint a process after this much gas (0 = never on gas).
+    #[arg(long, env = "EAGER_CHECKPOINT_ACCUMULATED_GAS_THRESHOLD", value_parser = parse_u64)]
+    pub checkpoint_every_gas: Option<u64>,
+    /// fsync every commit (power-cut safety; slower).
+    #[arg(long, env = "AO_CU_FSYNC")]
+    pub fsync: bool,
+    /// Directory of the compiled-module (AOT) cache; default `<data-dir>/aot`.
+    #[arg(long, env = "AO_CU_AOT_CACHE")]
+    pub aot_cache: Option<PathBuf>,
+    /// Largest request body in bytes (a Type=Module upload carries the whole wasm).
+    #[arg(long, env = "AO_CU_BODY_LIMIT", default_value = "67108864", value_parser = parse_u64)]
+    pub body_limit: u64,
+    /// Serve `GET /metrics` (`true`/`false`).
+    #[arg(long, env = "ENABLE_METRICS_ENDPOINT", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics: bool,
+    /// Generate cron messages for processes with `Cron-Interval` tags (`true`/`false`).
+    #[arg(long, env = "AO_CU_CRON", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub cron: bool,
+    /// Dry-run requests allowed per client IP and window (0 = no limit, the default).
+    #[arg(long, env = "RATE_LIMIT_MAX_REQUESTS", default_value_t = 0)]
+    pub dry_run_rate_limit: u32,
+    /// Dry-run rate limit window in ms.
+    #[arg(long, env = "RATE_LIMIT_WINDOW", default_value = "60000", value_parser = parse_u64)]
+    pub dry_run_rate_window_ms: u64,
+    /// How long a dry-run answer is reused for the same process, position and body, in ms (0 = never).
+    #[arg(long, env = "DRY_RUN_RESULT_MAX_AGE", default_value = "60000", value_parser = parse_u64)]
+    pub dry_run_cache_ms: u64,
+}
+
+/// Numbers as the reference's config accepts them: decimal with optional `_` separators.
+fn parse_u64(s: &str) -> Result<u64, String> {
+    s.replace('_', "")
+        .parse::<u64>()
+        .map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Reads the wallet from `path`, or generates one there (mode 0600) if `generate` and it does not exist.
+fn load_wallet(path: &Path, generate: bool) -> Result<Wallet> {
+    match std::fs::read_to_string(path) {
+        Ok(json) => {
+            Wallet::from_jwk_json(&json).with_context(|| format!("reading the wallet JWK {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && generate => {
+            let wallet = Wallet::generate().context("generating the node wallet")?;
+            let tmp = path.with_extension("json.tmp");
+            write_private(&tmp, wallet.to_jwk_json().as_bytes())?;
+            std::fs::rename(&tmp, path).with_context(|| format!("writing the wallet {}", path.display()))?;
+            tracing::info!(path = %path.display(), address = %wallet.address(), "generated the node wallet");
+            Ok(wallet)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading the wallet {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The node's clock: wall-clock milliseconds. It stamps scheduled messages (as an SU's clock does); the
+/// timestamps are stored with the schedule, so evaluation stays deterministic.
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConfig {
+    let mut engine = cu_engine::EngineConfig::default();
+    if let Some(n) = args.workers {
+        engine.workers = n.max(1);
+    }
+    if let Some(n) = args.dry_run_workers {
+        engine.dry_run_workers = n.max(1);
+    }
+    if args.no_pin_cores {
+        engine.pin_cores = false;
+    }
+    if let Some(b) = args.memory_budget {
+        engine.memory_budget = b;
+    }
+    if let Some(n) = args.checkpoint_every_messages {
+        engine.checkpoints.every_messages = n;
+    }
+    if let Some(ms) = args.checkpoint_every_eval_ms {
+        engine.checkpoints.every_eval_time = Duration::from_millis(ms);
+    }
+    if let Some(g) = args.checkpoint_every_gas {
+        engine.checkpoints.every_gas = g;
+    }
+    let store = cu_store::StoreOptions {
+        fsync: args.fsync,
+        ..cu_store::StoreOptions::default()
+    };
+    NodeConfig {
+        data_dir: args.data_dir.clone(),
+        wallet,
+        engine,
+        store,
+        aot_cache: Some(
+            args.aot_cache
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("aot")),
+        ),
+        max_item_bytes: usize::try_from(args.body_limit).unwrap_or(usize::MAX),
+        cron: args.cron,
+        clock: Arc::new(wall_clock_ms),
+        public_url,
+    }
+}
+
+/// Runs the node until SIGTERM/SIGINT.
+pub fn run(args: ServeArgs) -> Result<()> {
+    validate(&args)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let wallet = match &args.wallet_file {
+        Some(path) => load_wallet(path, false)?,
+        None => load_wallet(&args.data_dir.join("wallet.json"), true)?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ao-cu-http")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args, wallet))
+}
+
+async fn serve(args: ServeArgs, wallet: Wallet) -> Result<()> {
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .with_context(|| format!("bad listen address {}:{}", args.host, args.port))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://localhost:{}", local.port()));
+    let address = wallet.address();
+    let config = node_config(&args, wallet, public_url.clone());
+    let node = tokio::task::spawn_blocking(move || Node::open(config))
+        .await
+        .context("opening the node")?
+        .context("opening the node")?;
+    let http = HttpConfig {
+        body_limit: usize::try_from(args.body_limit).unwrap_or(usize::MAX),
+        metrics: args.metrics,
+        dry_run_rate_limit: (args.dry_run_rate_limit > 0).then(|| RateLimit {
+            window: Duration::from_millis(args.dry_run_rate_window_ms.max(1)),
+            max_requests: args.dry_run_rate_limit,
+        }),
+        dry_run_cache_max_age: Duration::from_millis(args.dry_run_cache_ms),
+        ..HttpConfig::default()
+    };
+    let app = cu_http::router(node.clone(), http);
+    tracing::info!(%local, %public_url, %address, data_dir = %args.data_dir.display(), "ao-cu serve listening");
+    // A line on stdout for scripts that start the server on port 0.
+    println!("ao-cu serve listening on {local} (address {address})");
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    tracing::info!("stopped accepting connections; shutting the node down");
+    let closed = tokio::task::spawn_blocking(move || node.shutdown())
+        .await
+        .context("shutting the node down")?;
+    served.context("serving HTTP")?;
+    closed.context("shutting the node down")?;
+    tracing::info!("ao-cu serve stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// Fails early on a bad combination of flags.
+fn validate(args: &ServeArgs) -> Result<()> {
+    if args.body_limit == 0 {
+        bail!("--body-limit must be positive");
+    }
+    Ok(())
+}

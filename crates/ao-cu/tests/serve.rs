@@ -1,0 +1,161 @@
+//! `ao-cu serve` end to end with the real AO client.
+//!
+//! Starts `ao-cu serve` on a free port (`--port 0`, the bound address read from its stdout) with a
+//! temporary data directory, runs `tests/e2e/aoconnect.mjs run` (node + `@permaweb/aoconnect`: module
+//! upload, spawn, message, result, results paging, dryrun, outbox between two processes), SIGTERMs the
+//! server and checks it exits 0, restarts it on the same data directory and runs
+//! `tests/e2e/aoconnect.mjs verify`: every recorded result must read back identical.
+//!
+//! Needs `node`, `tests/e2e/node_modules` (`npm ci --ignore-scripts --prefix tests/e2e`) and the Lua
+//! test module (`tests/modules/build.sh`). Without them the test prints SKIPPED, or fails when `CI` is
+//! set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+}
+
+/// What is missing for the test, if anything.
+fn missing() -> Option<String> {
+    let root = repo();
+    if !root.join("tests/modules/build/lua-process.wasm").exists() {
+        return Some("tests/modules/build/lua-process.wasm (run tests/modules/build.sh)".into());
+    }
+    if !root.join("tests/e2e/node_modules/@permaweb/aoconnect").exists() {
+        return Some("tests/e2e/node_modules (npm ci --ignore-scripts --prefix tests/e2e)".into());
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("node".into());
+    }
+    None
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    /// Starts `ao-cu serve` on a free port over `data`; returns once it listens.
+    fn start(data: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ao-cu"))
+            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "2"])
+            .arg("--data-dir")
+            .arg(data)
+            .env_remove("PORT")
+            .env_remove("WALLET_FILE")
+            .env("AO_CU_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ao-cu serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("[serve] {line}");
+                if let Some(rest) = line.strip_prefix("ao-cu serve listening on ") {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ao-cu serve did not start listening: {:?}", child.wait());
+            }
+        };
+        Server {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    /// SIGTERM, then the exit status (fails after 60 s).
+    fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("ao-cu serve did not exit within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn node_script(args: &[&str]) -> ExitStatus {
+    Command::new("node")
+        .arg(repo().join("tests/e2e/aoconnect.mjs"))
+        .args(args)
+        .current_dir(repo().join("tests/e2e"))
+        .status()
+        .expect("run node")
+}
+
+#[test]
+fn aoconnect_against_serve_and_restart() {
+    if let Some(what) = missing() {
+        if under_ci() {
+            panic!("required for the tests under CI: {what}");
+        }
+        println!("SKIPPED: missing {what}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let state = tmp.path().join("e2e-state.json");
+    let wasm = repo().join("tests/modules/build/lua-process.wasm");
+
+    let server = Server::start(&data);
+    assert!(
+        data.join("wallet.json").exists(),
+        "the wallet is generated on first run"
+    );
+    let status = node_script(&[
+        "run",
+        &server.url,
+        wasm.to_str().unwrap(),
+        state.to_str().unwrap(),
+    ]);
+    assert!(status.success(), "aoconnect.mjs run: {status}");
+    let exit = server.terminate();
+    assert!(exit.success(), "ao-cu serve after SIGTERM: {exit}");
+
+    // Same data directory: same wallet, same results, state continues.
+    let wallet = std::fs::read_to_string(data.join("wallet.json")).unwrap();
+    let server = Server::start(&data);
+    assert_eq!(std::fs::read_to_string(data.join("wallet.json")).unwrap(), wallet);
+    let status = node_script(&["verify", &server.url, state.to_str().unwrap()]);
+    assert!(status.success(), "aoconnect.mjs verify: {status}");
+    let exit = server.terminate();
+    assert!(exit.success(), "ao-cu serve after the second SIGTERM: {exit}");
+}

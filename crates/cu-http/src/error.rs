@@ -1,0 +1,71 @@
+//! The error answer: a status and `{"error": "<message>"}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cu_node::NodeError;
+
+/// An error answered over HTTP as `{"error": "<message>"}` with its status.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// An error from the node; the status is [`NodeError::status`].
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// A request this layer rejects before the node sees it (bad query, malformed JSON, too large, rate
+    /// limited, unknown route).
+    #[error("{message}")]
+    Request {
+        /// HTTP status.
+        status: StatusCode,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl HttpError {
+    /// A request error with this status.
+    pub fn request(status: StatusCode, message: impl Into<String>) -> Self {
+        HttpError::Request {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// A 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::request(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// The status answered.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HttpError::Node(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            HttpError::Request { status, .. } => *status,
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "request failed");
+        }
+        error_response(status, &self.to_string())
+    }
+}
+
+/// `{"error": message}` with `status`.
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    (
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,98 @@
+//! `cu-http`: the HTTP face of an ao-cu node ([`cu_node::Node`]): the reference Compute Unit API, the
+//! Messenger's ingress, the Scheduler's read routes and the GraphQL subset `@permaweb/aoconnect` asks a
+//! gateway for, all on one port.
+//!
+//! [`router`] builds an axum [`Router`]; `ao-cu serve` serves it. Every route answers JSON (except
+//! `/state`, raw memory, and `/metrics`, Prometheus text); every error is `{"error": "<message>"}` with the
+//! status of [`cu_node::NodeError::status`].
+//!
+//! # Routes
+//! | method, path | unit | answer |
+//! |---|---|---|
+//! | `GET /` | CU + SU | `{"address", "timestamp"}`: the CU healthcheck and the SU's `GET /` have the same two fields, so one answer serves both |
+//! | `GET /healthcheck`, `GET /health` | node | `{"status": "ok", "address"}` (ours; the SU's `/health` is an empty 200) |
+//! | `GET /result/{id}?process-id=` | CU | the result of message `id` (evaluates up to it) |
+//! | `GET /results/{pid}?from&to&sort&limit` | CU | `{pageInfo, edges}` of computed results |
+//! | `GET /cron/{pid}?from&to&limit` | CU | evaluates to now, then cron results |
+//! | `POST /dry-run?process-id=[&to=]` | CU | a result, never persisted; rate limit and result cache below |
+//! | `GET /state/{pid}` | CU | raw linear memory, `Last-Timestamp`, `Last-Ordinate`, `Last-Block-Height` headers |
+//! | `POST /result/{slot}?process-id=` | CU (hbu) | HyperBEAM's `genesis-wasm` call: body = one SU page; reply headers `slot`, `timestamp`, `block-height`, `ao-types` |
+//! | `GET /metrics` | node | Prometheus text (on by default; [`HttpConfig::metrics`]) |
+//! | `POST /` | MU | body = a signed ANS-104 data item; 202 `{"message": "Processing DataItem", "id"}` |
+//! | `POST /graphql` | gateway | `{query, variables}` → `{"data": ...}` (the subset aoconnect sends) |
+//! | `GET /timestamp` | SU | `{timestamp, block_height}` |
+//! | `GET /processes/{pid}` | SU | the process record |
+//! | `GET /{pid}/latest` | SU | the latest scheduled message |
+//! | `GET /{id}?process-id=&from&to&limit` | SU | as the SU: when `process-id` names another id, the message `id` of that process; otherwise (or when no such message exists) the page of process `id`'s schedule |
+//!
+//! Static paths (`/metrics`, `/timestamp`, `/graphql`, `/healthcheck`, `/health`) win over the SU's
+//! `/{id}`: an id is 43 base64url characters and never equals one of them.
+//!
+//! # Deliberate differences from the reference
+//! - A missing or malformed query parameter (`process-id`, `limit`, `sort`) is a **400** with a message
+//!   naming it; the Node CU answers 500 for its zod validation errors.
+//! - Malformed JSON is a 400; a body over [`HttpConfig::body_limit`] is a 413; an unknown process a 404
+//!   (the SU answers 400 for everything).
+//! - The dry-run rate limit (per client IP: first `X-Forwarded-For` hop, then `X-Real-IP`, then the socket
+//!   address; a fixed window of [`RateLimit::window`] allowing [`RateLimit::max_requests`]) is **off** by
+//!   default; the reference allows 6 per minute.
+//! - The dry-run result cache is keyed by (process, position of the process's schedule, body), not by
+//!   body alone (a reference bug: two processes answered each other's dry-runs).
+//! - No busy (202) replies: requests wait for their evaluation.
+
+mod cache;
+mod error;
+mod metrics;
+mod routes;
+
+use std::time::Duration;
+
+pub use error::HttpError;
+pub use routes::router;
+
+/// The HTTP layer's settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request body accepted (bytes); larger is a 413. Module uploads (`POST /` with a Type=Module
+    /// item whose data is the wasm) must fit.
+    pub body_limit: usize,
+    /// Serve `GET /metrics`.
+    pub metrics: bool,
+    /// Dry-run rate limit per client IP; `None` = unlimited.
+    pub dry_run_rate_limit: Option<RateLimit>,
+    /// Dry-run result cache: how long an answer is reused (zero = no cache).
+    pub dry_run_cache_max_age: Duration,
+    /// Dry-run result cache: most answers kept.
+    pub dry_run_cache_entries: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            body_limit: 64 << 20,
+            metrics: true,
+            dry_run_rate_limit: None,
+            dry_run_cache_max_age: Duration::from_millis(60_000),
+            dry_run_cache_entries: 10_000,
+        }
+    }
+}
+
+/// A fixed-window request limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Window length.
+    pub window: Duration,
+    /// Requests allowed per window and client.
+    pub max_requests: u32,
+}
+
+impl Default for RateLimit {
+    /// The reference CU's defaults: 6 requests per 60 s.
+    fn default() -> Self {
+        RateLimit {
+            window: Duration::from_millis(60_000),
+            max_requests: 6,
+        }
+    }
+}

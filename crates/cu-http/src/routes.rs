@@ -1,0 +1,529 @@
+//! The routes (see the crate docs for the table).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use cu_node::{Node, NodeError, ResultsParams};
+use serde_json::Value;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::CorsLayer;
+
+use crate::HttpConfig;
+use crate::cache::{DryRunCache, DryRunKey, RateLimiter};
+use crate::error::{HttpError, error_response};
+use crate::metrics::HttpMetrics;
+
+struct AppState {
+    node: Node,
+    config: HttpConfig,
+    dry_run_cache: DryRunCache,
+    limiter: Option<RateLimiter>,
+    metrics: HttpMetrics,
+}
+
+type Shared = State<Arc<AppState>>;
+type Reply = Result<Response, HttpError>;
+
+/// The node's HTTP API as an axum [`Router`] (serve it with `into_make_service_with_connect_info::<SocketAddr>()`
+/// so the dry-run rate limit sees client addresses; without it, clients are told apart by forwarding
+/// headers only).
+pub fn router(node: Node, config: HttpConfig) -> Router {
+    let state = Arc::new(AppState {
+        dry_run_cache: DryRunCache::new(config.dry_run_cache_max_age, config.dry_run_cache_entries),
+        limiter: config.dry_run_rate_limit.map(RateLimiter::new),
+        metrics: HttpMetrics::default(),
+        node,
+        config,
+    });
+    let mut app = Router::new()
+        .route("/", get(root).post(mu_ingest))
+        .route("/healthcheck", get(healthcheck))
+        .route("/health", get(healthcheck))
+        .route("/result/{id}", get(result).post(hbu_result))
+        .route("/results/{pid}", get(results))
+        .route("/cron/{pid}", get(cron))
+        .route("/dry-run", post(dry_run))
+        .route("/state/{pid}", get(state_route))
+        .route("/graphql", post(graphql))
+        .route("/timestamp", get(su_timestamp))
+        .route("/processes/{pid}", get(su_process))
+        .route("/{pid}/latest", get(su_latest))
+        .route("/{id}", get(su_read));
+    if state.config.metrics {
+        app = app.route("/metrics", get(metrics));
+    }
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(CorsLayer::permissive())
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }))
+        .with_state(state)
+}
+
+/// Records every request's duration under its matched route.
+async fn observe(State(state): Shared, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    state.metrics.observe(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        start.elapsed(),
+    );
+    response
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        &format!("Route {method}:{} not found", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("Method {method} not allowed on {}", uri.path()),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Query parsing: by hand, so every problem is a 400 that names the parameter.
+
+/// Decoded `application/x-www-form-urlencoded` query pairs.
+struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    fn parse(raw: Option<&str>) -> Result<Self, HttpError> {
+        let raw = raw.unwrap_or("");
+        let pairs: Vec<(String, String)> = serde_urlencoded_pairs(raw)?;
+        Ok(QueryParams(pairs))
+    }
+
+    /// The last value of `name` (as `URLSearchParams.get` gives the first; duplicates are rare and a
+    /// client sending two means the last).
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A non-empty value of `name`, if given.
+    fn non_empty(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    fn process_id(&self) -> Result<&str, HttpError> {
+        self.non_empty("process-id")
+            .ok_or_else(|| HttpError::bad_request("'process-id': a process-id query parameter is required"))
+    }
+
+    fn number(&self, name: &str) -> Result<Option<u64>, HttpError> {
+        match self.non_empty(name) {
+            None => Ok(None),
+            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+                HttpError::bad_request(format!("'{name}': must be a non-negative integer, got {v:?}"))
+            }),
+        }
+    }
+
+    fn results_params(&self) -> Result<ResultsParams, HttpError> {
+        let sort = match self.non_empty("sort") {
+            None => None,
+            Some(s) if s.eq_ignore_ascii_case("asc") => Some("ASC".to_owned()),
+            Some(s) if s.eq_ignore_ascii_case("desc") => Some("DESC".to_owned()),
+            Some(s) => {
+                return Err(HttpError::bad_request(format!(
+                    "'sort': must be ASC or DESC, got {s:?}"
+                )));
+            }
+        };
+        let limit = self
+            .number("limit")?
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        Ok(ResultsParams {
+            from: self.non_empty("from").map(str::to_owned),
+            to: self.non_empty("to").map(str::to_owned),
+            sort,
+            limit,
+        })
+    }
+}
+
+/// Splits and percent-decodes a query string (`+` is a space).
+fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, HttpError> {
+    let mut out = Vec::new();
+    for part in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        out.push((percent_decode(k)?, percent_decode(v)?));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Result<String, HttpError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| HttpError::bad_request("malformed percent-encoding in the query"))?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| HttpError::bad_request("the query is not UTF-8"))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers.
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn json_ok(value: &Value) -> Response {
+    json_response(StatusCode::OK, value.to_string())
+}
+
+/// The body, or the extractor's problem as a JSON error (413 over the limit, 400 otherwise).
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, HttpError> {
+    body.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            HttpError::request(status, "request body too large")
+        } else {
+            HttpError::request(status, r.body_text())
+        }
+    })
+}
+
+/// Runs a synchronous node call (store reads, signing) off the async workers.
+async fn blocking<T, F>(f: F) -> Result<T, HttpError>
+where
+    F: FnOnce() -> Result<T, NodeError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(HttpError::from),
+        Err(e) => Err(HttpError::request(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {e}"),
+        )),
+    }
+}
+
+/// Where a process's schedule ends: `<nonce>:<timestamp>:<assignment id>` of its latest scheduled message
+/// (from the SU's `/latest` record), the state a dry-run evaluates on.
+fn schedule_position(node: &Node, pid: &str) -> Result<String, NodeError> {
+    let latest = node.su_latest(pid)?;
+    let assignment = latest.get("assignment").unwrap_or(&Value::Null);
+    let tag = |name: &str| {
+        assignment
+            .get("tags")
+            .and_then(Value::as_array)
+            .and_then(|tags| {
+                tags.iter()
+                    .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
+            })
+            .and_then(|t| t.get("value"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let id = assignment.get("id").and_then(Value::as_str).unwrap_or("");
+    Ok(format!("{}:{}:{id}", tag("Nonce"), tag("Timestamp")))
+}
+
+/// The client address for the rate limit: first `X-Forwarded-For` hop, `X-Real-IP`, else the socket.
+fn client_ip(headers: &HeaderMap, socket: Option<SocketAddr>) -> String {
+    let header_str = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(first) = header_str("x-forwarded-for").and_then(|v| v.split(',').next()) {
+        return first.trim().to_owned();
+    }
+    if let Some(ip) = header_str("x-real-ip") {
+        return ip.to_owned();
+    }
+    socket.map_or_else(|| "unknown".to_owned(), |s| s.ip().to_string())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// CU routes.
+
+async fn root(State(state): Shared) -> Response {
+    json_ok(&serde_json::json!({
+        "address": state.node.address(),
+        "timestamp": state.node.now(),
+    }))
+}
+
+async fn healthcheck(State(state): Shared) -> Response {
+    json_ok(&serde_json::json!({ "status": "ok", "address": state.node.address() }))
+}
+
+async fn result(State(state): Shared, Path(id): Path<String>, RawQuery(q): RawQuery) -> Reply {
+    let q = QueryParams::parse(q.as_deref())?;
+    let pid = q.process_id()?;
+    let value = state.node.result(pid, &id).await?;
+    Ok(json_ok(&value))
+}
+
+async fn results(State(state): Shared, Path(pid): Path<String>, RawQuery(q): RawQuery) -> Reply {
+    let params = QueryParams::parse(q.as_deref())?.results_params()?;
+    let node = state.node.clone();
+    let value = blocking(move || node.results(&pid, params)).await?;
+    Ok(json_ok(&value))
+}
+
+async fn cron(State(state): Shared, Path(pid): Path<String>, RawQuery(q): RawQuery) -> Reply {
+    let params = QueryParams::parse(q.as_deref())?.results_params()?;
+    let value = state.node.cron(&pid, params).await?;
+    Ok(json_ok(&value))
+}
+
+async fn dry_run(
+    State(state): Shared,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let q = QueryParams::parse(q.as_deref())?;
+    let pid = q.process_id()?.to_owned();
+    let body = body_bytes(body)?;
+    let msg: Value = serde_json::from_slice(&body)
+        .map_err(|e| HttpError::bad_request(format!("malformed JSON body: {e}")))?;
+    if !msg.is_object() {
+        return Err(HttpError::bad_request("the dry-run body must be a JSON object"));
+    }
+    let now = Instant::now();
+    // The schedule position: the dry-run evaluates on the state after the latest scheduled message, so
+    // (process, latest nonce, body) identifies the answer. Unknown process: the node's 404.
+    let key = if state.config.dry_run_cache_max_age.is_zero() {
+        None
+    } else {
+        let node = state.node.clone();
+        let p = pid.clone();
+        let position = blocking(move || schedule_position(&node, &p)).await?;
+        Some(DryRunKey {
+            process: pid.clone(),
+            position,
+            body: msg.to_string(),
+        })
+    };
+    if let Some(key) = &key
+        && let Some(hit) = state.dry_run_cache.get(key, now)
+    {
+        return Ok(json_response(StatusCode::OK, hit));
+    }
+    if let Some(limiter) = &state.limiter {
+        let ip = client_ip(&headers, connect.map(|Extension(ConnectInfo(a))| a));
+        if !limiter.check(&ip, now) {
+            return Err(HttpError::request(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit exceeded",
+            ));
+        }
+    }
+    let value = state.node.dry_run(&pid, msg).await?;
+    let answer = value.to_string();
+    if let Some(key) = key {
+        state.dry_run_cache.insert(key, answer.clone(), now);
+    }
+    Ok(json_response(StatusCode::OK, answer))
+}
+
+async fn state_route(State(state): Shared, Path(pid): Path<String>) -> Reply {
+    let reply = state.node.state(&pid).await?;
+    let mut response = Response::new(Body::from(reply.memory));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    for (name, value) in [
+        ("last-timestamp", reply.timestamp.to_string()),
+        ("last-ordinate", reply.ordinate.to_string()),
+        ("last-block-height", reply.block_height.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
+    Ok(response)
+}
+
+/// hbu mode: `POST /result/{slot}?process-id=` with one SU page as the body.
+async fn hbu_result(
+    State(state): Shared,
+    Path(slot): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let q = QueryParams::parse(q.as_deref())?;
+    let pid = q.process_id()?.to_owned();
+    let slot: u64 = slot
+        .parse()
+        .map_err(|_| HttpError::bad_request(format!("slot must be a non-negative integer, got {slot:?}")))?;
+    let body = body_bytes(body)?;
+    let page: Value = serde_json::from_slice(&body)
+        .map_err(|e| HttpError::bad_request(format!("malformed JSON body: {e}")))?;
+    let (value, headers) = state.node.hbu_result(&pid, slot, page).await?;
+    let mut response = json_ok(&value);
+    let h = response.headers_mut();
+    for (name, value) in headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                h.insert(n, v);
+            }
+            _ => {
+                return Err(HttpError::request(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("invalid reply header {name:?}"),
+                ));
+            }
+        }
+    }
+    Ok(response)
+}
+
+async fn metrics(State(state): Shared) -> Response {
+    let node = state.node.clone();
+    let mut text = tokio::task::spawn_blocking(move || node.metrics())
+        .await
+        .unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    state.metrics.render(&mut text);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// MU ingress and gateway.
+
+async fn mu_ingest(
+    State(state): Shared,
+    RawQuery(q): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    let q = QueryParams::parse(q.as_deref())?;
+    if q.non_empty("process-id").is_some() || q.non_empty("assign").is_some() {
+        return Err(HttpError::bad_request(
+            "assignments through POST /?process-id=&assign= are not supported by this node",
+        ));
+    }
+    let body = body_bytes(body)?;
+    if body.is_empty() {
+        return Err(HttpError::bad_request(
+            "A valid and signed data item must be provided as the body",
+        ));
+    }
+    let node = state.node.clone();
+    let ingested = blocking(move || node.ingest(&body)).await?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        serde_json::json!({ "message": "Processing DataItem", "id": ingested.id }).to_string(),
+    ))
+}
+
+async fn graphql(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Reply {
+    let body = body_bytes(body)?;
+    let request: Value = serde_json::from_slice(&body)
+        .map_err(|e| HttpError::bad_request(format!("malformed JSON body: {e}")))?;
+    let query = request
+        .get("query")
+        .and_then(Value::as_str)
+        .ok_or_else(|| HttpError::bad_request("'query': a GraphQL query string is required"))?
+        .to_owned();
+    let variables = request.get("variables").cloned().unwrap_or(Value::Null);
+    let node = state.node.clone();
+    let value = blocking(move || node.graphql(&query, variables)).await?;
+    Ok(json_ok(&value))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SU read routes.
+
+async fn su_timestamp(State(state): Shared) -> Response {
+    json_ok(&state.node.su_timestamp())
+}
+
+async fn su_process(State(state): Shared, Path(pid): Path<String>) -> Reply {
+    let node = state.node.clone();
+    Ok(json_ok(&blocking(move || node.su_process(&pid)).await?))
+}
+
+async fn su_latest(State(state): Shared, Path(pid): Path<String>) -> Reply {
+    let node = state.node.clone();
+    Ok(json_ok(&blocking(move || node.su_latest(&pid)).await?))
+}
+
+/// `GET /{id}`: as the SU, a message of `process-id` when that names another id, else a schedule page.
+async fn su_read(State(state): Shared, Path(id): Path<String>, RawQuery(q): RawQuery) -> Reply {
+    let q = QueryParams::parse(q.as_deref())?;
+    let pid = q.non_empty("process-id").map(str::to_owned);
+    let from = q.non_empty("from").map(str::to_owned);
+    let to = q.non_empty("to").map(str::to_owned);
+    let limit = q
+        .number("limit")?
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let node = state.node.clone();
+    let value = blocking(move || {
+        if let Some(pid) = pid.as_deref().filter(|p| *p != id) {
+            match node.su_message(&id, pid) {
+                Err(NodeError::NotFound(_)) => {}
+                other => return other,
+            }
+        }
+        node.su_messages(&id, from.as_deref(), to.as_deref(), limit)
+    })
+    .await?;
+    Ok(json_ok(&value))
+}

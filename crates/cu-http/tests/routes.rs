@@ -1,0 +1,758 @@
+//! Every route of `cu-http` through `tower::ServiceExt::oneshot` on a real node (temporary data directory,
+//! the Lua test process from `tests/modules/build/lua-process.wasm`): reply shapes and every error status.
+//!
+//! Without the Lua module the tests print SKIPPED, or fail when `CI` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use cu_ans104::Wallet;
+use cu_http::{HttpConfig, RateLimit};
+use cu_node::{Node, NodeConfig};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn lua_wasm() -> Option<Vec<u8>> {
+    let path = repo().join("tests/modules/build/lua-process.wasm");
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+            if ci {
+                panic!(
+                    "required under CI: {} ({e}); run tests/modules/build.sh",
+                    path.display()
+                );
+            }
+            println!("SKIPPED: {} missing (run tests/modules/build.sh)", path.display());
+            None
+        }
+    }
+}
+
+/// One wallet for the node and one for the client, generated once per test binary (RSA-4096 keygen is slow).
+fn wallets() -> &'static (Wallet, Wallet) {
+    static W: OnceLock<(Wallet, Wallet)> = OnceLock::new();
+    W.get_or_init(|| (Wallet::generate().unwrap(), Wallet::generate().unwrap()))
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    node: Node,
+    app: Router,
+    user: Wallet,
+    module: String,
+    pid: String,
+    /// Declared last, dropped last: holds the node's last clone and drops it off the async runtime (the
+    /// engine's shutdown blocks, which tokio forbids on its worker threads).
+    _last: LastClone,
+}
+
+struct LastClone(Option<Node>);
+
+impl Drop for LastClone {
+    fn drop(&mut self) {
+        if let Some(node) = self.0.take() {
+            let _ = std::thread::spawn(move || node.shutdown()).join();
+        }
+    }
+}
+
+const TAGS_MODULE: [(&str, &str); 8] = [
+    ("Data-Protocol", "ao"),
+    ("Variant", "ao.TN.1"),
+    ("Type", "Module"),
+    ("Module-Format", "wasm32-unknown-emscripten2"),
+    ("Input-Encoding", "JSON-1"),
+    ("Output-Encoding", "JSON-1"),
+    ("Memory-Limit", "1-gb"),
+    ("Compute-Limit", "9000000000000"),
+];
+
+impl Fixture {
+    /// A node with the Lua module registered and one process spawned, served with `config`.
+    async fn new(config: HttpConfig) -> Option<Fixture> {
+        let wasm = lua_wasm()?;
+        let dir = tempfile::tempdir().unwrap();
+        let (node_wallet, user) = wallets().clone();
+        let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+        let node_config = NodeConfig {
+            data_dir: dir.path().to_path_buf(),
+            wallet: node_wallet,
+            engine: cu_engine::EngineConfig {
+                workers: 1,
+                pin_cores: false,
+                dry_run_workers: 1,
+                ..cu_engine::EngineConfig::default()
+            },
+            store: cu_store::StoreOptions::default(),
+            aot_cache: Some(repo().join("target/aot-cache-cu-http-tests")),
+            max_item_bytes: 64 << 20,
+            cron: true,
+            clock: Arc::new(move || clock.fetch_add(1_000, Ordering::SeqCst)),
+            public_url: "http://localhost:6363".into(),
+        };
+        let node = tokio::task::spawn_blocking(move || Node::open(node_config))
+            .await
+            .unwrap()
+            .unwrap();
+        let app = cu_http::router(node.clone(), config);
+        let node_clone = node.clone();
+        let mut f = Fixture {
+            _dir: dir,
+            node,
+            app,
+            user,
+            module: String::new(),
+            pid: String::new(),
+            _last: LastClone(Some(node_clone)),
+        };
+        let module_item = f.user.sign_data_item(&wasm, &TAGS_MODULE, None, None).unwrap();
+        f.module = f.ingest_ok(module_item).await;
+        f.pid = f.spawn("first").await;
+        Some(f)
+    }
+
+    async fn spawn(&self, name: &str) -> String {
+        let item = self
+            .user
+            .sign_data_item(
+                name.as_bytes(),
+                &[
+                    ("Data-Protocol", "ao"),
+                    ("Variant", "ao.TN.1"),
+                    ("Type", "Process"),
+                    ("Module", self.module.as_str()),
+                    ("Scheduler", self.node.address().as_str()),
+                    ("Name", name),
+                ],
+                None,
+                Some(format!("{name:0>32}").as_bytes()),
+            )
+            .unwrap();
+        self.ingest_ok(item).await
+    }
+
+    /// A signed Type=Message item to `pid` with `Action` = action.
+    fn message_item(&self, pid: &str, action: &str, data: &str) -> Vec<u8> {
+        self.user
+            .sign_data_item(
+                data.as_bytes(),
+                &[
+                    ("Data-Protocol", "ao"),
+                    ("Variant", "ao.TN.1"),
+                    ("Type", "Message"),
+                    ("Action", action),
+                ],
+                Some(pid),
+                None,
+            )
+            .unwrap()
+    }
+
+    async fn message(&self, pid: &str, action: &str, data: &str) -> String {
+        self.ingest_ok(self.message_item(pid, action, data)).await
+    }
+
+    async fn ingest_ok(&self, item: Vec<u8>) -> String {
+        let (status, _, body) = self.send(Method::POST, "/", Body::from(item), &[]).await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "POST /: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["message"], "Processing DataItem");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = self.app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, body)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        let (status, headers, body) = self.send(Method::GET, uri, Body::empty(), &[]).await;
+        let ct = headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert!(
+            ct.as_deref().unwrap_or("").starts_with("application/json"),
+            "{uri}: content-type {ct:?}"
+        );
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    async fn post_json(&self, uri: &str, body: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        let (status, _, body) = self
+            .send(Method::POST, uri, Body::from(body.to_owned()), &h)
+            .await;
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{uri}: not JSON: {body:?}")),
+        )
+    }
+}
+
+/// `{"error": "..."}` with a non-empty message containing `needle`.
+fn assert_error(v: &Value, needle: &str) {
+    let msg = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {v}"));
+    assert!(!msg.is_empty());
+    assert!(
+        msg.to_lowercase().contains(&needle.to_lowercase()),
+        "error {msg:?} lacks {needle:?}"
+    );
+}
+
+fn output_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(o) if o.contains_key("data") => match &o["data"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+const UNKNOWN: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_health_and_unknown_routes() {
+    let Some(f) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let (status, v) = f.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["address"], f.node.address());
+    assert!(v["timestamp"].is_u64());
+    let (status, v) = f.get("/healthcheck").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["status"], "ok");
+    let (status, v) = f.get("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["address"], f.node.address());
+
+    let (status, _, body) = f.send(Method::POST, "/no/such/route", Body::empty(), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&serde_json::from_slice(&body).unwrap(), "not found");
+    let (status, _, body) = f.send(Method::DELETE, "/dry-run", Body::empty(), &[]).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&serde_json::from_slice(&body).unwrap(), "not allowed");
+
+    // CORS as the reference (permissive).
+    let (status, headers, _) = f
+        .send(
+            Method::OPTIONS,
+            "/dry-run?process-id=x",
+            Body::empty(),
+            &[
+                ("origin", "http://example.com"),
+                ("access-control-request-method", "POST"),
+            ],
+        )
+        .await;
+    assert!(status.is_success(), "preflight: {status}");
+    assert_eq!(headers.get("access-control-allow-origin").unwrap(), "*");
+    let (_, headers, _) = f
+        .send(
+            Method::GET,
+            "/",
+            Body::empty(),
+            &[("origin", "http://example.com")],
+        )
+        .await;
+    assert_eq!(headers.get("access-control-allow-origin").unwrap(), "*");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_shape_and_errors() {
+    let Some(f) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let id = f.message(&f.pid, "Echo", "hello").await;
+    let (status, v) = f.get(&format!("/result/{id}?process-id={}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(output_text(&v["Output"]), "hello");
+    for key in ["Messages", "Spawns", "Assignments"] {
+        assert_eq!(v[key], json!([]), "{key} in {v}");
+    }
+    assert!(v["GasUsed"].is_number(), "{v}");
+    assert!(v.get("Error").is_none(), "{v}");
+
+    // The outbox of Send is in Messages.
+    let item = f
+        .user
+        .sign_data_item(
+            b"payload",
+            &[("Type", "Message"), ("Action", "Send"), ("Recipient", UNKNOWN)],
+            Some(&f.pid),
+            None,
+        )
+        .unwrap();
+    let send = f.ingest_ok(item).await;
+    let (status, v) = f.get(&format!("/result/{send}?process-id={}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["Messages"][0]["Target"], UNKNOWN);
+    assert_eq!(v["Messages"][0]["Data"], "payload");
+
+    // An error result.
+    let err = f.message(&f.pid, "Error", "").await;
+    let (status, v) = f.get(&format!("/result/{err}?process-id={}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["Error"].as_str().unwrap_or("").contains("boom"), "{v}");
+
+    let (status, v) = f.get(&format!("/result/{id}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "process-id");
+    let (status, v) = f.get(&format!("/result/{id}?process-id=")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "process-id");
+    let (status, v) = f.get(&format!("/result/{id}?process-id={UNKNOWN}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert!(v["error"].is_string());
+    let (status, v) = f.get(&format!("/result/{UNKNOWN}?process-id={}", f.pid)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert!(v["error"].is_string());
+    let (status, v) = f.get(&format!("/result/{id}?process-id=%zz")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "percent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_paging_cursors_and_errors() {
+    let Some(f) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let mut last = String::new();
+    for _ in 0..5 {
+        last = f.message(&f.pid, "Count", "").await;
+    }
+    let (status, _) = f.get(&format!("/result/{last}?process-id={}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // ASC pages of 2 over everything: the spawn message, then Count 1..5.
+    let mut outputs = Vec::new();
+    let mut from: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut uri = format!("/results/{}?limit=2&sort=ASC", f.pid);
+        if let Some(c) = &from {
+            uri.push_str(&format!("&from={c}"));
+        }
+        let (status, v) = f.get(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let edges = v["edges"].as_array().unwrap();
+        assert!(edges.len() <= 2);
+        for e in edges {
+            assert!(e["cursor"].is_string());
+            let node = &e["node"];
+            for key in ["Messages", "Spawns", "Assignments", "Output"] {
+                assert!(node.get(key).is_some(), "{key} in {node}");
+            }
+            outputs.push(output_text(&node["Output"]));
+        }
+        pages += 1;
+        if !v["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        from = Some(edges.last().unwrap()["cursor"].as_str().unwrap().to_owned());
+        assert!(pages < 10);
+    }
+    assert_eq!(outputs.len(), 6, "{outputs:?}");
+    assert_eq!(&outputs[1..], ["1", "2", "3", "4", "5"]);
+    assert_eq!(pages, 3);
+
+    let (status, v) = f.get(&format!("/results/{}?sort=DESC&limit=1", f.pid)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(output_text(&v["edges"][0]["node"]["Output"]), "5");
+    assert_eq!(v["pageInfo"]["hasNextPage"], true);
+    let (status, v) = f.get(&format!("/results/{}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["edges"].as_array().unwrap().len(), 6, "default limit 25");
+
+    let (status, v) = f.get(&format!("/results/{}?sort=sideways", f.pid)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "sort");
+    let (status, v) = f.get(&format!("/results/{}?limit=-3", f.pid)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "limit");
+    let (status, v) = f.get(&format!("/results/{}?from=!!not-a-cursor!!", f.pid)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].is_string());
+    let (status, v) = f.get(&format!("/results/{UNKNOWN}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert!(v["error"].is_string());
+
+    // Cron: the same connection shape; this process has no cron.
+    let (status, v) = f.get(&format!("/cron/{}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["edges"], json!([]));
+    assert_eq!(v["pageInfo"]["hasNextPage"], false);
+    let (status, v) = f.get(&format!("/cron/{UNKNOWN}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_shape_cache_and_errors() {
+    let config = HttpConfig {
+        body_limit: 1 << 20,
+        ..HttpConfig::default()
+    };
+    let Some(f) = Fixture::new(config).await else {
+        return;
+    };
+    let uri = format!("/dry-run?process-id={}", f.pid);
+    let count =
+        json!({"Owner": f.user.address(), "Tags": [{"name": "Action", "value": "Count"}]}).to_string();
+    let (status, v) = f.post_json(&uri, &count, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(output_text(&v["Output"]), "1");
+    for key in ["Messages", "Spawns", "Assignments"] {
+        assert!(v[key].is_array(), "{key} in {v}");
+    }
+    // Cached: same process, same schedule position, same body.
+    let (_, again) = f.post_json(&uri, &count, &[]).await;
+    assert_eq!(again, v);
+    // A new message moves the position: the cached answer is not reused.
+    let id = f.message(&f.pid, "Count", "").await;
+    f.get(&format!("/result/{id}?process-id={}", f.pid)).await;
+    let (status, v) = f.post_json(&uri, &count, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        output_text(&v["Output"]),
+        "2",
+        "dry-run after one Count sees the new state: {v}"
+    );
+    // Another process, same body: its own answer (the reference's cache would return the first one's).
+    let other = f.spawn("other").await;
+    let info = json!({"Owner": "someone", "Tags": [{"name": "Action", "value": "Info"}]}).to_string();
+    let (_, a) = f.post_json(&uri, &info, &[]).await;
+    let (_, b) = f
+        .post_json(&format!("/dry-run?process-id={other}"), &info, &[])
+        .await;
+    assert_eq!(a["Output"]["id"], f.pid.as_str(), "{a}");
+    assert_eq!(b["Output"]["id"], other.as_str(), "{b}");
+    assert_eq!(a["Output"]["readonly"], true);
+
+    let (status, v) = f.post_json("/dry-run", &count, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "process-id");
+    let (status, v) = f.post_json(&uri, "{\"Tags\": [", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "json");
+    let (status, v) = f.post_json(&uri, "[1, 2]", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "object");
+    let (status, v) = f
+        .post_json(&format!("/dry-run?process-id={UNKNOWN}"), &count, &[])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let big = format!("{{\"Data\": \"{}\"}}", "x".repeat(2 << 20));
+    let (status, v) = f.post_json(&uri, &big, &[]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&v, "too large");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_rate_limit_per_client() {
+    let config = HttpConfig {
+        dry_run_rate_limit: Some(RateLimit {
+            window: Duration::from_secs(600),
+            max_requests: 2,
+        }),
+        ..HttpConfig::default()
+    };
+    let Some(f) = Fixture::new(config).await else {
+        return;
+    };
+    let uri = format!("/dry-run?process-id={}", f.pid);
+    let body = |n: u32| {
+        json!({"Owner": "o", "Data": n.to_string(), "Tags": [{"name": "Action", "value": "Echo"}]})
+            .to_string()
+    };
+    let a = [("x-forwarded-for", "10.0.0.1, 10.9.9.9")];
+    assert_eq!(f.post_json(&uri, &body(1), &a).await.0, StatusCode::OK);
+    assert_eq!(f.post_json(&uri, &body(2), &a).await.0, StatusCode::OK);
+    // A cache hit does not count.
+    assert_eq!(f.post_json(&uri, &body(2), &a).await.0, StatusCode::OK);
+    let (status, v) = f.post_json(&uri, &body(3), &a).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(v, json!({"error": "Rate limit exceeded"}));
+    // Another client (first X-Forwarded-For hop, then X-Real-IP).
+    assert_eq!(
+        f.post_json(&uri, &body(3), &[("x-forwarded-for", "10.0.0.2")])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        f.post_json(&uri, &body(4), &[("x-real-ip", "10.0.0.3")]).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_metrics_and_metrics_off() {
+    let Some(f) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let id = f.message(&f.pid, "Count", "").await;
+    f.get(&format!("/result/{id}?process-id={}", f.pid)).await;
+    let (status, headers, body) = f
+        .send(Method::GET, &format!("/state/{}", f.pid), Body::empty(), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get("content-type").unwrap(), "application/octet-stream");
+    assert!(
+        !body.is_empty() && body.len() % 65536 == 0,
+        "memory pages: {}",
+        body.len()
+    );
+    let ts: u64 = headers
+        .get("last-timestamp")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ts >= 1_700_000_000_000);
+    assert_eq!(headers.get("last-ordinate").unwrap(), "1");
+    assert!(headers.get("last-block-height").is_some());
+    let (status, v) = f.get(&format!("/state/{UNKNOWN}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+
+    let (status, headers, body) = f.send(Method::GET, "/metrics", Body::empty(), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        text.contains(
+            "ao_cu_http_request_duration_seconds_count{method=\"GET\",route=\"/state/{pid}\",status=\"200\""
+        ),
+        "{text}"
+    );
+
+    let off = Fixture::new(HttpConfig {
+        metrics: false,
+        ..HttpConfig::default()
+    })
+    .await
+    .unwrap();
+    let (status, _) = off.get("/metrics").await;
+    // With metrics off `/metrics` is not routed: the SU's `/{id}` answers it as an unknown process.
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mu_ingress_rejects_bad_items() {
+    let config = HttpConfig {
+        body_limit: 1 << 20,
+        ..HttpConfig::default()
+    };
+    let Some(f) = Fixture::new(config).await else {
+        return;
+    };
+    let post = |body: Vec<u8>| f.send(Method::POST, "/", Body::from(body), &[]);
+    let (status, _, body) = post(Vec::new()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&serde_json::from_slice(&body).unwrap(), "data item");
+    let (status, _, body) = post(b"not a data item".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(serde_json::from_slice::<Value>(&body).unwrap()["error"].is_string());
+    let mut tampered = f.message_item(&f.pid, "Count", "abc");
+    let n = tampered.len();
+    tampered[n - 1] ^= 1;
+    let (status, _, _) = post(tampered).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Nothing was scheduled: the next message is nonce 1.
+    let id = f.message(&f.pid, "Count", "").await;
+    let (_, v) = f.get(&format!("/{id}?process-id={}", f.pid)).await;
+    let nonce = v["assignment"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Nonce")
+        .unwrap();
+    assert_eq!(nonce["value"], "1", "{v}");
+    // A message to an unknown process.
+    let (status, _, _) = post(f.message_item(UNKNOWN, "Count", "")).await;
+    assert!(
+        status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+        "{status}"
+    );
+    // Too large.
+    let (status, _, body) = post(vec![0u8; 2 << 20]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&serde_json::from_slice(&body).unwrap(), "too large");
+    // Assignments through the MU are not offered.
+    let (status, _, _) = f
+        .send(
+            Method::POST,
+            &format!("/?process-id={}&assign={id}", f.pid),
+            Body::empty(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_and_su_routes() {
+    let Some(f) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    // The query aoconnect's spawn sends for the module.
+    let query = "query GetTransactions ($transactionIds: [ID!]!) { transactions(ids: $transactionIds) { edges { node { owner { address } tags { name value } block { id height timestamp } } } } }";
+    let body = json!({"query": query, "variables": {"transactionIds": [f.module]}}).to_string();
+    let (status, v) = f.post_json("/graphql", &body, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let node = &v["data"]["transactions"]["edges"][0]["node"];
+    assert_eq!(node["owner"]["address"], f.user.address());
+    assert!(
+        node["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "Module-Format"),
+        "{v}"
+    );
+    let (status, v) = f.post_json("/graphql", "{", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "json");
+    let (status, v) = f.post_json("/graphql", "{\"variables\": {}}", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "query");
+
+    let (status, v) = f.get("/timestamp").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        v.get("timestamp").is_some() && v.get("block_height").is_some(),
+        "{v}"
+    );
+
+    let (status, v) = f.get(&format!("/processes/{}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v.to_string().contains(&f.pid), "{v}");
+    let (status, _) = f.get(&format!("/processes/{UNKNOWN}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let id = f.message(&f.pid, "Echo", "su").await;
+    let (status, v) = f.get(&format!("/{}/latest", f.pid)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["message"]["id"], id.as_str(), "{v}");
+    let (status, _) = f.get(&format!("/{UNKNOWN}/latest")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A page of the schedule, as the reference CU reads it.
+    let (status, v) = f.get(&format!("/{}?process-id={}&limit=1", f.pid, f.pid)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["edges"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["page_info"]["has_next_page"], true, "{v}");
+    let (status, v) = f.get(&format!("/{}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["edges"].as_array().unwrap().len(), 2, "{v}");
+    let (status, v) = f.get(&format!("/{}?limit=x", f.pid)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "limit");
+    // One message.
+    let (status, v) = f.get(&format!("/{id}?process-id={}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["message"]["id"], id.as_str());
+    assert!(
+        v["assignment"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "Hash-Chain"),
+        "{v}"
+    );
+    let (status, _) = f.get(&format!("/{UNKNOWN}?process-id={}", f.pid)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = f.get(&format!("/{UNKNOWN}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hbu_result_takes_a_schedule_page() {
+    let Some(f) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let id = f.message(&f.pid, "Echo", "via hbu").await;
+    // The page HyperBEAM would send for slot 1: the SU's own wire format for that message.
+    let (status, page) = f.get(&format!("/{}?process-id={}", f.pid, f.pid)).await;
+    assert_eq!(status, StatusCode::OK);
+    let edge = page["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["node"]["message"]["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    let body = json!({"page_info": {"has_next_page": false}, "edges": [edge]}).to_string();
+    let uri = format!("/result/1?process-id={}", f.pid);
+    let (status, headers, reply) = f
+        .send(
+            Method::POST,
+            &uri,
+            Body::from(body.clone()),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply));
+    let v: Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(output_text(&v["Output"]), "via hbu", "{v}");
+    assert_eq!(headers.get("slot").unwrap(), "1");
+    for h in ["timestamp", "block-height"] {
+        assert!(headers.get(h).is_some(), "header {h}: {headers:?}");
+    }
+
+    let (status, v) = f
+        .post_json(&format!("/result/one?process-id={}", f.pid), &body, &[])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "slot");
+    let (status, v) = f.post_json(&uri, "{not json", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "json");
+    let (status, v) = f.post_json("/result/1", &body, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "process-id");
+}
