@@ -4,6 +4,7 @@
 //! Work in progress: see the crate's report.
 
 mod error;
+pub mod graphql;
 mod node;
 
 pub use error::NodeError;

@@ -14,6 +14,7 @@ use cu_wasm::Loader;
 use serde_json::{Map, Value, json};
 
 use crate::error::NodeError;
+use crate::graphql;
 
 /// Default most bytes of an ingested data item.
 pub const DEFAULT_MAX_ITEM_BYTES: usize = 64 << 20;
@@ -786,10 +787,105 @@ impl Node {
         wire::timestamp_json(self.now())
     }
 
-    /// The GraphQL subset aoconnect needs.
-    pub fn graphql(&self, _query: &str, _variables: Value) -> Result<Value, NodeError> {
-        let _ = &self.inner.public_url;
-        Err(NodeError::NotImplemented("graphql"))
+    /// The GraphQL subset aoconnect needs (see [`crate::graphql`]): `transactions` over the stored modules,
+    /// processes and messages, plus the node's own `Scheduler-Location` record (`Url` = its public URL).
+    pub fn graphql(&self, query: &str, variables: Value) -> Result<Value, NodeError> {
+        let fields = graphql::parse(query, &variables)?;
+        let mut data = Map::new();
+        for f in fields {
+            match f.name() {
+                "transactions" => {
+                    let filter = f.tx_filter();
+                    let mut nodes = Vec::new();
+                    match &filter.ids {
+                        Some(ids) => {
+                            for id in ids {
+                                if let Some(n) = self.gql_node(id)? {
+                                    nodes.push(n);
+                                }
+                            }
+                        }
+                        None => {
+                            nodes.push(self.scheduler_location());
+                            for pid in self.inner.store.process_ids()? {
+                                if let Some(n) = self.gql_node(&pid)? {
+                                    nodes.push(n);
+                                }
+                            }
+                        }
+                    }
+                    nodes.retain(|n| filter.matches(n));
+                    data.insert(
+                        "transactions".into(),
+                        graphql::transactions_answer(&f, nodes, filter.first),
+                    );
+                }
+                other => return Err(bad(format!("GraphQL: field {other:?} is not supported"))),
+            }
+        }
+        Ok(json!({ "data": data }))
+    }
+
+    fn scheduler_location(&self) -> Value {
+        use sha2::Digest;
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(format!(
+            "Scheduler-Location:{}",
+            self.inner.address
+        )));
+        json!({
+            "id": id, "anchor": null, "signature": null, "recipient": "",
+            "owner": {"address": self.inner.address, "key": self.inner.wallet.owner_b64url()},
+            "fee": {"winston": "0", "ar": "0"}, "quantity": {"winston": "0", "ar": "0"},
+            "data": {"size": "0", "type": null},
+            "tags": [
+                {"name": "Data-Protocol", "value": "ao"},
+                {"name": "Variant", "value": "ao.TN.1"},
+                {"name": "Type", "value": "Scheduler-Location"},
+                {"name": "Url", "value": self.inner.public_url},
+                {"name": "Time-To-Live", "value": "3600000"},
+            ],
+            "block": null, "parent": null,
+        })
+    }
+
+    /// The gateway node of a stored item: a module, a process (its spawn) or a scheduled message.
+    fn gql_node(&self, id: &str) -> Result<Option<Value>, NodeError> {
+        let sl = self.scheduler_location();
+        if sl["id"] == id {
+            return Ok(Some(sl));
+        }
+        let reads = self.inner.scheduler.reads();
+        let found = match reads.by_nonce(id, 0)? {
+            Some(r) => Some((r.message, r.timestamp, r.block_height)),
+            None => reads.message_item(id)?.map(|raw| (Some(raw), 0, 0)),
+        };
+        if let Some((Some(raw), ts, height)) = found {
+            let item = DataItem::parse(&raw).map_err(|e| NodeError::Internal(e.to_string()))?;
+            let block = if ts > 0 {
+                json!({"id": format!("local-{height}"), "timestamp": ts / 1000, "height": height, "previous": null})
+            } else {
+                Value::Null
+            };
+            return Ok(Some(json!({
+                "id": item.id(), "anchor": wire::anchor_of(&item), "signature": item.signature_b64url(),
+                "recipient": item.target().unwrap_or_default(),
+                "owner": {"address": item.owner_address(), "key": item.owner_b64url()},
+                "fee": {"winston": "0", "ar": "0"}, "quantity": {"winston": "0", "ar": "0"},
+                "data": {"size": item.data().len().to_string(), "type": item.tag("Content-Type")},
+                "tags": item.tags().iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
+                "block": block, "parent": null,
+            })));
+        }
+        if let Some(m) = self.inner.store.module(id)? {
+            return Ok(Some(json!({
+                "id": m.id, "anchor": null, "signature": null, "recipient": "",
+                "owner": {"address": m.owner, "key": null},
+                "fee": {"winston": "0", "ar": "0"}, "quantity": {"winston": "0", "ar": "0"},
+                "data": {"size": m.wasm.len().to_string(), "type": null},
+                "tags": tags_value(&m.tags), "block": null, "parent": null,
+            })));
+        }
+        Ok(None)
     }
 
     /// Prometheus text: engine stats and node counters.

@@ -432,3 +432,66 @@ fn cron_ticks_with_a_fake_clock() {
     assert_eq!(outs.len(), 1 + 8 + 1, "{outs:?}");
     assert_eq!(outs.last().unwrap(), "\"1\"");
 }
+
+#[test]
+fn graphql_answers_the_queries_aoconnect_sends() {
+    let Some(wasm) = lua_wasm() else { return };
+    let f = open(tempfile::tempdir().unwrap(), false);
+    let m = module(&f, &wasm);
+    let pid = spawn(&f, &m, &[]);
+    // aoconnect spawn: verifyModule (loadTransactionMeta).
+    let q = r#"
+    query GetTransactions ($transactionIds: [ID!]!) {
+      transactions(ids: $transactionIds) {
+        edges { node { owner { address } tags { name value } block { id height timestamp } } }
+      }
+    }"#;
+    let r = f.node.graphql(q, json!({"transactionIds": [m]})).unwrap();
+    let node = &r["data"]["transactions"]["edges"][0]["node"];
+    assert_eq!(
+        node.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["owner", "tags", "block"]
+    );
+    assert!(
+        node["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "Module-Format")
+    );
+    assert_eq!(node["owner"]["address"], f.user.address().as_str());
+    // ao-scheduler-utils: the Scheduler-Location of the node's address.
+    let q = r#"
+    query GetSchedulerLocation ($owner: String!) {
+      transactions (
+        owners: [$owner]
+        tags: [
+          { name: "Data-Protocol", values: ["ao"] },
+          { name: "Type", values: ["Scheduler-Location"] }
+        ]
+        # Only need the most recent Scheduler-Location
+        sort: HEIGHT_DESC
+        first: 1
+      ) { edges { node { tags { name value } } } }
+    }"#;
+    let r = f.node.graphql(q, json!({"owner": f.node.address()})).unwrap();
+    let tags = r["data"]["transactions"]["edges"][0]["node"]["tags"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(tags.contains(&json!({"name": "Url", "value": "http://localhost:6363"})));
+    assert!(tags.iter().any(|t| t["name"] == "Time-To-Live"));
+    let r = f.node.graphql(q, json!({"owner": "someone-else"})).unwrap();
+    assert_eq!(r["data"]["transactions"]["edges"], json!([]));
+    // The process with the Data-Protocol filter, and its block.
+    let q = r#"query GetTransactions ($transactionIds: [ID!]!) {
+      transactions(ids: $transactionIds tags: [{ name: "Data-Protocol", values: ["ao"] }]) {
+        pageInfo { hasNextPage } edges { cursor node { id recipient tags { name value } block { height timestamp } } } } }"#;
+    let r = f.node.graphql(q, json!({"transactionIds": [pid]})).unwrap();
+    let t = &r["data"]["transactions"];
+    assert_eq!(t["pageInfo"]["hasNextPage"], false);
+    assert_eq!(t["edges"][0]["node"]["id"], pid.as_str());
+    assert_eq!(t["edges"][0]["node"]["block"]["timestamp"], 1_750_000_000);
+    assert!(f.node.graphql("{ blocks { edges } }", json!({})).is_err());
+    assert!(f.node.graphql("query { transactions(", json!({})).is_err());
+}
