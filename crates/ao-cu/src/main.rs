@@ -50,11 +50,17 @@ enum AttestCommand {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `AO_CU_LOG` (tracing's env-filter syntax) sets the log level; a server logs `info` by default.
+    let filter = match (std::env::var("AO_CU_LOG"), &cli.command) {
+        (Err(_), Command::Serve(_)) => tracing_subscriber::EnvFilter::new("info"),
+        _ => tracing_subscriber::EnvFilter::from_env("AO_CU_LOG"),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("AO_CU_LOG"))
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Eval(args) => match eval::run(args) {
             Ok(()) => ExitCode::SUCCESS,

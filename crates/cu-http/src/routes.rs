@@ -16,6 +16,7 @@ use cu_node::{Node, NodeError, ResultsParams};
 use serde_json::Value;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::HttpConfig;
 use crate::cache::{DryRunCache, DryRunKey, RateLimiter};
@@ -65,6 +66,7 @@ pub fn router(node: Node, config: HttpConfig) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(TraceLayer::new_for_http())
         .layer(CorsLayer::permissive())
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
