@@ -26,9 +26,6 @@ pub enum NodeError {
     /// Anything else (500).
     #[error("{0}")]
     Internal(String),
-    /// Not implemented yet (501); removed once every part is done.
-    #[error("not implemented: {0}")]
-    NotImplemented(&'static str),
 }
 
 impl NodeError {
@@ -42,7 +39,6 @@ impl NodeError {
             NodeError::RateLimited(_) => 429,
             NodeError::Busy(_) => 503,
             NodeError::Internal(_) => 500,
-            NodeError::NotImplemented(_) => 501,
         }
     }
 }

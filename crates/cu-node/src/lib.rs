@@ -1,10 +1,23 @@
 //! ao-cu's node: the use cases of `ao-cu serve` (a Messenger, Scheduler and Compute Unit in one), with no
 //! HTTP in it (`cu-http` maps routes onto [`Node`]).
 //!
-//! Work in progress: see the crate's report.
+//! - [`Node::ingest`] is the MU: it verifies a signed ANS-104 item (Arweave or Ethereum signature) and
+//!   registers a module, spawns a process (scheduled as nonce 0 of itself) or schedules a message; the
+//!   embedded scheduler (`cu-scheduler`) commits nonce, timestamp, block height, hash chain, the signed
+//!   assignment, due cron messages and the log entry in one transaction before `ingest` returns.
+//! - The engine (`cu-engine`) evaluates each process's log; [`Node::result`], [`Node::results`],
+//!   [`Node::cron`], [`Node::dry_run`] and [`Node::state`] are the reference CU's read routes.
+//! - Outbox: a delivery thread waits for each process's results and delivers `Messages` to local
+//!   targets (signed by the node wallet with the MU's tags `Data-Protocol`, `Type`, `From-Process`,
+//!   `From-Module`, `Pushed-For`), `Spawns` (new processes) and `Assignments` (existing messages assigned
+//!   to other local processes). Each delivered item is marked in the same transaction that schedules
+//!   it, so a restart never delivers twice; outboxes to processes that are not local are not delivered.
+//! - [`hbu`]: HyperBEAM's `POST /result/:slot` (evaluate SU-wire pages scheduled elsewhere).
+//! - [`graphql`]: the gateway GraphQL subset aoconnect needs, from the local store.
 
 mod error;
 pub mod graphql;
+pub mod hbu;
 mod node;
 
 pub use error::NodeError;

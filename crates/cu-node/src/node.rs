@@ -14,7 +14,7 @@ use cu_wasm::Loader;
 use serde_json::{Map, Value, json};
 
 use crate::error::NodeError;
-use crate::graphql;
+use crate::{graphql, hbu};
 
 /// Default most bytes of an ingested data item.
 pub const DEFAULT_MAX_ITEM_BYTES: usize = 64 << 20;
@@ -470,8 +470,10 @@ impl Node {
             }
             Some("Message") | None => {
                 let target = item.target().ok_or_else(|| bad("a message needs a Target"))?;
-                if self.inner.store.process(&target)?.is_none() {
-                    return Err(bad(format!("process {target} not found")));
+                if self.inner.scheduler.reads().by_nonce(&target, 0)?.is_none() {
+                    return Err(bad(format!(
+                        "process {target} not found (or not scheduled by this node)"
+                    )));
                 }
                 self.schedule_item(&target, &item, raw.to_vec(), Vec::new())?;
                 self.inner.ingested.fetch_add(1, Relaxed);
@@ -714,14 +716,104 @@ impl Node {
         })
     }
 
-    /// hbu mode: evaluates one SU-wire-format page's message at `slot`.
+    /// hbu mode: evaluates the message at `slot` of one SU-wire-format page (see [`crate::hbu`]); the
+    /// result JSON and the headers `slot`, `timestamp`, `block-height`, `ao-types`. Slot 0 (the process
+    /// itself) creates the process (its module must be registered here). Slots must arrive in order.
     pub async fn hbu_result(
         &self,
-        _process_id: &str,
-        _slot: u64,
-        _page: Value,
+        process_id: &str,
+        slot: u64,
+        page: Value,
     ) -> Result<(Value, Vec<(String, String)>), NodeError> {
-        Err(NodeError::NotImplemented("hbu mode"))
+        hbu::check_chain(&page)?;
+        let edge = hbu::edge_at(&page, slot)?;
+        let assignment = &edge["node"]["assignment"];
+        let message = match &edge["node"]["message"] {
+            Value::Null => {
+                let mid = hbu::tag(&assignment["tags"], "Message")
+                    .ok_or_else(|| bad("an assignment without message needs a Message tag"))?;
+                let raw = self.inner.scheduler.reads().message_item(mid)?.ok_or_else(|| {
+                    NodeError::Unprocessable(format!("assigned message {mid} is not known here"))
+                })?;
+                let item = DataItem::parse(&raw).map_err(|e| NodeError::Internal(e.to_string()))?;
+                wire::message_json(&item)
+            }
+            m => m.clone(),
+        };
+        let (msg_json, nonce, timestamp, height, mid) = hbu::msg_of(&message, assignment)?;
+        let pos = slot + 1;
+        let store = &self.inner.store;
+        if slot == 0 && store.process(process_id)?.is_none() {
+            if mid != process_id {
+                return Err(bad("slot 0 must be the process itself"));
+            }
+            let module_id = hbu::tag(&message["tags"], "Module")
+                .ok_or_else(|| bad("Tag 'Module': was not found on process"))?;
+            let module = store.module(module_id)?.ok_or_else(|| {
+                NodeError::Unprocessable(format!("module {module_id} is not registered here"))
+            })?;
+            let ptags: Vec<(String, String)> = message["tags"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.get("name")?.as_str()?.to_string(),
+                        t.get("value")?.as_str()?.to_string(),
+                    ))
+                })
+                .collect();
+            check_limits(&ptags, &module.tags)?;
+            let owner = hbu::address_from(&message["owner"]);
+            store.commit_schedule(cu_store::schedule::ScheduleBatch {
+                process: Some(ProcessRecord {
+                    id: process_id.to_string(),
+                    module_id: module.id.clone(),
+                    owner: owner.clone(),
+                    tags: store_tags(&ptags),
+                    env_json: hbu::env_of(process_id, &owner, &message["tags"], &module),
+                    block_height: height,
+                    timestamp,
+                    spawn_json: msg_json.clone(),
+                }),
+                ..Default::default()
+            })?;
+        }
+        self.known_process(process_id)?;
+        let last = store.last_pos(process_id)?;
+        if pos == last + 1 {
+            store.append(&[cu_store::LogEntry {
+                process_id: process_id.to_string(),
+                pos,
+                message_id: Some(mid.clone()),
+                nonce: Some(nonce),
+                timestamp,
+                block_height: height,
+                cron: None,
+                msg_json,
+            }])?;
+        } else if pos > last + 1 {
+            return Err(NodeError::Unprocessable(format!(
+                "slot {slot} of process {process_id}: slots {last} to {} were never posted",
+                slot - 1
+            )));
+        } else {
+            let have = store.log_range(process_id, pos, 1)?;
+            if have.first().and_then(|e| e.message_id.as_deref()) != Some(mid.as_str()) {
+                return Err(NodeError::Unprocessable(format!(
+                    "slot {slot} of process {process_id} already holds another message"
+                )));
+            }
+        }
+        self.evaluate_to(process_id, pos).await?;
+        let r = store
+            .result(process_id, pos)?
+            .ok_or_else(|| NodeError::Internal(format!("result at {pos} missing after evaluation")))?;
+        Ok((
+            result_shape(&r.output_json, true)?,
+            hbu::headers(slot, timestamp, height),
+        ))
     }
 
     /// SU `GET /processes/:pid`.
@@ -1123,10 +1215,10 @@ fn dry_run_msg(
     ];
     let mut m = Map::new();
     for k in order {
-        if let Some(v) = all.remove(k) {
-            if !v.is_null() {
-                m.insert(k.into(), v);
-            }
+        if let Some(v) = all.remove(k)
+            && !v.is_null()
+        {
+            m.insert(k.into(), v);
         }
     }
     Ok(Value::Object(m).to_string())

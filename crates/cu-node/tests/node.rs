@@ -74,8 +74,14 @@ fn open(dir: tempfile::TempDir, cron: bool) -> Fixture {
 }
 
 fn module(f: &Fixture, wasm: &[u8]) -> String {
-    let raw = f
-        .user
+    let raw = module_item(f, wasm);
+    let r = f.node.ingest(&raw).unwrap();
+    assert_eq!(r.kind, IngestKind::Module);
+    r.id
+}
+
+fn module_item(f: &Fixture, wasm: &[u8]) -> Vec<u8> {
+    f.user
         .sign_data_item(
             wasm,
             &[
@@ -90,10 +96,7 @@ fn module(f: &Fixture, wasm: &[u8]) -> String {
             None,
             None,
         )
-        .unwrap();
-    let r = f.node.ingest(&raw).unwrap();
-    assert_eq!(r.kind, IngestKind::Module);
-    r.id
+        .unwrap()
 }
 
 fn spawn(f: &Fixture, module_id: &str, extra: &[(&str, &str)]) -> String {
@@ -494,4 +497,61 @@ fn graphql_answers_the_queries_aoconnect_sends() {
     assert_eq!(t["edges"][0]["node"]["block"]["timestamp"], 1_750_000_000);
     assert!(f.node.graphql("{ blocks { edges } }", json!({})).is_err());
     assert!(f.node.graphql("query { transactions(", json!({})).is_err());
+}
+
+#[test]
+fn hbu_mode_evaluates_pages_of_another_scheduler() {
+    let Some(wasm) = lua_wasm() else { return };
+    let rt = rt();
+    // The scheduler side: our own node's SU pages stand in for HyperBEAM's.
+    let su = open(tempfile::tempdir().unwrap(), false);
+    let module_raw = module_item(&su, &wasm);
+    let m = su.node.ingest(&module_raw).unwrap().id;
+    let pid = spawn(&su, &m, &[]);
+    let a = message(&su, &pid, &[("Action", "Count")], b"");
+    let b = message(&su, &pid, &[("Action", "Echo")], b"from hb");
+    let page = su.node.su_messages(&pid, None, None, None).unwrap();
+    let want = rt.block_on(su.node.result(&pid, &b)).unwrap();
+    rt.block_on(su.node.result(&pid, &a)).unwrap();
+
+    let cu = open(tempfile::tempdir().unwrap(), false);
+    assert_eq!(cu.node.ingest(&module_raw).unwrap().id, m);
+    // Slots must arrive in order.
+    let err = rt
+        .block_on(cu.node.hbu_result(&pid, 1, page.clone()))
+        .unwrap_err();
+    assert_eq!(err.status(), 404, "{err}");
+    rt.block_on(cu.node.hbu_result(&pid, 0, page.clone())).unwrap();
+    let err = rt
+        .block_on(cu.node.hbu_result(&pid, 2, page.clone()))
+        .unwrap_err();
+    assert_eq!(err.status(), 422, "{err}");
+    let (r1, h1) = rt.block_on(cu.node.hbu_result(&pid, 1, page.clone())).unwrap();
+    assert_eq!(r1["Output"], "1");
+    assert_eq!(h1[0], ("slot".to_string(), "1".to_string()));
+    let (r2, h2) = rt.block_on(cu.node.hbu_result(&pid, 2, page.clone())).unwrap();
+    assert_eq!(r2, want);
+    let ts = page["edges"][2]["cursor"].as_str().unwrap();
+    assert!(h2.contains(&("timestamp".to_string(), ts.to_string())));
+    // Posting a slot again answers the same result.
+    assert_eq!(
+        rt.block_on(cu.node.hbu_result(&pid, 2, page.clone())).unwrap().0,
+        want
+    );
+    // A broken hash chain is a 422.
+    let mut bad = page.clone();
+    let tags = bad["edges"][2]["node"]["assignment"]["tags"]
+        .as_array_mut()
+        .unwrap();
+    for t in tags.iter_mut() {
+        if t["name"] == "Hash-Chain" {
+            t["value"] = json!(cu_scheduler::hash_chain(&pid, None).unwrap());
+        }
+    }
+    assert_eq!(
+        rt.block_on(cu.node.hbu_result(&pid, 2, bad))
+            .unwrap_err()
+            .status(),
+        422
+    );
 }

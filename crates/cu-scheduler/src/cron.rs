@@ -174,7 +174,7 @@ pub struct Point {
 }
 
 fn ceil_div(a: u64, b: u64) -> u64 {
-    a / b + u64::from(a % b != 0)
+    a / b + u64::from(!a.is_multiple_of(b))
 }
 
 /// The cron ticks of the segment that starts at scheduled message `left` and ends before `right_ts`
