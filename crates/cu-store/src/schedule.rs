@@ -432,3 +432,123 @@ impl ScheduleReads {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::{SCHEMA_VERSION, StoreOptions};
+
+    fn process(id: &str) -> ProcessRecord {
+        ProcessRecord {
+            id: id.into(),
+            module_id: "m".into(),
+            owner: "o".into(),
+            tags: vec![],
+            env_json: "{}".into(),
+            block_height: 1,
+            timestamp: 2,
+            spawn_json: "{}".into(),
+        }
+    }
+
+    fn entry(pid: &str, pos: u64, nonce: u64) -> ScheduledEntry {
+        ScheduledEntry {
+            entry: LogEntry {
+                process_id: pid.into(),
+                pos,
+                message_id: Some(format!("msg{nonce}")),
+                nonce: Some(nonce),
+                timestamp: 1000 + nonce,
+                block_height: 1,
+                cron: None,
+                msg_json: "{}".into(),
+            },
+            schedule: Some(ScheduleRecord {
+                process_id: pid.into(),
+                nonce,
+                epoch: 0,
+                message_id: format!("msg{nonce}"),
+                assignment_id: format!("a{nonce}"),
+                timestamp: 1000 + nonce,
+                block_height: 1,
+                hash_chain: "h".into(),
+                pos,
+                assignment: vec![1, 2, 3],
+                message: Some(vec![nonce as u8]),
+            }),
+        }
+    }
+
+    #[test]
+    fn batches_are_all_or_nothing_and_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let reads = ScheduleReads::new(&store);
+        // A batch with a gap in positions writes nothing, not even its process.
+        let err = store
+            .commit_schedule(ScheduleBatch {
+                process: Some(process("p1")),
+                entries: vec![entry("p1", 1, 0), entry("p1", 3, 1)],
+                ..ScheduleBatch::default()
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::OutOfOrder { .. }), "{err}");
+        assert!(store.process("p1").unwrap().is_none());
+        assert!(reads.last("p1").unwrap().is_none());
+        store
+            .commit_schedule(ScheduleBatch {
+                process: Some(process("p1")),
+                entries: vec![entry("p1", 1, 0), entry("p1", 2, 1)],
+                cron_marks: vec![("p1".into(), 5000)],
+                delivered: vec![DeliveryMark {
+                    process_id: "p0".into(),
+                    pos: 7,
+                    item: "m0".into(),
+                }],
+                outbox_cursors: vec![("p0".into(), 7)],
+            })
+            .unwrap();
+        assert_eq!(store.last_pos("p1").unwrap(), 2);
+        assert_eq!(reads.last("p1").unwrap().unwrap().nonce, 1);
+        assert_eq!(reads.by_message("p1", "msg0").unwrap().unwrap().pos, 1);
+        assert_eq!(reads.message_item("msg1").unwrap(), Some(vec![1]));
+        assert_eq!(reads.page("p1", Some(1000), None, 10).unwrap().len(), 1);
+        assert_eq!(reads.page("p1", None, Some(1000), 10).unwrap().len(), 1);
+        assert_eq!(reads.cron_mark("p1").unwrap(), Some(5000));
+        assert!(reads.delivered("p0", 7, "m0").unwrap());
+        assert!(!reads.delivered("p0", 7, "m1").unwrap());
+        assert_eq!(reads.outbox_cursor("p0").unwrap(), 7);
+        // A process that exists is refused.
+        let err = store
+            .commit_schedule(ScheduleBatch {
+                process: Some(process("p1")),
+                ..ScheduleBatch::default()
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Exists { .. }));
+    }
+
+    #[test]
+    fn version_1_databases_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(
+                "DROP TABLE schedule; DROP TABLE cron_marks; DROP TABLE outbox; DROP TABLE outbox_cursor; \
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let reads = ScheduleReads::new(&store);
+        assert!(reads.last("p").unwrap().is_none());
+        assert_eq!(reads.outbox_cursor("p").unwrap(), 0);
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 2);
+    }
+}
