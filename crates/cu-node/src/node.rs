@@ -1038,15 +1038,31 @@ impl Node {
         out
     }
 
-    /// Stops the engine (checkpointing per policy).
+    /// Stops outbox delivery and the engine (checkpointing per policy). Waits up to 60 s for other
+    /// clones (an outbox delivery in progress) to go away.
     pub fn shutdown(self) -> Result<(), NodeError> {
         if let Ok(mut g) = self.inner.outbox.lock() {
             g.take();
         }
-        let inner = Arc::try_unwrap(self.inner)
-            .map_err(|_| NodeError::Internal("the node is still in use (clones alive)".into()))?;
-        inner.engine.shutdown()?;
-        Ok(())
+        let mut inner = self.inner;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match Arc::try_unwrap(inner) {
+                Ok(i) => {
+                    i.engine.shutdown()?;
+                    return Ok(());
+                }
+                Err(still) if std::time::Instant::now() < deadline => {
+                    inner = still;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(_) => {
+                    return Err(NodeError::Internal(
+                        "the node is still in use (clones alive)".into(),
+                    ));
+                }
+            }
+        }
     }
 }
 

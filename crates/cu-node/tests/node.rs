@@ -555,3 +555,98 @@ fn hbu_mode_evaluates_pages_of_another_scheduler() {
         422
     );
 }
+
+#[test]
+fn restart_continues_the_schedule_and_never_redelivers() {
+    let Some(wasm) = lua_wasm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let f = open(dir, false);
+    let rt = rt();
+    let m = module(&f, &wasm);
+    let a = spawn(&f, &m, &[]);
+    let b = spawn(&f, &m, &[]);
+    let id = message(
+        &f,
+        &a,
+        &[("Action", "Send"), ("Recipient", &b), ("Reply-Action", "Count")],
+        b"x",
+    );
+    rt.block_on(f.node.result(&a, &id)).unwrap();
+    let count = |n: &Node, p: &str| {
+        n.su_messages(p, None, None, None).unwrap()["edges"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(&f.node, &b) < 2 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let Fixture {
+        node,
+        clock,
+        user,
+        _dir,
+    } = f;
+    node.shutdown().unwrap();
+    // Reopen the same directory.
+    let c = clock.clone();
+    let node = Node::open(NodeConfig {
+        data_dir: path,
+        wallet: wallet(),
+        engine: EngineConfig {
+            workers: 1,
+            pin_cores: false,
+            dry_run_workers: 1,
+            ..EngineConfig::default()
+        },
+        store: cu_store::StoreOptions::default(),
+        aot_cache: None,
+        max_item_bytes: cu_node::DEFAULT_MAX_ITEM_BYTES,
+        cron: false,
+        clock: Arc::new(move || c.load(Ordering::SeqCst)),
+        public_url: "http://localhost:6363".into(),
+    })
+    .unwrap();
+    let f = Fixture {
+        node,
+        clock,
+        user,
+        _dir,
+    };
+    // The outbox thread re-checks every process at start (after A is evaluated again); nothing is
+    // delivered twice.
+    rt.block_on(f.node.result(&a, &id)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert_eq!(count(&f.node, &b), 2);
+    // The schedule continues: nonce 2 on A, chained to nonce 1.
+    let id2 = message(&f, &a, &[("Action", "Count")], b"");
+    assert_eq!(rt.block_on(f.node.result(&a, &id2)).unwrap()["Output"], "1");
+    let page = f.node.su_messages(&a, None, None, None).unwrap();
+    let edges = page["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 3);
+    let tag = |e: &Value, n: &str| {
+        e["node"]["assignment"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == n)
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(tag(&edges[2], "Nonce"), "2");
+    let expected = cu_scheduler::hash_chain(
+        &tag(&edges[1], "Hash-Chain"),
+        edges[1]["node"]["assignment"]["id"].as_str(),
+    )
+    .unwrap();
+    assert_eq!(tag(&edges[2], "Hash-Chain"), expected);
+    assert!(
+        tag(&edges[2], "Timestamp").parse::<u64>().unwrap()
+            > tag(&edges[1], "Timestamp").parse::<u64>().unwrap()
+    );
+}
