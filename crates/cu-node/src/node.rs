@@ -461,7 +461,10 @@ impl Node {
                 })
             }
             Some("Process") => {
-                self.spawn(&item, raw.to_vec(), Vec::new())?;
+                // A retried spawn answers its id again without scheduling anything.
+                if self.inner.scheduler.reads().by_nonce(&id, 0)?.is_none() {
+                    self.spawn(&item, raw.to_vec(), Vec::new())?;
+                }
                 self.inner.ingested.fetch_add(1, Relaxed);
                 Ok(Ingested {
                     id,
@@ -475,7 +478,10 @@ impl Node {
                         "process {target} not found (or not scheduled by this node)"
                     )));
                 }
-                self.schedule_item(&target, &item, raw.to_vec(), Vec::new())?;
+                // A retried message answers its id again without scheduling it twice.
+                if self.inner.scheduler.reads().by_message(&target, &id)?.is_none() {
+                    self.schedule_item(&target, &item, raw.to_vec(), Vec::new())?;
+                }
                 self.inner.ingested.fetch_add(1, Relaxed);
                 Ok(Ingested {
                     id,

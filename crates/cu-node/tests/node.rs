@@ -288,6 +288,14 @@ fn bad_items_store_nothing_and_unknown_process_is_404() {
             .len()
     };
     assert_eq!(page(&f), 1);
+    // A retried item is answered with its id and scheduled once.
+    let raw = f
+        .user
+        .sign_data_item(b"x", &[("Type", "Message"), ("Action", "Echo")], Some(&pid), None)
+        .unwrap();
+    let first = f.node.ingest(&raw).unwrap().id;
+    assert_eq!(f.node.ingest(&raw).unwrap().id, first);
+    assert_eq!(page(&f), 2);
     // Tampered signature.
     let mut raw = f
         .user
@@ -330,7 +338,7 @@ fn bad_items_store_nothing_and_unknown_process_is_404() {
         )
         .unwrap();
     assert_eq!(f.node.ingest(&raw).unwrap_err().status(), 413);
-    assert_eq!(page(&f), 1);
+    assert_eq!(page(&f), 2);
     assert_eq!(
         f.node
             .results(&other, ResultsParams::default())
