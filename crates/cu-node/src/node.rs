@@ -281,7 +281,8 @@ impl Node {
                 let Some(target) = m.get("Target").and_then(Value::as_str) else {
                     continue;
                 };
-                if store.process(target)?.is_none() {
+                // Only processes this node schedules (not wallets, not remote or hbu processes).
+                if reads.by_nonce(target, 0)?.is_none() {
                     continue;
                 }
                 let mut tags = filtered_tags(
@@ -362,7 +363,7 @@ impl Node {
                     .unwrap_or_default();
                 for t in targets.iter().filter_map(Value::as_str) {
                     let key = format!("a{i}:{t}");
-                    if reads.delivered(pid, pos, &key)? || store.process(t)?.is_none() {
+                    if reads.delivered(pid, pos, &key)? || reads.by_nonce(t, 0)?.is_none() {
                         continue;
                     }
                     let req = ScheduleRequest {

@@ -244,7 +244,8 @@ impl Scheduler {
         .collect()
     }
 
-    /// Schedules one message at `now` (ms): appends the cron messages due before it, assigns the next
+    /// Schedules one message at `now` (ms) (a message already scheduled on the process is answered with
+    /// its existing assignment, nothing is written): appends the cron messages due before it, assigns the next
     /// nonce, a timestamp `> previous` (and past generated crons), the local block height and the hash
     /// chain, signs the assignment, builds the msg with `build_msg` and commits it all in one transaction.
     pub fn schedule(
@@ -269,6 +270,25 @@ impl Scheduler {
                 self.load_new(p)?
             }
         };
+        // A message is scheduled at most once per process (retried pushes, duplicate assignments).
+        if req.spawn.is_none()
+            && let Some(r) = self.reads.by_message(&pid, &req.message_id)?
+        {
+            return Ok(Scheduled {
+                assigned: Assigned {
+                    process_id: pid,
+                    message_id: r.message_id,
+                    nonce: r.nonce,
+                    epoch: r.epoch,
+                    timestamp: r.timestamp,
+                    block_height: r.block_height,
+                    hash_chain: r.hash_chain,
+                    assignment_id: r.assignment_id,
+                    pos: r.pos,
+                },
+                crons: 0,
+            });
+        }
         let mut timestamp = now;
         if let Some(last) = &st.last {
             timestamp = timestamp.max(last.timestamp + 1);

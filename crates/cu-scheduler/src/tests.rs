@@ -244,3 +244,183 @@ fn ticks_cost_follows_the_ticks_not_the_seconds() {
     );
     assert_eq!(t[0].timestamp, o + 3_600_000);
 }
+
+mod scheduling {
+    use std::sync::Arc;
+
+    use cu_ans104::Wallet;
+    use cu_store::{ProcessRecord, Store, StoreOptions, Tag};
+
+    use crate::chain::{block_height, hash_chain};
+    use crate::scheduler::{ScheduleRequest, Scheduler};
+
+    fn wallet() -> Wallet {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cu-ans104/tests/oracle/test-jwk.json");
+        Wallet::from_jwk_json(&std::fs::read_to_string(p).unwrap()).unwrap()
+    }
+
+    const PID: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    fn spawn(s: &Scheduler, tags: &[(&str, &str)], now: u64) {
+        let record = ProcessRecord {
+            id: PID.into(),
+            module_id: "m".into(),
+            owner: "owner".into(),
+            tags: tags
+                .iter()
+                .map(|(n, v)| Tag {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            env_json: "{}".into(),
+            block_height: 0,
+            timestamp: 0,
+            spawn_json: String::new(),
+        };
+        let req = ScheduleRequest {
+            process_id: PID.into(),
+            message_id: PID.into(),
+            message: Some(vec![1]),
+            spawn: Some(record),
+            delivered: vec![],
+        };
+        let a = s
+            .schedule(req, now, |a| Ok(format!("{{\"Nonce\":{}}}", a.nonce)))
+            .unwrap()
+            .assigned;
+        assert_eq!((a.nonce, a.pos, a.timestamp), (0, 1, now));
+        assert_eq!(a.hash_chain, hash_chain(PID, None).unwrap());
+    }
+
+    fn msg(s: &Scheduler, id: &str, now: u64) -> crate::Scheduled {
+        let req = ScheduleRequest {
+            process_id: PID.into(),
+            message_id: id.into(),
+            message: Some(vec![2]),
+            ..Default::default()
+        };
+        s.schedule(req, now, |a| Ok(format!("{{\"Nonce\":{}}}", a.nonce)))
+            .unwrap()
+    }
+
+    #[test]
+    fn nonces_timestamps_chain_dedupe() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let s = Scheduler::new(store.clone(), Arc::new(wallet()), false);
+        spawn(&s, &[], 1_000_000);
+        let a = msg(&s, "m1", 1_000_500).assigned;
+        // The clock goes backwards: the timestamp still increases.
+        let b = msg(&s, "m2", 900_000).assigned;
+        assert_eq!((a.nonce, b.nonce), (1, 2));
+        assert_eq!(b.timestamp, a.timestamp + 1);
+        assert_eq!(b.block_height, block_height(b.timestamp));
+        assert_eq!(
+            b.hash_chain,
+            hash_chain(&a.hash_chain, Some(&a.assignment_id)).unwrap()
+        );
+        // The same message again: its first assignment, nothing written.
+        assert_eq!(msg(&s, "m1", 2_000_000).assigned, a);
+        assert_eq!(store.last_pos(PID).unwrap(), 3);
+        // The assignment item is signed by the node and carries the SU's tags in the SU's order.
+        let r = s.reads().by_nonce(PID, 2).unwrap().unwrap();
+        let item = cu_ans104::DataItem::parse(&r.assignment).unwrap();
+        item.verify().unwrap();
+        let names: Vec<&str> = item.tags().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Process",
+                "Epoch",
+                "Nonce",
+                "Hash-Chain",
+                "Block-Height",
+                "Timestamp",
+                "Data-Protocol",
+                "Type",
+                "Variant",
+                "Message"
+            ]
+        );
+        assert_eq!(item.tag("Message"), Some("m2"));
+        // A new scheduler over the same store (a restart) continues the chain.
+        let s2 = Scheduler::new(store.clone(), Arc::new(wallet()), false);
+        let c = msg(&s2, "m3", 3_000_000).assigned;
+        assert_eq!(c.nonce, 3);
+        assert_eq!(
+            c.hash_chain,
+            hash_chain(&b.hash_chain, Some(&b.assignment_id)).unwrap()
+        );
+    }
+
+    #[test]
+    fn crons_are_logged_before_the_next_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let s = Scheduler::new(store.clone(), Arc::new(wallet()), true);
+        spawn(
+            &s,
+            &[("Cron-Interval", "10-seconds"), ("Cron-Tag-Action", "Tick")],
+            1_000_000,
+        );
+        // Ticks are final one second late: at +25.5 s, ticks at +10 s and +20 s.
+        assert_eq!(s.tick_crons(PID, 1_025_500).unwrap(), 3);
+        let m = msg(&s, "m1", 1_047_000);
+        assert_eq!(m.crons, 2, "ticks at +30 s and +40 s");
+        assert_eq!(m.assigned.pos, 6);
+        let log = store.log_range(PID, 1, 10).unwrap();
+        let kinds: Vec<Option<&str>> = log.iter().map(|e| e.cron.as_deref()).collect();
+        assert_eq!(
+            kinds,
+            [
+                None,
+                Some("0-10-seconds"),
+                Some("0-10-seconds"),
+                Some("0-10-seconds"),
+                Some("0-10-seconds"),
+                None
+            ]
+        );
+        let ts: Vec<u64> = log.iter().map(|e| e.timestamp).collect();
+        assert_eq!(
+            ts,
+            [1_000_000, 1_010_000, 1_020_000, 1_030_000, 1_040_000, 1_047_000]
+        );
+        let cron: serde_json::Value = serde_json::from_str(&log[1].msg_json).unwrap();
+        assert_eq!(
+            cron.to_string(),
+            format!(
+                "{{\"Owner\":\"owner\",\"Target\":\"{PID}\",\"From\":\"owner\",\"Tags\":[{{\"name\":\"Action\",\"value\":\"Tick\"}}],\"Timestamp\":1010000,\"Block-Height\":8,\"Cron\":true,\"Read-Only\":false}}"
+            )
+        );
+        // Tag errors of a process refuse its spawn.
+        let dir = tempfile::tempdir().unwrap();
+        let s = Scheduler::new(
+            Store::open(dir.path(), StoreOptions::default()).unwrap(),
+            Arc::new(wallet()),
+            true,
+        );
+        let record = ProcessRecord {
+            id: PID.into(),
+            module_id: "m".into(),
+            owner: "o".into(),
+            tags: vec![Tag {
+                name: "Cron-Tag-X".into(),
+                value: "y".into(),
+            }],
+            env_json: "{}".into(),
+            block_height: 0,
+            timestamp: 0,
+            spawn_json: String::new(),
+        };
+        let req = ScheduleRequest {
+            process_id: PID.into(),
+            message_id: PID.into(),
+            spawn: Some(record),
+            ..Default::default()
+        };
+        assert!(s.schedule(req, 1, |_| Ok("{}".into())).is_err());
+    }
+}
