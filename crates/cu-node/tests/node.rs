@@ -658,3 +658,68 @@ fn restart_continues_the_schedule_and_never_redelivers() {
             > tag(&edges[1], "Timestamp").parse::<u64>().unwrap()
     );
 }
+
+#[test]
+fn outbox_spawns_and_assignments() {
+    let Some(wasm) = lua_wasm() else { return };
+    let f = open(tempfile::tempdir().unwrap(), false);
+    let rt = rt();
+    let m = module(&f, &wasm);
+    let a = spawn(&f, &m, &[]);
+    let b = spawn(&f, &m, &[]);
+    let wait = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !cond() {
+            assert!(std::time::Instant::now() < deadline, "{what} never happened");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // Spawn: A's outbox spawn becomes a process of this node, found through GraphQL by its tags.
+    let s = message(&f, &a, &[("Action", "Spawn")], b"child data");
+    rt.block_on(f.node.result(&a, &s)).unwrap();
+    let q = r#"query ($p: [String!]!) { transactions(tags: [{name: "From-Process", values: $p}, {name: "Type", values: ["Process"]}]) { edges { node { id tags { name value } } } } }"#;
+    let children = || {
+        f.node.graphql(q, json!({"p": [a]})).unwrap()["data"]["transactions"]["edges"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    wait("the spawn", &|| !children().is_empty());
+    let child = children()[0]["node"]["id"].as_str().unwrap().to_string();
+    let tags = children()[0]["node"]["tags"].clone();
+    assert!(
+        tags.as_array()
+            .unwrap()
+            .contains(&json!({"name": "Pushed-For", "value": s}))
+    );
+    let out = rt.block_on(f.node.result(&child, &child)).unwrap();
+    assert!(out.get("Error").is_none(), "{out}");
+    assert_eq!(f.node.su_process(&child).unwrap()["data"], "child data");
+    // Assign: A assigns a message it received to B; B's schedule gets it with `message: null`.
+    let target_msg = message(&f, &a, &[("Action", "Echo")], b"assigned data");
+    let asg = message(
+        &f,
+        &a,
+        &[("Action", "Assign"), ("Processes", &b), ("Message", &target_msg)],
+        b"",
+    );
+    rt.block_on(f.node.result(&a, &asg)).unwrap();
+    wait("the assignment", &|| {
+        f.node.su_messages(&b, None, None, None).unwrap()["edges"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    });
+    let page = f.node.su_messages(&b, None, None, None).unwrap();
+    let node = &page["edges"][1]["node"];
+    assert!(node["message"].is_null());
+    assert!(
+        node["assignment"]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "Message", "value": target_msg}))
+    );
+    let out = rt.block_on(f.node.result(&b, &target_msg)).unwrap();
+    assert_eq!(out["Output"], "assigned data", "{out}");
+}
