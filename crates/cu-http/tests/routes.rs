@@ -740,7 +740,7 @@ async fn hbu_result_takes_a_schedule_page() {
     let v: Value = serde_json::from_slice(&reply).unwrap();
     assert_eq!(output_text(&v["Output"]), "via hbu", "{v}");
     assert_eq!(headers.get("slot").unwrap(), "1");
-    for h in ["timestamp", "block-height"] {
+    for h in ["timestamp", "block-height", "ao-types"] {
         assert!(headers.get(h).is_some(), "header {h}: {headers:?}");
     }
 
