@@ -9,9 +9,10 @@
 //!   whole memory passed in and out per message) and its fast path (`--mode hot`), per-message time by
 //!   differencing a log without and with the `Count` messages (start-up and `Grow` cancel out).
 //!
-//! Bare and engine rounds are interleaved `--repeat` times (the machine is shared and noisy).
+//! Bare and engine run in alternating blocks of `--block` messages, `--counts` x `--repeat` per side
+//! (the machine is shared and noisy).
 //!
-//! `cargo run --release -p cu-bench --bin engine_hot -- [--counts 500] [--repeat 3] [--grow-mb 90]
+//! `cargo run --release -p cu-bench --bin engine_hot -- [--counts 500] [--repeat 3] [--block 50] [--grow-mb 90]
 //!  [--ref-counts 30] [--ref-counts-hot 1000] [--every 1000] [--no-reference]`
 //!
 //! `--every N`: the engine's checkpoint every N messages (default: the engine's default, 1000; 0: none,
@@ -39,6 +40,7 @@ fn run() {
     let ref_counts: u64 = arg("--ref-counts", 30);
     let ref_counts_hot: u64 = arg("--ref-counts-hot", 1000);
     let every: u64 = arg("--every", CheckpointPolicy::default().every_messages);
+    let block: u64 = arg("--block", 50);
     println!("machine: {}", machine());
     let wasm = lua_wasm();
     let msgs = Messages::new(PID);
@@ -75,70 +77,60 @@ fn run() {
     cu_tests::seed_process(engine.store(), PID, "lua", &wasm, LUA, &setup);
     engine.wait_for(PID, 2).unwrap();
 
-    let mut bare_times = Vec::new();
-    let mut seq_times = Vec::new();
+    // Blocks of `block` messages, alternating bare / engine one at a time / engine pipelined, so that
+    // the machine's slow drifts hit the three sides alike; per side: the median of block means, the
+    // overall mean, the median ratio to the bare block next to it, and on-CPU time per message.
+    let blocks = (counts * repeat as u64).div_ceil(block);
+    let (mut bare_b, mut seq_b, mut piped_b) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut seq_ratio, mut piped_ratio) = (Vec::new(), Vec::new());
+    let (mut bare_cpu, mut seq_cpu, mut piped_cpu, mut writer_cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut seq_append = Vec::new();
-    let mut piped = Vec::new();
-    let mut bare_cpu = Vec::new();
-    let mut piped_cpu = Vec::new();
     let mut next_bare = 3u64;
     let mut next_engine = 3u64;
     let stats0 = engine.stats();
-    for round in 0..repeat {
+    let shard_cpu = || sched(Some("cu-shard")).0;
+    let writer = || sched(Some("cu-store-writer")).0;
+    let per = |a: f64, b: f64| (b - a) / block as f64;
+    for _ in 0..blocks {
         // Bare: the same messages.
-        let t_round = Instant::now();
-        let cpu0 = sched(None);
-        for _ in 0..counts {
+        let (t0, c0) = (Instant::now(), sched(None).0);
+        for _ in 0..block {
             let (m, e) = msgs.count(next_bare);
             next_bare += 1;
-            let (out, t) = time(|| bare.handle(&m, &e).unwrap());
+            let out = bare.handle(&m, &e).unwrap();
             if bare_outputs.len() < ref_counts.max(ref_counts_hot) as usize {
                 bare_outputs.push(serde_json::to_value(&out).unwrap()["Output"].clone());
             }
-            bare_times.push(t);
         }
-        let bare_round = since(t_round);
-        let cpu1 = sched(None);
-        bare_cpu.push((
-            (cpu1.0 - cpu0.0) / counts as f64,
-            (cpu1.1 - cpu0.1) / counts as f64,
-        ));
+        let bare_t = since(t0) / block as f64;
+        bare_cpu.push(per(c0, sched(None).0));
         // Engine, one message at a time.
-        let t_round = Instant::now();
-        for _ in 0..counts {
+        let (t0, c0) = (Instant::now(), shard_cpu());
+        for _ in 0..block {
             let entry = msgs.count(next_engine);
-            let t0 = Instant::now();
+            let t = Instant::now();
             cu_tests::append_log(engine.store(), PID, &[entry]);
-            let t1 = Instant::now();
+            seq_append.push(since(t));
             engine.wait_for(PID, next_engine).unwrap();
-            seq_append.push((t1 - t0).as_secs_f64());
-            seq_times.push(since(t0));
             next_engine += 1;
         }
-        let seq_round = since(t_round);
+        let seq_t = since(t0) / block as f64;
+        seq_cpu.push(per(c0, shard_cpu()));
         // Engine, pipelined.
-        let batch: Vec<_> = (0..counts).map(|i| msgs.count(next_engine + i)).collect();
-        let (shard0, writer0) = (sched(Some("cu-shard")), sched(Some("cu-store-writer")));
-        let t0 = Instant::now();
+        let batch: Vec<_> = (0..block).map(|i| msgs.count(next_engine + i)).collect();
+        let (t0, c0, w0) = (Instant::now(), shard_cpu(), writer());
         cu_tests::append_log(engine.store(), PID, &batch);
-        next_engine += counts;
+        next_engine += block;
         engine.wait_for(PID, next_engine - 1).unwrap();
-        let t = since(t0);
-        piped.push(t / counts as f64);
-        let (shard1, writer1) = (sched(Some("cu-shard")), sched(Some("cu-store-writer")));
-        let per = |a: f64, b: f64| (b - a) / counts as f64;
-        piped_cpu.push((
-            per(shard0.0, shard1.0),
-            per(shard0.1, shard1.1),
-            per(writer0.0, writer1.0),
-            per(writer0.1, writer1.1),
-        ));
-        println!(
-            "round {round}: bare {:.3} ms/msg, engine sequential {:.3} ms/msg, engine pipelined {:.3} ms/msg",
-            bare_round * 1e3 / counts as f64,
-            seq_round * 1e3 / counts as f64,
-            t * 1e3 / counts as f64
-        );
+        let piped_t = since(t0) / block as f64;
+        piped_cpu.push(per(c0, shard_cpu()));
+        writer_cpu.push(per(w0, writer()));
+        bare_b.push(bare_t);
+        seq_b.push(seq_t);
+        piped_b.push(piped_t);
+        seq_ratio.push(seq_t / bare_t);
+        piped_ratio.push(piped_t / bare_t);
     }
     let stats = engine.stats();
     let last = engine.store().result(PID, next_engine - 1).unwrap().unwrap();
@@ -149,70 +141,69 @@ fn run() {
     );
     engine.shutdown().unwrap();
 
-    let bare_mean = mean(&bare_times);
-    let seq_mean = mean(&seq_times);
-    let piped_mean = mean(&piped);
-    let bare_med = median(&mut bare_times);
-    let seq_med = median(&mut seq_times);
-    let append_med = median(&mut seq_append);
     let ms = |s: f64| s * 1e3;
+    let us = |s: f64| s * 1e6;
     println!(
-        "\nengine checkpoints during the rounds (every {every} messages): {} bases, {} deltas, {:.1} MiB written",
+        "\nengine checkpoints during the blocks (every {every} messages): {} bases, {} deltas, {:.1} MiB written",
         stats.bases - stats0.bases,
         stats.deltas - stats0.deltas,
         mib(stats.checkpoint_bytes - stats0.checkpoint_bytes)
     );
     println!(
-        "\n{} Count messages per side on a {:.0} MiB process ({repeat} rounds of {counts})",
-        counts as usize * repeat,
+        "\n{} Count messages per side on a {:.0} MiB process, {blocks} alternating blocks of {block}",
+        blocks * block,
         mib(memory)
     );
     println!(
-        "{:58} {:>10} {:>10} {:>12}",
-        "side", "median ms", "mean ms", "vs bare"
+        "{:50} {:>11} {:>9} {:>15} {:>14}",
+        "side", "median ms", "mean ms", "median vs bare", "on-CPU us/msg"
     );
+    let bare_mean = mean(&bare_b);
+    let seq_mean = mean(&seq_b);
+    let piped_mean = mean(&piped_b);
+    let bare_med = median(&mut bare_b);
+    let seq_med = median(&mut seq_b);
     println!(
-        "{:58} {:>10.3} {:>10.3} {:>12}",
+        "{:50} {:>11.3} {:>9.3} {:>15} {:>14.0}",
         "bare Process::handle",
         ms(bare_med),
         ms(bare_mean),
-        "1.00x"
+        "1.00x",
+        us(median(&mut bare_cpu))
     );
     println!(
-        "{:58} {:>10.3} {:>10.3} {:>11.2}x",
-        "engine, one at a time (append + evaluate_to + durable)",
+        "{:50} {:>11.3} {:>9.3} {:>14.2}x {:>14.0}",
+        "engine, one at a time (append+evaluate_to+durable)",
         ms(seq_med),
         ms(seq_mean),
-        seq_mean / bare_mean
+        median(&mut seq_ratio),
+        us(median(&mut seq_cpu))
     );
     println!(
-        "{:58} {:>10.3} {:>10} {:>12}",
+        "{:50} {:>11.3} {:>9} {:>15} {:>14}",
         "  of which the append (store write, committed)",
-        ms(append_med),
+        ms(median(&mut seq_append)),
+        "",
         "",
         ""
     );
+    let piped_med = median(&mut piped_b);
     println!(
-        "{:58} {:>10} {:>10.3} {:>11.2}x",
+        "{:50} {:>11.3} {:>9.3} {:>14.2}x {:>14.0}",
         "engine, pipelined (batch append, evaluate_to last)",
-        "",
+        ms(piped_med),
         ms(piped_mean),
-        piped_mean / bare_mean
+        median(&mut piped_ratio),
+        us(median(&mut piped_cpu))
     );
-
-    let ms_us = |x: f64| x * 1e6;
-    println!("\nper message, from /proc/<thread>/schedstat (us on a CPU / us runnable but waiting for one):");
-    for (i, ((bc, bw), (sc, sw, wc, ww))) in bare_cpu.iter().zip(&piped_cpu).enumerate() {
-        println!(
-            "  round {i}: bare thread {:.0} / {:.0}; pipelined: shard {:.0} / {:.0}, store writer {:.0} / {:.0}",
-            ms_us(*bc),
-            ms_us(*bw),
-            ms_us(*sc),
-            ms_us(*sw),
-            ms_us(*wc),
-            ms_us(*ww)
-        );
-    }
+    println!(
+        "{:50} {:>11} {:>9} {:>15} {:>14.0}",
+        "  store writer thread (pipelined)",
+        "",
+        "",
+        "",
+        us(median(&mut writer_cpu))
+    );
 
     if flag("--no-reference") {
         return;
@@ -268,11 +259,11 @@ fn run() {
             _ => format!("reference ao-loader, hot instance (fast path), {n} msgs"),
         };
         println!(
-            "{:58} {:>10.3} {:>10.1}x engine-seq {:>6.1}x engine-piped",
+            "{:58} {:>10.3} {:>10.1}x engine-seq {:>6.1}x engine-piped (medians)",
             name,
             ms(per),
-            per / seq_mean,
-            per / piped_mean
+            per / seq_med,
+            per / piped_med
         );
     }
 }
