@@ -10,9 +10,10 @@
 //! back to the checkpoint before it and replays the log.
 //!
 //! File encoding, integers little-endian: `AOCUCKPT`, version (u32 = 1), header length (u32), the header
-//! as JSON ([`Header`]), then the zstd-compressed payload: the listed chunks' bytes, concatenated in
-//! order. The header carries the payload's BLAKE3 and the memory's BLAKE3 after the checkpoint, so a
-//! torn or altered file, and a chain that reassembles to the wrong memory, are both detected.
+//! as JSON ([`Header`]), the header's BLAKE3 (32 bytes), then the zstd-compressed payload: the listed chunks' bytes, concatenated in
+//! order. The store checks each file's length and BLAKE3 against its index row (a torn or altered file),
+//! and the header carries the BLAKE3 of the whole memory after the checkpoint, checked after the chain is
+//! reassembled (a chain that reassembles to the wrong memory).
 
 use std::sync::OnceLock;
 
@@ -99,8 +100,6 @@ pub struct Header {
     pub runs: Vec<[u32; 2]>,
     /// Uncompressed payload length.
     pub payload_len: u64,
-    /// BLAKE3 of the uncompressed payload, hex.
-    pub payload_blake3: String,
     /// Exported mutable globals.
     pub globals: Vec<(String, GlobalValue)>,
     /// Glue state.
@@ -156,7 +155,6 @@ pub fn encode(
         parent,
         runs: runs_of(indices),
         payload_len: payload.len() as u64,
-        payload_blake3: blake3::hash(&payload).to_hex().to_string(),
         globals: state.globals.clone(),
         glue: state.glue.clone(),
     };
@@ -168,6 +166,7 @@ pub fn encode(
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
     out.extend_from_slice(&json);
+    out.extend_from_slice(blake3::hash(&json).as_bytes());
     out.extend_from_slice(&compressed);
     Ok(out)
 }
@@ -206,32 +205,36 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EngineError> {
     let json = bytes
         .get(16..16 + len)
         .ok_or_else(|| bad("truncated checkpoint header".into()))?;
+    let sum = bytes
+        .get(16 + len..16 + len + 32)
+        .ok_or_else(|| bad("truncated checkpoint header".into()))?;
+    if blake3::hash(json).as_bytes() != sum {
+        return Err(bad("checkpoint header hash mismatch (corrupt)".into()));
+    }
     let header: Header = serde_json::from_slice(json).map_err(|e| bad(format!("checkpoint header: {e}")))?;
     let count: u64 = header.runs.iter().map(|r| r[1] as u64).sum();
     if header.payload_len > count * CHUNK as u64 || header.payload_len > header.memory_len {
         return Err(bad("checkpoint payload larger than its chunks".into()));
     }
-    let payload = zstd::bulk::decompress(&bytes[16 + len..], header.payload_len as usize)
+    let payload = zstd::bulk::decompress(&bytes[16 + len + 32..], header.payload_len as usize)
         .map_err(|e| bad(format!("checkpoint payload: {e}")))?;
-    if payload.len() as u64 != header.payload_len
-        || blake3::hash(&payload).to_hex().as_str() != header.payload_blake3
-    {
-        return Err(bad("checkpoint payload hash mismatch (corrupt)".into()));
+    if payload.len() as u64 != header.payload_len {
+        return Err(bad("checkpoint payload shorter than declared (corrupt)".into()));
     }
     Ok(Decoded { header, payload })
 }
 
-/// Applies a decoded checkpoint (a base onto an empty memory, or a delta onto its parent's memory).
-pub fn apply(memory: &mut Vec<u8>, checkpoint: &Decoded) -> Result<(), EngineError> {
+/// Applies a decoded checkpoint (a base onto zeroed memory, or a delta onto its parent's memory) to
+/// `memory`, which has the size of the newest checkpoint of the chain (memory only grows, zero-filled).
+pub fn apply(memory: &mut [u8], checkpoint: &Decoded) -> Result<(), EngineError> {
     let h = &checkpoint.header;
     let len =
         usize::try_from(h.memory_len).map_err(|_| EngineError::Checkpoint("memory too large".into()))?;
-    if len < memory.len() {
+    if len > memory.len() {
         return Err(EngineError::Checkpoint(
-            "a checkpoint cannot shrink memory".into(),
+            "a checkpoint is larger than the newest one of its chain".into(),
         ));
     }
-    memory.resize(len, 0);
     let mut at = 0usize;
     for &[first, count] in &h.runs {
         let start = first as usize * CHUNK;
@@ -248,6 +251,18 @@ pub fn apply(memory: &mut Vec<u8>, checkpoint: &Decoded) -> Result<(), EngineErr
     }
     if at != checkpoint.payload.len() {
         return Err(EngineError::Checkpoint("payload longer than its runs".into()));
+    }
+    Ok(())
+}
+
+/// Checks reassembled memory against the newest checkpoint's header.
+pub fn verify(memory: &[u8], header: &Header) -> Result<(), EngineError> {
+    if memory.len() as u64 != header.memory_len
+        || blake3::hash(memory).to_hex().as_str() != header.memory_blake3
+    {
+        return Err(EngineError::Checkpoint(
+            "the chain reassembles to a memory with another hash".into(),
+        ));
     }
     Ok(())
 }
@@ -290,10 +305,11 @@ mod tests {
         let delta = encode(&state(&memory, 2), Some(1), &changed).unwrap();
         let decoded = decode(&delta).unwrap();
         assert_eq!(decoded.payload.len(), 257 * CHUNK);
-        let mut rebuilt = Vec::new();
+        let mut rebuilt = vec![0u8; memory.len()];
         apply(&mut rebuilt, &decode(&base).unwrap()).unwrap();
         apply(&mut rebuilt, &decoded).unwrap();
         assert_eq!(rebuilt, memory);
+        verify(&rebuilt, &decoded.header).unwrap();
         assert_eq!(
             decoded.header.memory_blake3,
             blake3::hash(&memory).to_hex().to_string()
@@ -305,13 +321,19 @@ mod tests {
     fn corruption_is_detected() {
         let memory: Vec<u8> = (0..65536u32).map(|i| (i * 7 % 251) as u8).collect();
         let bytes = encode(&state(&memory, 3), None, &nonzero_chunks(&memory)).unwrap();
-        assert!(decode(&bytes).is_ok());
-        for at in [3, 20, bytes.len() - 5] {
+        let restore = |bytes: &[u8]| -> Result<(), EngineError> {
+            let decoded = decode(bytes)?;
+            let mut rebuilt = vec![0u8; memory.len()];
+            apply(&mut rebuilt, &decoded)?;
+            verify(&rebuilt, &decoded.header)
+        };
+        assert!(restore(&bytes).is_ok());
+        for at in [3, 20, bytes.len() / 2, bytes.len() - 5] {
             let mut broken = bytes.clone();
             broken[at] ^= 0x55;
-            assert!(decode(&broken).is_err(), "flip at {at}");
+            assert!(restore(&broken).is_err(), "flip at {at}");
         }
-        assert!(decode(&bytes[..bytes.len() - 9]).is_err());
+        assert!(restore(&bytes[..bytes.len() - 9]).is_err());
         assert!(decode(b"AOCUCKPT").is_err());
     }
 

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cu_store::{CheckpointKind, CheckpointMeta, Store};
-use cu_wasm::{Process, Snapshot};
+use cu_store::{CheckpointKind, CheckpointMeta, CheckpointRecord, Store};
+use cu_wasm::{Process, ProcessConfig, ProcessMeta, Snapshot, StateSource, WasmError};
 
 use crate::checkpoint::{self, CheckpointState, ChunkTable};
 use crate::config::CheckpointPolicy;
@@ -131,10 +131,12 @@ impl Resident {
     }
 }
 
-/// A process state rebuilt from the newest readable checkpoint chain.
+/// A process rebuilt from the newest readable checkpoint chain.
 pub struct Restored {
-    /// The state.
-    pub snapshot: Snapshot,
+    /// The live process.
+    pub process: Process,
+    /// The chunk digests of its memory.
+    pub table: ChunkTable,
     /// Its log position.
     pub pos: u64,
     /// The checkpoint's sequence number.
@@ -147,23 +149,27 @@ pub struct Restored {
     pub next_seq: u64,
 }
 
-/// Rebuilds the newest readable state of `process_id` from its checkpoints. A checkpoint whose file is
-/// torn or corrupt (or whose chain is) is skipped for the one before it (later checkpoints get higher
-/// sequence numbers, so it is never tried first again). `Ok(None)`: no usable checkpoint (the process starts from its log).
+/// Rebuilds the newest readable state of `process_id` from its checkpoints, straight into a fresh
+/// instance's memory (each file is decompressed and its chunks copied in place; no other copy of the
+/// memory is made). A checkpoint whose file is torn or corrupt (or whose chain is, or which
+/// reassembles to another memory hash) is skipped for the one before it (later checkpoints get higher
+/// sequence numbers, so it is never tried first again). `Ok(None)`: no usable checkpoint (the process
+/// starts from its log).
 pub fn restore_newest(
     store: &Store,
     process_id: &str,
-    module: &cu_wasm::CompiledModule,
+    module: &Arc<cu_wasm::CompiledModule>,
+    config: &ProcessConfig,
 ) -> Result<Option<Restored>, EngineError> {
     let records = store.checkpoints(process_id)?;
     let next_seq = records.iter().map(|r| r.seq + 1).max().unwrap_or(1);
     for candidate in records.iter().rev() {
         // The chain: the candidate, its parent, ... down to a base.
-        let mut chain = vec![candidate];
+        let mut chain = vec![candidate.clone()];
         let mut ok = true;
         while let Some(parent) = chain.last().and_then(|r| r.parent) {
             match records.iter().find(|r| r.seq == parent) {
-                Some(r) => chain.push(r),
+                Some(r) => chain.push(r.clone()),
                 None => {
                     ok = false;
                     break;
@@ -174,22 +180,26 @@ pub fn restore_newest(
             continue;
         }
         chain.reverse();
-        match rebuild(store, &chain, module) {
-            Ok(snapshot) => {
-                let base = chain.first().map(|r| r.seq);
+        let base = chain.first().map(|r| r.seq);
+        let deltas = (
+            (chain.len() - 1) as u32,
+            chain.iter().skip(1).map(|r| r.bytes).sum(),
+            chain.first().map_or(0, |r| r.bytes),
+        );
+        match restore_chain(store, chain, module, config) {
+            Ok((process, table)) => {
                 let previous_base = records
                     .iter()
                     .filter(|r| r.kind == CheckpointKind::Base && Some(r.seq) < base)
                     .map(|r| r.seq)
                     .max();
-                let delta_bytes = chain.iter().skip(1).map(|r| r.bytes).sum();
-                let base_bytes = chain.first().map_or(0, |r| r.bytes);
                 return Ok(Some(Restored {
-                    snapshot,
+                    process,
+                    table,
                     pos: candidate.pos,
                     seq: candidate.seq,
                     bases: (base, previous_base),
-                    deltas: ((chain.len() - 1) as u32, delta_bytes, base_bytes),
+                    deltas,
                     next_seq,
                 }));
             }
@@ -202,43 +212,91 @@ pub fn restore_newest(
     Ok(None)
 }
 
-fn rebuild(
+/// Reads, decodes and checks one checkpoint of a chain.
+fn load(store: &Store, record: &CheckpointRecord) -> Result<checkpoint::Decoded, EngineError> {
+    let bytes = store.read_checkpoint(record)?;
+    let decoded = checkpoint::decode(&bytes)?;
+    if decoded.header.pos != record.pos || decoded.header.memory_len != record.memory_len {
+        return Err(EngineError::Checkpoint(format!(
+            "checkpoint {} does not match its index row",
+            record.seq
+        )));
+    }
+    Ok(decoded)
+}
+
+/// Reassembles a chain into `memory` (sized as its newest checkpoint) and returns the newest header.
+fn reassemble_into(
     store: &Store,
-    chain: &[&cu_store::CheckpointRecord],
-    module: &cu_wasm::CompiledModule,
-) -> Result<Snapshot, EngineError> {
-    let mut memory = Vec::new();
+    chain: &[CheckpointRecord],
+    memory: &mut [u8],
+) -> Result<checkpoint::Header, EngineError> {
     let mut last = None;
     for record in chain {
-        let bytes = store.read_checkpoint(record)?;
-        let decoded = checkpoint::decode(&bytes)?;
-        if decoded.header.pos != record.pos || decoded.header.memory_len != record.memory_len {
-            return Err(EngineError::Checkpoint(format!(
-                "checkpoint {} does not match its index row",
-                record.seq
-            )));
-        }
-        checkpoint::apply(&mut memory, &decoded)?;
+        let decoded = load(store, record)?;
+        checkpoint::apply(memory, &decoded)?;
         last = Some(decoded.header);
     }
     let header = last.ok_or_else(|| EngineError::Checkpoint("empty chain".into()))?;
+    checkpoint::verify(memory, &header)?;
+    Ok(header)
+}
+
+fn restore_chain(
+    store: &Store,
+    chain: Vec<CheckpointRecord>,
+    module: &Arc<cu_wasm::CompiledModule>,
+    config: &ProcessConfig,
+) -> Result<(Process, ChunkTable), EngineError> {
+    let newest = chain
+        .last()
+        .ok_or_else(|| EngineError::Checkpoint("empty chain".into()))?;
+    // The newest header names the module and carries the globals and glue state.
+    let header = load(store, newest)?.header;
     if header.module_sha256 != hex::encode(module.sha256) || header.format != module.format {
         return Err(EngineError::Checkpoint(
             "the checkpoint belongs to another module".into(),
         ));
     }
-    if blake3::hash(&memory).to_hex().as_str() != header.memory_blake3 {
-        return Err(EngineError::Checkpoint(
-            "the chain reassembles to a memory with another hash".into(),
-        ));
-    }
-    Ok(Snapshot {
-        format: header.format,
-        module_sha256: module.sha256,
-        memory,
+    let meta = ProcessMeta {
         globals: header.globals,
         glue: header.glue,
-    })
+    };
+    let to_wasm = |e: EngineError| WasmError::Snapshot(e.to_string());
+    // A rollback before the process's next base reads the same chain again (rare: a failed message).
+    let source: StateSource = {
+        let (store, chain, module) = (store.clone(), chain.clone(), module.clone());
+        let meta = meta.clone();
+        Arc::new(move || {
+            let len = usize::try_from(chain.last().map_or(0, |r| r.memory_len))
+                .map_err(|_| WasmError::Snapshot("memory too large".into()))?;
+            let mut memory = vec![0u8; len];
+            reassemble_into(&store, &chain, &mut memory).map_err(to_wasm)?;
+            Ok(Snapshot {
+                format: module.format,
+                module_sha256: module.sha256,
+                memory,
+                globals: meta.globals.clone(),
+                glue: meta.glue.clone(),
+            })
+        })
+    };
+    let mut table = None;
+    let process = Process::restore_with(
+        module.clone(),
+        config.clone(),
+        newest.memory_len,
+        &meta,
+        |memory| {
+            reassemble_into(store, &chain, memory).map_err(to_wasm)?;
+            table = Some(ChunkTable::of(memory));
+            Ok(())
+        },
+        source,
+    )
+    .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+    let table = table.ok_or_else(|| EngineError::Checkpoint("memory not filled".into()))?;
+    Ok((process, table))
 }
 
 /// Wall time of a closure, for the eval-time checkpoint trigger (never seen by a module).

@@ -12,7 +12,6 @@ use cu_types::EvalOutput;
 use cu_wasm::{Process, ProcessConfig};
 use tokio::sync::oneshot;
 
-use crate::checkpoint::ChunkTable;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::metrics::Metrics;
@@ -334,17 +333,15 @@ impl Shard {
             process: process.to_string(),
             reason: e.to_string(),
         };
-        let resident = match restore_newest(store, process, &module)? {
+        let resident = match restore_newest(store, process, &module, &config)? {
             Some(restored) => {
-                let table = ChunkTable::of(&restored.snapshot.memory);
-                let live = Process::restore(module, restored.snapshot, config).map_err(boot_error)?;
                 self.shared.metrics.restores.fetch_add(1, Relaxed);
                 Resident {
                     id: process.to_string(),
-                    process: live,
+                    process: restored.process,
                     env: record.env_json.into(),
                     pos: restored.pos,
-                    table: Some(table),
+                    table: Some(restored.table),
                     last: Some((restored.seq, restored.pos)),
                     bases: restored.bases,
                     next_seq: restored.next_seq,

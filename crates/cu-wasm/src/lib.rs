@@ -37,5 +37,5 @@ pub use cache::AotCache;
 pub use engine::{Allocation, EVAL_THREAD_STACK, Engines, Metering};
 pub use error::WasmError;
 pub use module::{CompiledModule, Loader, Origin};
-pub use process::{Process, ProcessConfig, ProcessMeta, THIS_PROGRAM};
+pub use process::{Process, ProcessConfig, ProcessMeta, StateSource, THIS_PROGRAM};
 pub use snapshot::{GlobalValue, Snapshot};

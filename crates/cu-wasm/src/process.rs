@@ -62,9 +62,8 @@ pub struct Process {
     instance: Instance,
     memory: wasmtime::Memory,
     abi: FastAbi,
-    /// The state the journal replays from; `None` means "a fresh instance" (started or not, per
-    /// `started`), so booting copies no memory.
-    base: Option<Snapshot>,
+    /// The state the journal replays from.
+    base: Base,
     started: bool,
     journal: Vec<(String, String)>,
     journal_bytes: usize,
@@ -83,6 +82,19 @@ pub struct ProcessMeta {
     pub glue: crate::state::GlueState,
 }
 
+/// Rebuilds a process state on demand (e.g. by reading it back from a checkpoint).
+pub type StateSource = Arc<dyn Fn() -> Result<Snapshot, WasmError> + Send + Sync>;
+
+/// Where a rollback starts from.
+enum Base {
+    /// A fresh instance (started or not, per `started`): booting copies no memory.
+    Fresh,
+    /// A snapshot held in memory.
+    Held(Snapshot),
+    /// A state read back when a rollback needs it (a restored process holds no copy of its memory).
+    Source(StateSource),
+}
+
 /// A message failure, before it becomes the result's `Error`.
 enum CallError {
     /// The message failed; this is its `Error` value.
@@ -97,14 +109,14 @@ impl Process {
         let (mut store, instance, handle) = instantiate(&module, &config)?;
         start(&module, &config, &mut store, &instance)
             .map_err(|e| WasmError::Boot(error_value(&e).to_string()))?;
-        Self::assemble(module, config, (store, instance, handle), None, true)
+        Self::assemble(module, config, (store, instance, handle), Base::Fresh, true)
     }
 
     /// Instantiates the module without running its start-up (for benchmarks and tools that measure
     /// instantiation alone; a process for messages comes from [`Process::boot`] or [`Process::restore`]).
     pub fn instantiate(module: Arc<CompiledModule>, config: ProcessConfig) -> Result<Self, WasmError> {
         let parts = instantiate(&module, &config)?;
-        Self::assemble(module, config, parts, None, false)
+        Self::assemble(module, config, parts, Base::Fresh, false)
     }
 
     /// Resumes a process from a snapshot on a fresh instance (no start-up runs).
@@ -125,7 +137,39 @@ impl Process {
             ));
         }
         let parts = rebuild(&module, &config, &snapshot)?;
-        Self::assemble(module, config, parts, Some(snapshot), true)
+        Self::assemble(module, config, parts, Base::Held(snapshot), true)
+    }
+
+    /// Resumes a process on a fresh instance whose memory (`memory_len` bytes, zero-filled) is written
+    /// by `fill` in place: no intermediate copy of the memory. A rollback before the next base reads the
+    /// state again from `source`.
+    pub fn restore_with(
+        module: Arc<CompiledModule>,
+        config: ProcessConfig,
+        memory_len: u64,
+        meta: &ProcessMeta,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), WasmError>,
+        source: StateSource,
+    ) -> Result<Self, WasmError> {
+        let (mut store, instance, handle) = instantiate(&module, &config)?;
+        let initial = exports(&store)
+            .map_err(|e| WasmError::Snapshot(e.to_string()))?
+            .memory
+            .data_size(&store);
+        let memory = grow_to(&mut store, memory_len)?;
+        let data = memory.data_mut(&mut store);
+        // The initial memory holds the module's data segments: clear it (grown pages are zero).
+        data[..initial].fill(0);
+        fill(data)?;
+        set_globals(&mut store, &instance, &meta.globals)?;
+        store.data_mut().glue = meta.glue.clone();
+        Self::assemble(
+            module,
+            config,
+            (store, instance, handle),
+            Base::Source(source),
+            true,
+        )
     }
 
     /// A disposable copy of this process for one dry-run: a fresh instance whose memory, globals and glue
@@ -135,7 +179,7 @@ impl Process {
         let meta = self.meta()?;
         let memory = self.memory.data(&self.store);
         let parts = rebuild_from(&self.module, &self.config, memory, &meta.globals, &meta.glue)?;
-        let mut fork = Self::assemble(self.module.clone(), self.config.clone(), parts, None, true)?;
+        let mut fork = Self::assemble(self.module.clone(), self.config.clone(), parts, Base::Fresh, true)?;
         fork.disposable = true;
         Ok(fork)
     }
@@ -144,7 +188,7 @@ impl Process {
         module: Arc<CompiledModule>,
         config: ProcessConfig,
         parts: (Store<HostState>, Instance, Func),
-        base: Option<Snapshot>,
+        base: Base,
         started: bool,
     ) -> Result<Self, WasmError> {
         let (store, instance, memory, abi) = live(parts, module.format)?;
@@ -231,7 +275,10 @@ impl Process {
 
     /// Bytes this process keeps resident: linear memory, the rollback base and the replay journal.
     pub fn resident_bytes(&self) -> u64 {
-        let base = self.base.as_ref().map_or(0, |b| b.memory.len());
+        let base = match &self.base {
+            Base::Held(b) => b.memory.len(),
+            Base::Fresh | Base::Source(_) => 0,
+        };
         (self.memory.data_size(&self.store) + base + self.journal_bytes) as u64
     }
 
@@ -293,8 +340,9 @@ impl Process {
     fn rollback(&mut self) -> Result<(), WasmError> {
         self.rollbacks += 1;
         let (store, instance, handle) = match &self.base {
-            Some(base) => rebuild(&self.module, &self.config, base)?,
-            None => {
+            Base::Held(base) => rebuild(&self.module, &self.config, base)?,
+            Base::Source(source) => rebuild(&self.module, &self.config, &source()?)?,
+            Base::Fresh => {
                 let (mut store, instance, handle) = instantiate(&self.module, &self.config)?;
                 if self.started {
                     start(&self.module, &self.config, &mut store, &instance)
@@ -322,7 +370,7 @@ impl Process {
     }
 
     fn rebase(&mut self) -> Result<(), WasmError> {
-        self.base = Some(capture(&self.module, &mut self.store, &self.instance)?);
+        self.base = Base::Held(capture(&self.module, &mut self.store, &self.instance)?);
         self.journal.clear();
         self.journal_bytes = 0;
         Ok(())
@@ -750,11 +798,19 @@ fn rebuild_from(
     glue: &crate::state::GlueState,
 ) -> Result<(Store<HostState>, Instance, Func), WasmError> {
     let (mut store, instance, handle) = instantiate(module, config)?;
-    let memory = exports(&store)
+    let memory = grow_to(&mut store, image.len() as u64)?;
+    memory.data_mut(&mut store).copy_from_slice(image);
+    set_globals(&mut store, &instance, globals)?;
+    store.data_mut().glue = glue.clone();
+    Ok((store, instance, handle))
+}
+
+/// Grows a fresh instance's memory to exactly `want` bytes.
+fn grow_to(store: &mut Store<HostState>, want: u64) -> Result<wasmtime::Memory, WasmError> {
+    let memory = exports(store)
         .map_err(|e| WasmError::Snapshot(e.to_string()))?
         .memory;
-    let have = memory.data_size(&store) as u64;
-    let want = image.len() as u64;
+    let have = memory.data_size(&*store) as u64;
     if !want.is_multiple_of(65536) || want < have {
         return Err(WasmError::Snapshot(format!(
             "memory of {want} bytes cannot be restored into {have}"
@@ -762,13 +818,20 @@ fn rebuild_from(
     }
     if want > have {
         memory
-            .grow(&mut store, (want - have) / 65536)
+            .grow(&mut *store, (want - have) / 65536)
             .map_err(|e| WasmError::Snapshot(format!("cannot grow memory to {want} bytes: {e}")))?;
     }
-    memory.data_mut(&mut store).copy_from_slice(image);
+    Ok(memory)
+}
+
+fn set_globals(
+    store: &mut Store<HostState>,
+    instance: &Instance,
+    globals: &[(String, GlobalValue)],
+) -> Result<(), WasmError> {
     for (name, value) in globals {
         let global = instance
-            .get_global(&mut store, name)
+            .get_global(&mut *store, name)
             .ok_or_else(|| WasmError::Snapshot(format!("the module has no global {name}")))?;
         let v = match *value {
             GlobalValue::I32(v) => Val::I32(v),
@@ -777,9 +840,8 @@ fn rebuild_from(
             GlobalValue::F64(v) => Val::F64(v),
         };
         global
-            .set(&mut store, v)
+            .set(&mut *store, v)
             .map_err(|e| WasmError::Snapshot(format!("global {name}: {e}")))?;
     }
-    store.data_mut().glue = glue.clone();
-    Ok((store, instance, handle))
+    Ok(())
 }
