@@ -376,3 +376,15 @@ fn a_full_queue_is_an_error_the_caller_sees() {
     );
     assert_eq!(first.blocking_recv().unwrap().unwrap(), 1);
 }
+
+#[test]
+fn an_engine_can_be_dropped_inside_an_async_runtime() {
+    // Regression: shutdown used to wait with tokio's blocking_recv, which panics on a runtime thread.
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(async {
+        let engine = start(dir.path(), config(1, 1 << 30, 0));
+        assert_eq!(engine.checkpoint("nobody").unwrap(), None);
+        drop(engine);
+    });
+}

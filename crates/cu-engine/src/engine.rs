@@ -207,7 +207,7 @@ impl Engine {
 
     /// Checkpoints `process` now if it is resident and changed; the sequence number written.
     pub fn checkpoint(&self, process: &str) -> Result<Option<u64>, EngineError> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = bounded(1);
         self.send(
             process,
             Command::Checkpoint {
@@ -215,7 +215,7 @@ impl Engine {
                 reply: tx,
             },
         )?;
-        rx.blocking_recv().map_err(|_| EngineError::Stopped)?
+        rx.recv().map_err(|_| EngineError::Stopped)?
     }
 
     /// Counters and resident totals.
@@ -253,14 +253,14 @@ impl Engine {
         let mut first_error = None;
         let mut replies = Vec::new();
         for tx in &self.shards {
-            let (reply, rx) = oneshot::channel();
+            let (reply, rx) = bounded(1);
             // A blocking send: shutdown waits its turn behind queued work.
             if tx.send(Command::Shutdown { reply }).is_ok() {
                 replies.push(rx);
             }
         }
         for rx in replies {
-            match rx.blocking_recv() {
+            match rx.recv() {
                 Ok(Err(e)) => {
                     first_error.get_or_insert(e);
                 }

@@ -53,12 +53,13 @@ pub enum Command {
         /// Process id.
         process: String,
         /// The sequence number written, if any.
-        reply: oneshot::Sender<Result<Option<u64>, EngineError>>,
+        reply: Sender<Result<Option<u64>, EngineError>>,
     },
     /// Checkpoint (per policy) and drop every resident process, then stop.
     Shutdown {
-        /// Answered once everything is durable.
-        reply: oneshot::Sender<Result<(), EngineError>>,
+        /// Answered once everything is durable (a plain channel: shutdown may be called from any thread,
+        /// async runtimes included).
+        reply: Sender<Result<(), EngineError>>,
     },
 }
 
