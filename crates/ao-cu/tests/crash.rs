@@ -342,17 +342,19 @@ fn kill_minus_9_at_random_moments_changes_nothing() {
         summary_a["checkpoints_written"]
     );
 
-    // B: killed at random moments, uniformly between 3/4 of the start-up time and the start-up plus a
-    // 1/kills share of the work. A run then makes about half a 1/kills share of the work before its
-    // kill (less what it replays from its checkpoint), so B needs about twice `kills` kills to finish,
-    // and the kills spread over start-up and restore, evaluation, result commits and checkpoint writes.
-    // After `kills` kills, killing goes on (up to 4 * kills) until a kill has landed during a checkpoint
-    // write and one with results in flight, or until a run finishes by itself.
+    // B: killed at random moments, uniformly between 3/4 of the start-up time and `hi`, at first the
+    // start-up plus a 1/kills share of the work. The start-up time of a killed run (restore, replay) is
+    // hard to measure on a busy machine, so `hi` follows B's progress: it shrinks by a fifth after a kill
+    // that finds B ahead of a schedule that finishes the log after 2 * kills kills, and grows by a fifth
+    // otherwise. The kills spread over start-up and restore, evaluation, result commits and checkpoint
+    // writes. After `kills` kills, killing goes on (up to 4 * kills) until a kill has landed during a
+    // checkpoint write and one with results in flight, or until a run finishes by itself.
     let dir_b = tmp.path().join("b");
     let phase = tmp.path().join("phase");
     let stderr = tmp.path().join("stderr.txt");
     let lo = idle * 3 / 4;
-    let hi = idle + work / kills.max(1);
+    let mut hi = idle + work / kills.max(1);
+    let ceiling = idle + work;
     let mut counts = Counts::default();
     let mut done = 0u32;
     let mut finished = false;
@@ -375,8 +377,17 @@ fn kill_minus_9_at_random_moments_changes_nothing() {
         done += 1;
         let what = classify(&phase, &mut counts);
         counts.tmp_files += tmp_files(&dir_b).len() as u32;
+        let progress = Store::open(&dir_b, StoreOptions::default())
+            .and_then(|store| store.last_result_pos(PID))
+            .unwrap_or(0);
+        let schedule = MESSAGES as u64 * u64::from(done) / (2 * u64::from(kills.max(1)));
+        hi = if progress > schedule {
+            (lo + (hi - lo) * 4 / 5).max(lo + Duration::from_millis(10))
+        } else {
+            (hi + (hi - lo) / 5).min(ceiling)
+        };
         if std::env::var_os("CRASH_VERBOSE").is_some() {
-            eprintln!("kill {done} after {delay:?}: {what}");
+            eprintln!("kill {done} after {delay:?}: {what}; {progress} results");
         }
     }
     let kill_time = started.elapsed();
@@ -431,4 +442,167 @@ fn kill_minus_9_at_random_moments_changes_nothing() {
         counts.results > 0,
         "no kill landed while results were in flight: {counts:?}"
     );
+}
+
+// ---------------------------------------------------------------- `ao-cu run` input handling
+
+/// Runs `ao-cu run` on the Lua test process; (exit code, stdout, stderr).
+fn run_cli(dir: &Path, log: &Path, cache: &Path, extra: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ao-cu"))
+        .arg("run")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--module")
+        .arg(repo().join("tests/modules/build/lua-process.wasm"))
+        .arg("--format")
+        .arg(FORMAT)
+        .arg("--messages")
+        .arg(log)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn lua_lines() -> Option<Vec<String>> {
+    let module = repo().join("tests/modules/build/lua-process.wasm");
+    if !module.exists() {
+        let why = format!("{} (run tests/modules/build.sh)", module.display());
+        if in_ci() {
+            panic!("required for the tests under CI: {why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return None;
+    }
+    let text = fs::read_to_string(repo().join("tests/modules/lua/messages.jsonl")).unwrap();
+    Some(text.lines().map(String::from).collect())
+}
+
+#[test]
+fn run_resumes_appends_only_new_lines_and_matches_eval() {
+    let Some(lines) = lua_lines() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, cache) = (tmp.path().join("store"), tmp.path().join("aot"));
+    let half = tmp.path().join("half.jsonl");
+    let full = tmp.path().join("full.jsonl");
+    // A blank line is skipped and takes no position.
+    fs::write(&half, format!("{}\n\n", lines[..20].join("\n"))).unwrap();
+    fs::write(&full, lines.join("\n")).unwrap();
+    let args = ["--process-id", "p1", "--checkpoint-every", "4", "--memory-hash"];
+    let (code, out, err) = run_cli(&dir, &half, &cache, &args);
+    assert_eq!(code, 0, "{err}");
+    let first: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (first["appended"].as_u64(), first["results"].as_u64()),
+        (Some(20), Some(20))
+    );
+    let (code, out, err) = run_cli(&dir, &full, &cache, &args);
+    assert_eq!(code, 0, "{err}");
+    let second: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(second["appended"], (lines.len() - 20) as u64, "{second}");
+    assert_eq!(second["results"], lines.len() as u64);
+    assert_eq!(second["restored"], true, "continued from the checkpoint at 20");
+    assert_eq!(
+        second["evaluated"],
+        (lines.len() - 20) as u64,
+        "nothing evaluated twice"
+    );
+    // The same outputs and final memory as `ao-cu eval` (one process, memory in between).
+    let eval = Command::new(env!("CARGO_BIN_EXE_ao-cu"))
+        .args(["eval", "--format", FORMAT, "--memory-hash", "--module"])
+        .arg(repo().join("tests/modules/build/lua-process.wasm"))
+        .arg("--messages")
+        .arg(&full)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(eval.status.success());
+    let eval: Vec<Value> = String::from_utf8(eval.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        eval.last().unwrap()["MemoryHash"],
+        second["memory_blake3"],
+        "final memory"
+    );
+    let store = Store::open(&dir, StoreOptions::default()).unwrap();
+    let ours = store.all_results("p1").unwrap();
+    assert_eq!(ours.len(), eval.len());
+    for (r, mut e) in ours.into_iter().zip(eval) {
+        e.as_object_mut().unwrap().remove("MemoryHash");
+        let stored: Value = serde_json::from_str(&r.output_json).unwrap();
+        assert_eq!(stored, e, "position {}", r.pos);
+    }
+}
+
+#[test]
+fn run_rejects_bad_input_with_line_numbers_and_exit_code_1() {
+    let Some(lines) = lua_lines() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, cache) = (tmp.path().join("store"), tmp.path().join("aot"));
+    let log = tmp.path().join("log.jsonl");
+    fs::write(&log, lines[..5].join("\n")).unwrap();
+    let pid = ["--process-id", "p1"];
+    assert_eq!(run_cli(&dir, &log, &cache, &pid).0, 0);
+
+    // A log that disagrees with the stored one at a stored position (line 4 swapped with line 6).
+    let mut other = lines[..6].to_vec();
+    other.swap(3, 5);
+    let bad = tmp.path().join("bad.jsonl");
+    fs::write(&bad, other.join("\n")).unwrap();
+    let (code, _, err) = run_cli(&dir, &bad, &cache, &pid);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("line 4: message 4 differs"), "{err}");
+
+    // Malformed JSON, named by its line (blank lines count as lines).
+    fs::write(&bad, format!("{}\n\n{{\"msg\": \n", lines[0])).unwrap();
+    let (code, _, err) = run_cli(&dir, &bad, &cache, &pid);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("line 3: not valid JSON"), "{err}");
+
+    // An env that differs from the process's.
+    let mut v: Value = serde_json::from_str(&lines[5]).unwrap();
+    v["env"]["Process"]["Id"] = Value::from("someone-else");
+    fs::write(&bad, format!("{}\n{v}\n", lines[..5].join("\n"))).unwrap();
+    let (code, _, err) = run_cli(&dir, &bad, &cache, &pid);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("line 6: env differs"), "{err}");
+
+    // A process id that cannot name a checkpoint folder, an unknown format.
+    let (code, _, err) = run_cli(&dir, &log, &cache, &["--process-id", "../x"]);
+    assert_eq!(code, 1, "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ao-cu"))
+        .args(["run", "--process-id", "p1", "--format", "nope", "--data-dir"])
+        .arg(&dir)
+        .arg("--module")
+        .arg(repo().join("tests/modules/build/lua-process.wasm"))
+        .arg("--messages")
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
+    // The store directory is a file: a runtime failure.
+    let file = tmp.path().join("not-a-dir");
+    fs::write(&file, "x").unwrap();
+    let (code, _, err) = run_cli(&file, &log, &cache, &pid);
+    assert_eq!(code, 2, "{err}");
+
+    // Nothing above changed the stored log.
+    let store = Store::open(&dir, StoreOptions::default()).unwrap();
+    assert_eq!(store.last_pos("p1").unwrap(), 5);
+    assert_eq!(store.last_result_pos("p1").unwrap(), 5);
 }
