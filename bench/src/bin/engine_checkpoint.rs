@@ -227,7 +227,8 @@ fn run() {
                 .collect::<Vec<_>>()
         });
         let (memory, t_apply) = time(|| {
-            let mut m = Vec::new();
+            let len = decoded.last().map_or(0, |d| d.header.memory_len as usize);
+            let mut m = vec![0u8; len];
             for d in &decoded {
                 checkpoint::apply(&mut m, d).unwrap();
             }
@@ -260,7 +261,7 @@ fn run() {
     }
     let names = [
         "read the chain's files (+ BLAKE3 of each file)",
-        "decode: zstd decompress + payload BLAKE3",
+        "decode: zstd decompress + header BLAKE3",
         "reassemble (apply base + deltas)",
         "whole-memory BLAKE3 check",
         "chunk-digest table for the next delta",

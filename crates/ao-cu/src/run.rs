@@ -343,8 +343,8 @@ fn ingest(
             break;
         }
         line_no += 1;
-        let line = std::str::from_utf8(&bytes)
-            .map_err(|e| input(anyhow!("line {line_no}: not UTF-8: {e}")))?;
+        let line =
+            std::str::from_utf8(&bytes).map_err(|e| input(anyhow!("line {line_no}: not UTF-8: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -353,15 +353,8 @@ fn ingest(
             Some(e) => e,
             None => {
                 let module = wasm.take().unwrap_or_default();
-                let stored_env = register(
-                    store,
-                    args,
-                    format,
-                    module,
-                    module_id,
-                    &message.env,
-                    &message.msg,
-                )?;
+                let stored_env =
+                    register(store, args, format, module, module_id, &message.env, &message.msg)?;
                 env.insert(stored_env)
             }
         };
@@ -404,7 +397,10 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
     let cache = if args.no_cache {
         None
     } else {
-        args.cache_dir.clone().or_else(default_cache_dir).map(AotCache::new)
+        args.cache_dir
+            .clone()
+            .or_else(default_cache_dir)
+            .map(AotCache::new)
     };
     let loader = Loader::new(cache).map_err(runtime)?;
     let config = EngineConfig {
@@ -496,7 +492,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.message_id.as_deref(), Some("m3"));
-        assert_eq!((e.nonce, e.timestamp, e.block_height), (Some(7), 1_700_000_000_123, 42));
+        assert_eq!(
+            (e.nonce, e.timestamp, e.block_height),
+            (Some(7), 1_700_000_000_123, 42)
+        );
         assert_eq!(e.cron, None);
         let c = log_entry(
             "p",
