@@ -587,6 +587,10 @@ impl Node {
             .ok_or_else(|| {
                 NodeError::NotFound(format!("Message {message_id} not found on process {process_id}"))
             })?;
+        // A durable result is served from the store without a round trip through the owning shard.
+        if let Some(r) = self.inner.store.result(process_id, entry.pos)? {
+            return result_shape(&r.output_json, true);
+        }
         self.evaluate_to(process_id, entry.pos).await?;
         let r = self.inner.store.result(process_id, entry.pos)?.ok_or_else(|| {
             NodeError::Internal(format!("result at {} missing after evaluation", entry.pos))
