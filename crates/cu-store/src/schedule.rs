@@ -366,7 +366,7 @@ impl ScheduleReads {
         self.read("reading the assignment of a message", |c| {
             c.prepare_cached(&format!(
                 "SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 AND message_id = ?2 \
-                 ORDER BY nonce LIMIT 1"
+                 ORDER BY +nonce LIMIT 1"
             ))?
             .query_row([process_id, message_id], schedule_row)
             .optional()

@@ -1190,3 +1190,24 @@ fn a_failing_write_in_a_group_does_not_undo_the_others() {
         "one transaction for the whole group"
     );
 }
+
+#[test]
+fn lookups_by_message_use_the_message_indexes() {
+    // Regression: `ORDER BY pos` made SQLite scan every row of the process through the primary key.
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    for (table, sql, index) in [
+        ("log", crate::store::LOG_BY_MESSAGE, "log_by_message"),
+        ("results", crate::store::RESULT_BY_MESSAGE, "results_by_message"),
+    ] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN SELECT * FROM {table} {sql}"))
+            .unwrap()
+            .query_map(["p", "m"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|d| d.contains(index)), "{table}: {plan:?}");
+    }
+}
