@@ -109,8 +109,10 @@ fn schedule_row(row: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
     })
 }
 
-fn insert_process(conn: &Connection, p: &ProcessRecord) -> Result<(), StoreError> {
-    let sql = |e| StoreError::sqlite(format!("creating process {}", p.id), e);
+/// Inserts a new process (`Exists` if the id is taken); `context` names the operation in errors. Shared by
+/// [`crate::Store::put_process`] and the scheduler's batches.
+pub(crate) fn insert_process(conn: &Connection, p: &ProcessRecord, context: &str) -> Result<(), StoreError> {
+    let sql = |e| StoreError::sqlite(context.to_string(), e);
     let exists = conn
         .prepare_cached("SELECT 1 FROM processes WHERE id = ?1")
         .and_then(|mut st| st.exists([&p.id]))
@@ -159,7 +161,7 @@ fn last_pos(conn: &Connection, process_id: &str) -> Result<u64, StoreError> {
 
 fn write_batch(conn: &Connection, batch: &ScheduleBatch) -> Result<(), StoreError> {
     if let Some(p) = &batch.process {
-        insert_process(conn, p)?;
+        insert_process(conn, p, &format!("creating process {}", p.id))?;
     }
     let mut last: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     for s in &batch.entries {

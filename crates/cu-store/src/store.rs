@@ -312,44 +312,14 @@ impl Store {
     /// Durable on return.
     pub fn put_process(&self, p: &ProcessRecord) -> Result<(), StoreError> {
         blobs::validate_process_id(&p.id)?;
-        let tags = serde_json::to_string(&p.tags).map_err(|e| StoreError::Json {
-            context: format!("encoding the tags of process {}", p.id),
-            source: e,
-        })?;
-        let block_height = to_sql_int("block_height", p.block_height)?;
-        let timestamp = to_sql_int("timestamp", p.timestamp)?;
+        // Checked before queuing (the insert itself clamps), so an out-of-range number is refused here.
+        to_sql_int("block_height", p.block_height)?;
+        to_sql_int("timestamp", p.timestamp)?;
         let p = p.clone();
         let ctx = self.ctx(format_args!("storing process {}", p.id));
         self.submit_wait(|done| {
             Job::single(
-                Box::new(move |conn| {
-                    let sql = |e| StoreError::sqlite(ctx.clone(), e);
-                    let exists = conn
-                        .prepare_cached("SELECT 1 FROM processes WHERE id = ?1")
-                        .and_then(|mut st| st.exists([&p.id]))
-                        .map_err(sql)?;
-                    if exists {
-                        return Err(StoreError::Exists { kind: "process", id: p.id });
-                    }
-                    conn.prepare_cached(
-                        "INSERT INTO processes (id, module_id, owner, tags, env_json, block_height, timestamp, \
-                         spawn_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )
-                    .and_then(|mut st| {
-                        st.execute(params![
-                            p.id,
-                            p.module_id,
-                            p.owner,
-                            tags,
-                            p.env_json,
-                            block_height,
-                            timestamp,
-                            p.spawn_json
-                        ])
-                    })
-                    .map(|_| ())
-                    .map_err(sql)
-                }),
+                Box::new(move |conn| crate::schedule::insert_process(conn, &p, &ctx)),
                 done,
             )
         })
