@@ -43,12 +43,8 @@ pub struct EvalArgs {
     /// Write the process snapshot here after the last message.
     #[arg(long)]
     state_out: Option<PathBuf>,
-    /// AOT cache directory (default: `$XDG_CACHE_HOME/ao-cu/modules` or `~/.cache/ao-cu/modules`).
-    #[arg(long, env = "AO_CU_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Compile in memory only, without the AOT cache.
-    #[arg(long)]
-    no_cache: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// `argv[0]` given to `main` (default `./this.program`); tests use it to reproduce another host's memory.
     #[arg(long)]
     this_program: Option<String>,
@@ -60,8 +56,32 @@ pub struct EvalArgs {
     timing: bool,
 }
 
-/// The default AOT cache directory (shared with `ao-cu run`).
-pub fn default_cache_dir() -> Option<PathBuf> {
+/// Where compiled modules are cached (`ao-cu eval` and `ao-cu run`).
+#[derive(Args, Debug)]
+pub struct CacheArgs {
+    /// AOT cache directory (default: `$XDG_CACHE_HOME/ao-cu/modules` or `~/.cache/ao-cu/modules`).
+    #[arg(long, env = "AO_CU_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile in memory only, without the AOT cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The AOT cache these flags select (none with `--no-cache`).
+    pub fn aot_cache(&self) -> Option<AotCache> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir
+            .clone()
+            .or_else(default_cache_dir)
+            .map(AotCache::new)
+    }
+}
+
+/// The default AOT cache directory.
+fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
@@ -111,14 +131,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let wasm =
         fs::read(&args.module).with_context(|| format!("cannot read module {}", args.module.display()))?;
-    let cache = if args.no_cache {
-        None
-    } else {
-        args.cache_dir
-            .clone()
-            .or_else(default_cache_dir)
-            .map(AotCache::new)
-    };
+    let cache = args.cache.aot_cache();
     let snapshot = match &args.state_in {
         Some(path) => {
             let bytes = fs::read(path).with_context(|| format!("cannot read snapshot {}", path.display()))?;

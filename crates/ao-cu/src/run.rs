@@ -28,11 +28,11 @@ use clap::Args;
 use cu_engine::{CheckpointPolicy, Engine, EngineConfig};
 use cu_store::{LogEntry, ModuleRecord, ProcessRecord, Store, StoreOptions, Tag};
 use cu_types::ModuleFormat;
-use cu_wasm::{AotCache, Loader, ProcessConfig};
+use cu_wasm::{Loader, ProcessConfig};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::eval::{default_cache_dir, parse_line};
+use crate::eval::{CacheArgs, parse_line};
 
 /// Messages appended (or compared with the stored log) per store transaction.
 const BATCH: usize = 512;
@@ -74,12 +74,8 @@ pub struct RunArgs {
     /// Power-cut safety: fsync every store commit (without it commits survive `kill -9`, not a power cut).
     #[arg(long)]
     fsync: bool,
-    /// AOT cache directory (default: `$XDG_CACHE_HOME/ao-cu/modules` or `~/.cache/ao-cu/modules`).
-    #[arg(long, env = "AO_CU_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Compile in memory only, without the AOT cache.
-    #[arg(long)]
-    no_cache: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// `argv[0]` given to `main` (default `./this.program`).
     #[arg(long)]
     this_program: Option<String>,
@@ -394,15 +390,7 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
         .map_err(runtime)?;
     let (messages, appended) = ingest(&store, &args, format, wasm, &module_id)?;
 
-    let cache = if args.no_cache {
-        None
-    } else {
-        args.cache_dir
-            .clone()
-            .or_else(default_cache_dir)
-            .map(AotCache::new)
-    };
-    let loader = Loader::new(cache).map_err(runtime)?;
+    let loader = Loader::new(args.cache.aot_cache()).map_err(runtime)?;
     let config = EngineConfig {
         workers: args.workers.max(1),
         pin_cores: false,
