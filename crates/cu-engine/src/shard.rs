@@ -97,6 +97,18 @@ pub struct Shared {
     pub process_config: ProcessConfig,
 }
 
+impl Shared {
+    /// Checkpoints `resident` with the engine's store, policy, counters and phase file.
+    fn checkpoint(&self, resident: &mut Resident) -> Result<Option<u64>, EngineError> {
+        resident.checkpoint(
+            &self.store,
+            &self.config.checkpoints,
+            &self.metrics,
+            self.probe.as_ref(),
+        )
+    }
+}
+
 /// One shard's state, owned by its thread.
 pub struct Shard {
     index: usize,
@@ -198,12 +210,7 @@ impl Shard {
             }
             Command::Checkpoint { process, reply } => {
                 let result = match self.residents.get_mut(&process) {
-                    Some(r) => r.checkpoint(
-                        &self.shared.store,
-                        &self.shared.config.checkpoints,
-                        &self.shared.metrics,
-                        self.shared.probe.as_ref(),
-                    ),
+                    Some(r) => self.shared.checkpoint(r),
                     None => Ok(None),
                 };
                 let _ = reply.send(result);
@@ -302,12 +309,7 @@ impl Shard {
                     }),
                 );
                 if resident.checkpoint_due(&self.shared.config.checkpoints) {
-                    resident.checkpoint(
-                        &self.shared.store,
-                        &self.shared.config.checkpoints,
-                        &self.shared.metrics,
-                        self.shared.probe.as_ref(),
-                    )?;
+                    self.shared.checkpoint(resident)?;
                 }
             }
         }
@@ -411,12 +413,7 @@ impl Shard {
             if let Some(mut r) = self.residents.remove(&victim) {
                 total = total.saturating_sub(r.process.resident_bytes());
                 if self.shared.config.checkpoints.on_evict
-                    && let Err(e) = r.checkpoint(
-                        &self.shared.store,
-                        &self.shared.config.checkpoints,
-                        &self.shared.metrics,
-                        self.shared.probe.as_ref(),
-                    )
+                    && let Err(e) = self.shared.checkpoint(&mut r)
                 {
                     tracing::warn!(process = %victim, error = %e,
                         "checkpoint on eviction failed; the process will replay its log");
@@ -440,12 +437,7 @@ impl Shard {
         let mut first_error = None;
         if self.shared.config.checkpoints.on_shutdown {
             for r in self.residents.values_mut() {
-                if let Err(e) = r.checkpoint(
-                    &self.shared.store,
-                    &self.shared.config.checkpoints,
-                    &self.shared.metrics,
-                    self.shared.probe.as_ref(),
-                ) {
+                if let Err(e) = self.shared.checkpoint(r) {
                     first_error.get_or_insert(e);
                 }
             }
