@@ -15,25 +15,28 @@ pub(crate) struct DryRunKey {
     pub body: String,
 }
 
-/// Answers (serialized JSON) of recent dry-runs, bounded by age and count (oldest evicted first).
-pub(crate) struct DryRunCache {
+/// Answers of recent dry-runs (`V`: the serialized JSON and what signing it needs), bounded by age and count
+/// (oldest evicted first).
+pub(crate) struct DryRunCache<V> {
     max_age: Duration,
     capacity: usize,
-    inner: Mutex<CacheInner>,
+    inner: Mutex<CacheInner<V>>,
 }
 
-#[derive(Default)]
-struct CacheInner {
-    map: HashMap<DryRunKey, (Instant, String)>,
+struct CacheInner<V> {
+    map: HashMap<DryRunKey, (Instant, V)>,
     order: VecDeque<(Instant, DryRunKey)>,
 }
 
-impl DryRunCache {
+impl<V: Clone> DryRunCache<V> {
     pub fn new(max_age: Duration, capacity: usize) -> Self {
         DryRunCache {
             max_age,
             capacity,
-            inner: Mutex::new(CacheInner::default()),
+            inner: Mutex::new(CacheInner {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+            }),
         }
     }
 
@@ -42,7 +45,7 @@ impl DryRunCache {
     }
 
     /// The cached answer, if younger than the max age.
-    pub fn get(&self, key: &DryRunKey, now: Instant) -> Option<String> {
+    pub fn get(&self, key: &DryRunKey, now: Instant) -> Option<V> {
         if !self.enabled() {
             return None;
         }
@@ -51,7 +54,7 @@ impl DryRunCache {
         (now.saturating_duration_since(*at) < self.max_age).then(|| body.clone())
     }
 
-    pub fn insert(&self, key: DryRunKey, answer: String, now: Instant) {
+    pub fn insert(&self, key: DryRunKey, answer: V, now: Instant) {
         if !self.enabled() {
             return;
         }
@@ -126,7 +129,7 @@ mod tests {
 
     #[test]
     fn cache_expires_and_evicts_oldest() {
-        let cache = DryRunCache::new(Duration::from_secs(10), 2);
+        let cache = DryRunCache::<String>::new(Duration::from_secs(10), 2);
         let t0 = Instant::now();
         cache.insert(key("a"), "A".into(), t0);
         cache.insert(key("b"), "B".into(), t0 + Duration::from_secs(1));
@@ -149,7 +152,7 @@ mod tests {
 
     #[test]
     fn disabled_cache_keeps_nothing() {
-        let cache = DryRunCache::new(Duration::ZERO, 10);
+        let cache = DryRunCache::<String>::new(Duration::ZERO, 10);
         let t0 = Instant::now();
         cache.insert(key("a"), "A".into(), t0);
         assert_eq!(cache.get(&key("a"), t0), None);

@@ -2,6 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use cu_attest::AttestError;
 use cu_node::NodeError;
 
 /// An error answered over HTTP as `{"error": "<message>"}` with its status.
@@ -19,6 +20,10 @@ pub enum HttpError {
         /// What was wrong.
         message: String,
     },
+    /// An attestation or signing error: 503 `no TEE` outside an SNP guest, 400 for a bad nonce, 502 when
+    /// the key distribution service failed, 500 otherwise ([`AttestError::http_response`]).
+    #[error(transparent)]
+    Attest(#[from] AttestError),
 }
 
 impl HttpError {
@@ -42,6 +47,9 @@ impl HttpError {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             HttpError::Request { status, .. } => *status,
+            HttpError::Attest(e) => {
+                StatusCode::from_u16(e.http_response().0).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 }

@@ -9,14 +9,15 @@
 //! # Routes
 //! | method, path | unit | answer |
 //! |---|---|---|
-//! | `GET /` | CU + SU | `{"address", "timestamp"}`: the CU healthcheck and the SU's `GET /` have the same two fields, so one answer serves both |
+//! | `GET /` | CU + SU | `{"address", "timestamp"}`: the CU healthcheck and the SU's `GET /` have the same two fields, so one answer serves both; with an attestor also `node_key` (`keyid`, `public_key` hex, `alg`), `config`, `config_digest` and `tee` |
+//! | `GET /~snp@1.0/report?nonce=HEX` | node | SEV-SNP evidence binding the node key, configuration and nonce (`docs/attestation.md` §2.5), made on a blocking worker; 503 `{"error": "no TEE: ..."}` outside an SNP guest (or without an attestor), 400 for a missing or malformed nonce |
 //! | `GET /healthcheck`, `GET /health` | node | `{"status": "ok", "address"}` (ours; the SU's `/health` is an empty 200) |
-//! | `GET /result/{id}?process-id=` | CU | the result of message `id` (evaluates up to it) |
+//! | `GET /result/{id}?process-id=` | CU | the result of message `id` (evaluates up to it); signed, `ao-position` = its slot |
 //! | `GET /results/{pid}?from&to&sort&limit` | CU | `{pageInfo, edges}` of computed results |
 //! | `GET /cron/{pid}?from&to&limit` | CU | evaluates to now, then cron results |
-//! | `POST /dry-run?process-id=[&to=]` | CU | a result, never persisted; rate limit and result cache below |
+//! | `POST /dry-run?process-id=[&to=]` | CU | a result, never persisted; rate limit and result cache below; signed, `ao-position` = `dry-run@<slot>` of the state it ran on (`dry-run` when that is not one slot) |
 //! | `GET /state/{pid}` | CU | raw linear memory, `Last-Timestamp`, `Last-Ordinate`, `Last-Block-Height` headers |
-//! | `POST /result/{slot}?process-id=` | CU (hbu) | HyperBEAM's `genesis-wasm` call: body = one SU page; reply headers `slot`, `timestamp`, `block-height`, `ao-types` |
+//! | `POST /result/{slot}?process-id=` | CU (hbu) | HyperBEAM's `genesis-wasm` call: body = one SU page; reply headers `slot`, `timestamp`, `block-height`, `ao-types`; signed, `ao-position` = `slot` |
 //! | `GET /metrics` | node | Prometheus text (on by default; [`HttpConfig::metrics`]) |
 //! | `POST /` | MU | body = a signed ANS-104 data item; 202 `{"message": "Processing DataItem", "id"}` |
 //! | `POST /graphql` | gateway | `{query, variables}` → `{"data": ...}` (the subset aoconnect sends) |
@@ -26,7 +27,17 @@
 //! | `GET /{id}?process-id=&from&to&limit` | SU | as the SU: when `process-id` names another id, the message `id` of that process; otherwise (or when no such message exists) the page of process `id`'s schedule |
 //!
 //! Static paths (`/metrics`, `/timestamp`, `/graphql`, `/healthcheck`, `/health`) win over the SU's
-//! `/{id}`: an id is 43 base64url characters and never equals one of them.
+//! `/{id}`: an id is 43 base64url characters and never equals one of them. `/~snp@1.0/report` is a static
+//! two-segment path, so neither `/{id}` nor `/{pid}/latest` takes it.
+//!
+//! # Signed results
+//! With [`HttpConfig::attestor`] set (as `ao-cu serve` does), every single-result answer (`GET /result/{id}`,
+//! `POST /dry-run`, cached dry-run answers included, and `POST /result/{slot}`) carries `content-digest`,
+//! `ao-process-id`, `ao-position`, `signature-input` and `signature`: an RFC 9421 ed25519 signature by the
+//! node key ([`cu_attest::sign_response`], `docs/attestation.md` §2.6; ~25 µs, done inline).
+//! `GET /results/{pid}` and `GET /cron/{pid}` pages are **not** signed: a page is many results and has no
+//! single position; a client that needs proof fetches `GET /result/{id}` for the messages it cares about.
+//! Errors and `GET /state/{pid}` (raw memory) are not signed either.
 //!
 //! # Deliberate differences from the reference
 //! - A missing or malformed query parameter (`process-id`, `limit`, `sort`) is a **400** with a message
@@ -45,8 +56,10 @@ mod error;
 mod metrics;
 mod routes;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use cu_attest::Attestor;
 pub use error::HttpError;
 pub use routes::router;
 
@@ -64,6 +77,10 @@ pub struct HttpConfig {
     pub dry_run_cache_max_age: Duration,
     /// Dry-run result cache: most answers kept.
     pub dry_run_cache_entries: usize,
+    /// The node's attestation identity (ed25519 key and configuration). With one, every result is signed
+    /// (RFC 9421), `GET /` publishes the key and `GET /~snp@1.0/report` produces evidence inside an SNP
+    /// guest; without one (the default), results are unsigned and the evidence route answers 503.
+    pub attestor: Option<Arc<Attestor>>,
 }
 
 impl Default for HttpConfig {
@@ -74,6 +91,7 @@ impl Default for HttpConfig {
             dry_run_rate_limit: None,
             dry_run_cache_max_age: Duration::from_millis(60_000),
             dry_run_cache_entries: 10_000,
+            attestor: None,
         }
     }
 }

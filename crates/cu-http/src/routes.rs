@@ -12,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use cu_attest::{Attestor, Position};
 use cu_node::{Node, NodeError, ResultsParams};
 use serde_json::Value;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -26,9 +27,18 @@ use crate::metrics::HttpMetrics;
 struct AppState {
     node: Node,
     config: HttpConfig,
-    dry_run_cache: DryRunCache,
+    dry_run_cache: DryRunCache<DryRunAnswer>,
     limiter: Option<RateLimiter>,
     metrics: HttpMetrics,
+    /// What `GET /` adds about the node key and configuration (computed once), when the node has one.
+    identity: Option<Value>,
+}
+
+/// A dry-run answer as cached: the JSON body and the slot of the state it ran on (for `ao-position`).
+#[derive(Clone)]
+struct DryRunAnswer {
+    body: String,
+    slot: Option<u64>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -42,6 +52,7 @@ pub fn router(node: Node, config: HttpConfig) -> Router {
         dry_run_cache: DryRunCache::new(config.dry_run_cache_max_age, config.dry_run_cache_entries),
         limiter: config.dry_run_rate_limit.map(RateLimiter::new),
         metrics: HttpMetrics::default(),
+        identity: config.attestor.as_deref().map(identity),
         node,
         config,
     });
@@ -55,6 +66,7 @@ pub fn router(node: Node, config: HttpConfig) -> Router {
         .route("/dry-run", post(dry_run))
         .route("/state/{pid}", get(state_route))
         .route("/graphql", post(graphql))
+        .route("/~snp@1.0/report", get(evidence))
         .route("/timestamp", get(su_timestamp))
         .route("/processes/{pid}", get(su_process))
         .route("/{pid}/latest", get(su_latest))
@@ -220,6 +232,69 @@ fn json_ok(value: &Value) -> Response {
     json_response(StatusCode::OK, value.to_string())
 }
 
+/// A 200 JSON result for message `position` of `process_id`, with `extra` headers; signed (RFC 9421,
+/// `docs/attestation.md` §2.6) when the node has a key. Signing is one SHA-256 over the body and one
+/// ed25519 signature (~25 µs for a small result), cheap enough for the async worker.
+fn result_response(
+    state: &AppState,
+    body: String,
+    extra: Vec<(String, String)>,
+    process_id: &str,
+    position: Position,
+) -> Reply {
+    let mut headers = vec![(
+        header::CONTENT_TYPE.as_str().to_owned(),
+        "application/json; charset=utf-8".to_owned(),
+    )];
+    headers.extend(extra);
+    if let Some(attestor) = &state.config.attestor {
+        let created = i64::try_from(state.node.now() / 1000).ok();
+        cu_attest::sign_response(
+            attestor.key(),
+            StatusCode::OK.as_u16(),
+            &mut headers,
+            body.as_bytes(),
+            process_id,
+            position,
+            created,
+        )?;
+    }
+    let mut response = Response::new(Body::from(body));
+    let h = response.headers_mut();
+    for (name, value) in headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                h.append(n, v);
+            }
+            _ => {
+                return Err(HttpError::request(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("invalid reply header {name:?}"),
+                ));
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// The node key and configuration as `GET /` publishes them.
+fn identity(attestor: &Attestor) -> Value {
+    let info = attestor.node_info();
+    serde_json::json!({
+        "node_key": {
+            "keyid": info["keyid"],
+            "public_key": info["public_key"],
+            "alg": "ed25519",
+        },
+        "config": info["config"],
+        "config_digest": info["config_digest"],
+        "tee": info["tee"],
+    })
+}
+
 /// The body, or the extractor's problem as a JSON error (413 over the limit, 400 otherwise).
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, HttpError> {
     body.map_err(|r| {
@@ -291,10 +366,46 @@ fn client_ip(headers: &HeaderMap, socket: Option<SocketAddr>) -> String {
 // CU routes.
 
 async fn root(State(state): Shared) -> Response {
-    json_ok(&serde_json::json!({
+    let mut v = serde_json::json!({
         "address": state.node.address(),
         "timestamp": state.node.now(),
-    }))
+    });
+    if let (Some(Value::Object(id)), Value::Object(out)) = (&state.identity, &mut v) {
+        out.extend(id.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    json_ok(&v)
+}
+
+/// `GET /~snp@1.0/report?nonce=HEX`: SEV-SNP evidence binding the node key, its configuration and the
+/// nonce. Produced on a blocking worker (a firmware call and maybe a KDS fetch), never on an evaluation
+/// thread; 503 `no TEE` outside an SNP guest, 400 for a missing or malformed nonce.
+async fn evidence(State(state): Shared, RawQuery(q): RawQuery) -> Reply {
+    let q = QueryParams::parse(q.as_deref())?;
+    let nonce = q
+        .non_empty("nonce")
+        .ok_or_else(|| HttpError::bad_request("'nonce': a hex nonce of 1 to 64 bytes is required"))?;
+    let nonce = cu_attest::binding::parse_nonce_hex(nonce)?;
+    let Some(attestor) = state.config.attestor.clone() else {
+        return Err(
+            cu_attest::AttestError::NoTee("this node has no attestation key configured".into()).into(),
+        );
+    };
+    let evidence = match tokio::task::spawn_blocking(move || attestor.evidence(&nonce)).await {
+        Ok(r) => r?,
+        Err(e) => {
+            return Err(HttpError::request(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error: {e}"),
+            ));
+        }
+    };
+    let body = serde_json::to_string(&evidence).map_err(|e| {
+        HttpError::request(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding evidence: {e}"),
+        )
+    })?;
+    Ok(json_response(StatusCode::OK, body))
 }
 
 async fn healthcheck(State(state): Shared) -> Response {
@@ -304,8 +415,14 @@ async fn healthcheck(State(state): Shared) -> Response {
 async fn result(State(state): Shared, Path(id): Path<String>, RawQuery(q): RawQuery) -> Reply {
     let q = QueryParams::parse(q.as_deref())?;
     let pid = q.process_id()?;
-    let value = state.node.result(pid, &id).await?;
-    Ok(json_ok(&value))
+    let (value, slot) = state.node.result_with_slot(pid, &id).await?;
+    let slot = slot.ok_or_else(|| {
+        HttpError::request(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("message {id} has no slot to sign its result with"),
+        )
+    })?;
+    result_response(&state, value.to_string(), Vec::new(), pid, Position::Slot(slot))
 }
 
 async fn results(State(state): Shared, Path(pid): Path<String>, RawQuery(q): RawQuery) -> Reply {
@@ -354,7 +471,8 @@ async fn dry_run(
     if let Some(key) = &key
         && let Some(hit) = state.dry_run_cache.get(key, now)
     {
-        return Ok(json_response(StatusCode::OK, hit));
+        let position = Position::DryRun { after: hit.slot };
+        return result_response(&state, hit.body, Vec::new(), &pid, position);
     }
     if let Some(limiter) = &state.limiter {
         let ip = client_ip(&headers, connect.map(|Extension(ConnectInfo(a))| a));
@@ -365,12 +483,16 @@ async fn dry_run(
             ));
         }
     }
-    let value = state.node.dry_run(&pid, msg).await?;
-    let answer = value.to_string();
+    let (value, slot) = state.node.dry_run_with_slot(&pid, msg).await?;
+    let answer = DryRunAnswer {
+        body: value.to_string(),
+        slot,
+    };
     if let Some(key) = key {
         state.dry_run_cache.insert(key, answer.clone(), now);
     }
-    Ok(json_response(StatusCode::OK, answer))
+    let position = Position::DryRun { after: answer.slot };
+    result_response(&state, answer.body, Vec::new(), &pid, position)
 }
 
 async fn state_route(State(state): Shared, Path(pid): Path<String>) -> Reply {
@@ -409,25 +531,7 @@ async fn hbu_result(
     let page: Value = serde_json::from_slice(&body)
         .map_err(|e| HttpError::bad_request(format!("malformed JSON body: {e}")))?;
     let (value, headers) = state.node.hbu_result(&pid, slot, page).await?;
-    let mut response = json_ok(&value);
-    let h = response.headers_mut();
-    for (name, value) in headers {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            (Ok(n), Ok(v)) => {
-                h.insert(n, v);
-            }
-            _ => {
-                return Err(HttpError::request(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("invalid reply header {name:?}"),
-                ));
-            }
-        }
-    }
-    Ok(response)
+    result_response(&state, value.to_string(), headers, &pid, Position::Slot(slot))
 }
 
 async fn metrics(State(state): Shared) -> Response {

@@ -712,7 +712,8 @@ async fn graphql_and_su_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hbu_result_takes_a_schedule_page() {
-    let Some(f) = Fixture::new(HttpConfig::default()).await else {
+    let key_dir = tempfile::tempdir().unwrap();
+    let Some(f) = Fixture::new(attested_config(key_dir.path())).await else {
         return;
     };
     let id = f.message(&f.pid, "Echo", "via hbu").await;
@@ -743,6 +744,12 @@ async fn hbu_result_takes_a_schedule_page() {
     for h in ["timestamp", "block-height", "ao-types"] {
         assert!(headers.get(h).is_some(), "header {h}: {headers:?}");
     }
+    // Signed with the slot HyperBEAM asked for.
+    let key = cu_attest::NodeKey::load(&cu_attest::NodeKey::path_in(key_dir.path())).unwrap();
+    let signed =
+        cu_attest::verify_response(&key.verifying_key(), 200, &header_pairs(&headers), &reply).unwrap();
+    assert_eq!(signed.process_id, f.pid);
+    assert_eq!(signed.position, cu_attest::Position::Slot(1));
 
     let (status, v) = f
         .post_json(&format!("/result/one?process-id={}", f.pid), &body, &[])
@@ -755,4 +762,249 @@ async fn hbu_result_takes_a_schedule_page() {
     let (status, v) = f.post_json("/result/1", &body, &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&v, "process-id");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Attestation: the published node key, the evidence route and signed results (docs/attestation.md §2.5-2.6).
+
+/// A node configuration for attestation tests.
+fn attest_node_config() -> cu_attest::NodeConfig {
+    cu_attest::NodeConfig::new(
+        "ao-cu test",
+        ["wasm32-unknown-emscripten2"],
+        [("max_item_bytes".to_owned(), 64u64 << 20)],
+    )
+}
+
+/// An `HttpConfig` with an attestor over a node key created in `key_dir` (as `ao-cu serve` does in its data
+/// directory).
+fn attested_config(key_dir: &Path) -> HttpConfig {
+    let key = cu_attest::NodeKey::load_or_create(key_dir).unwrap();
+    let attestor = cu_attest::Attestor::new(Arc::new(key), &attest_node_config(), None).unwrap();
+    HttpConfig {
+        attestor: Some(Arc::new(attestor)),
+        ..HttpConfig::default()
+    }
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn lower_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value of tag `name` in an SU message node's assignment.
+fn assignment_tag(node: &Value, name: &str) -> String {
+    node["assignment"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} tag in {node}"))["value"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The slot (SU nonce) of message `id` of `pid`, as the SU routes report it.
+async fn slot_of(f: &Fixture, pid: &str, id: &str) -> u64 {
+    let (status, v) = f.get(&format!("/{id}?process-id={pid}")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assignment_tag(&v, "Nonce").parse().unwrap()
+}
+
+/// The published node key: `GET /` keeps `address` and `timestamp` and adds the key (matching the key file)
+/// and the configuration digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_publishes_the_node_key() {
+    let key_dir = tempfile::tempdir().unwrap();
+    let Some(f) = Fixture::new(attested_config(key_dir.path())).await else {
+        return;
+    };
+    let (status, v) = f.get("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["address"], f.node.address());
+    assert!(v["timestamp"].is_u64(), "{v}");
+    let file_key = cu_attest::NodeKey::load(&cu_attest::NodeKey::path_in(key_dir.path())).unwrap();
+    assert_eq!(v["node_key"]["keyid"], file_key.keyid(), "{v}");
+    assert_eq!(
+        v["node_key"]["public_key"],
+        lower_hex(&file_key.public_key()),
+        "{v}"
+    );
+    assert_eq!(v["node_key"]["alg"], "ed25519");
+    let published = cu_attest::key::public_key_from_keyid(v["node_key"]["keyid"].as_str().unwrap()).unwrap();
+    assert_eq!(published.to_bytes(), file_key.public_key());
+    let config = attest_node_config();
+    assert_eq!(v["config_digest"], lower_hex(&config.digest().unwrap()), "{v}");
+    assert_eq!(v["config"], config.to_value());
+
+    // Without an attestor `GET /` is the plain healthcheck.
+    let Some(plain) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let (_, v) = plain.get("/").await;
+    assert!(v.get("node_key").is_none(), "{v}");
+    assert!(v["address"].is_string());
+}
+
+/// `GET /~snp@1.0/report`: 503 "no TEE" on a machine without SEV-SNP, 400 for a bad nonce, and never the
+/// SU's `/{id}` route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_route_says_no_tee() {
+    let key_dir = tempfile::tempdir().unwrap();
+    let Some(f) = Fixture::new(attested_config(key_dir.path())).await else {
+        return;
+    };
+    let nonce = "00112233445566778899aabbccddeeff";
+    if cu_attest::guest::tee_present() {
+        println!("SKIPPED the no-TEE answer: /dev/sev-guest exists on this machine");
+    } else {
+        let (status, v) = f.get(&format!("/~snp@1.0/report?nonce={nonce}")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.starts_with("no TEE: "), "{msg}");
+        assert!(msg.contains("/dev/sev-guest"), "{msg}");
+    }
+    for bad in ["zz", "abc", "", &"00".repeat(65)] {
+        let (status, v) = f.get(&format!("/~snp@1.0/report?nonce={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "nonce {bad:?}: {v}");
+        assert_error(&v, "nonce");
+    }
+    let (status, v) = f.get("/~snp@1.0/report").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_error(&v, "nonce");
+
+    // A node without a key has no evidence to give either.
+    let Some(plain) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let (status, v) = plain.get(&format!("/~snp@1.0/report?nonce={nonce}")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["error"].as_str().unwrap().starts_with("no TEE: "), "{v}");
+}
+
+/// `GET /result/{id}` and `POST /dry-run` answers verify under the published key with their process and
+/// position; a tampered body, a tampered position or another key fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_and_dry_runs_are_signed() {
+    let key_dir = tempfile::tempdir().unwrap();
+    let Some(f) = Fixture::new(attested_config(key_dir.path())).await else {
+        return;
+    };
+    let (_, root) = f.get("/").await;
+    let key = cu_attest::key::public_key_from_keyid(root["node_key"]["keyid"].as_str().unwrap()).unwrap();
+
+    let id = f.message(&f.pid, "Echo", "signed").await;
+    let slot = slot_of(&f, &f.pid, &id).await;
+    let (status, headers, body) = f
+        .send(
+            Method::GET,
+            &format!("/result/{id}?process-id={}", f.pid),
+            Body::empty(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(output_text(&v["Output"]), "signed");
+    let headers = header_pairs(&headers);
+    let signed = cu_attest::verify_response(&key, 200, &headers, &body).unwrap();
+    assert_eq!(signed.process_id, f.pid);
+    assert_eq!(signed.position, cu_attest::Position::Slot(slot));
+    assert_eq!(signed.keyid, root["node_key"]["keyid"]);
+    assert!(signed.created.is_some());
+    let si = cu_attest::httpsig::header_value(&headers, "signature-input").unwrap();
+    for c in [
+        "\"@status\"",
+        "\"content-type\"",
+        "\"content-digest\"",
+        "\"ao-process-id\"",
+        "\"ao-position\"",
+        "alg=\"ed25519\"",
+        "tag=\"ao-cu/result/v1\"",
+    ] {
+        assert!(si.contains(c), "signature-input {si} lacks {c}");
+    }
+
+    // Tampering: the body, the position, the process, the status; and another key.
+    let mut tampered = body.to_vec();
+    let at = tampered.iter().position(|&b| b == b's').unwrap();
+    tampered[at] = b'S';
+    let e = cu_attest::verify_response(&key, 200, &headers, &tampered).unwrap_err();
+    assert!(e.to_string().contains("content-digest"), "{e}");
+    let swap = |name: &str, value: &str| -> Vec<(String, String)> {
+        headers
+            .iter()
+            .map(|(k, v)| {
+                if k == name {
+                    (k.clone(), value.to_owned())
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect()
+    };
+    for (name, value) in [
+        ("ao-position", (slot + 1).to_string()),
+        ("ao-position", "dry-run".to_owned()),
+        ("ao-process-id", UNKNOWN.to_owned()),
+    ] {
+        let e = cu_attest::verify_response(&key, 200, &swap(name, &value), &body).unwrap_err();
+        assert!(e.to_string().contains("does not verify"), "{name}: {e}");
+    }
+    assert!(cu_attest::verify_response(&key, 201, &headers, &body).is_err());
+    let other = cu_attest::NodeKey::generate().unwrap().verifying_key();
+    assert!(cu_attest::verify_response(&other, 200, &headers, &body).is_err());
+
+    // Dry-runs: signed with the dry-run position of the state they ran on, cached answers too.
+    let uri = format!("/dry-run?process-id={}", f.pid);
+    let count =
+        json!({"Owner": f.user.address(), "Tags": [{"name": "Action", "value": "Count"}]}).to_string();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let (status, headers, body) = f
+            .send(
+                Method::POST,
+                &uri,
+                Body::from(count.clone()),
+                &[("content-type", "application/json")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let signed = cu_attest::verify_response(&key, 200, &header_pairs(&headers), &body).unwrap();
+        assert_eq!(signed.process_id, f.pid);
+        assert_eq!(signed.position, cu_attest::Position::DryRun { after: Some(slot) });
+        let e = cu_attest::verify_response(&other, 200, &header_pairs(&headers), &body).unwrap_err();
+        assert!(e.to_string().contains("keyid"), "{e}");
+        answers.push(body);
+    }
+    assert_eq!(answers[0], answers[1], "the second dry-run is the cached answer");
+    // A dry-run answer cannot pass as the result of a scheduled message.
+    let (_, headers, body) = f
+        .send(
+            Method::POST,
+            &uri,
+            Body::from(count.clone()),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    let mut forged = header_pairs(&headers);
+    for (k, v) in &mut forged {
+        if k == "ao-position" {
+            *v = slot.to_string();
+        }
+    }
+    assert!(cu_attest::verify_response(&key, 200, &forged, &body).is_err());
+
+    // Result pages are not signed (docs/attestation.md §2.6): single results are.
+    let (_, headers, _) = f
+        .send(Method::GET, &format!("/results/{}", f.pid), Body::empty(), &[])
+        .await;
+    assert!(headers.get("signature").is_none());
 }

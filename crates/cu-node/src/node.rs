@@ -579,6 +579,16 @@ impl Node {
 
     /// `GET /result/:id?process-id=`: evaluates up to that message; the reference's result shape.
     pub async fn result(&self, process_id: &str, message_id: &str) -> Result<Value, NodeError> {
+        Ok(self.result_with_slot(process_id, message_id).await?.0)
+    }
+
+    /// [`Node::result`] and the message's slot (its scheduler nonce; `None` only for a message without
+    /// one), which a signed result names as its position.
+    pub async fn result_with_slot(
+        &self,
+        process_id: &str,
+        message_id: &str,
+    ) -> Result<(Value, Option<u64>), NodeError> {
         self.known_process(process_id)?;
         let entry = self
             .inner
@@ -589,13 +599,13 @@ impl Node {
             })?;
         // A durable result is served from the store without a round trip through the owning shard.
         if let Some(r) = self.inner.store.result(process_id, entry.pos)? {
-            return result_shape(&r.output_json, true);
+            return Ok((result_shape(&r.output_json, true)?, entry.nonce));
         }
         self.evaluate_to(process_id, entry.pos).await?;
         let r = self.inner.store.result(process_id, entry.pos)?.ok_or_else(|| {
             NodeError::Internal(format!("result at {} missing after evaluation", entry.pos))
         })?;
-        result_shape(&r.output_json, true)
+        Ok((result_shape(&r.output_json, true)?, entry.nonce))
     }
 
     /// `GET /results/:pid`: cached results, cursor paging (does not evaluate, as the reference).
@@ -682,6 +692,17 @@ impl Node {
 
     /// `POST /dry-run?process-id=`: evaluates `body` on a fork at the latest state; never persisted.
     pub async fn dry_run(&self, process_id: &str, body: Value) -> Result<Value, NodeError> {
+        Ok(self.dry_run_with_slot(process_id, body).await?.0)
+    }
+
+    /// [`Node::dry_run`] and the slot (scheduler nonce) of the last message of the state it ran on; `None`
+    /// when that state is the initial one, ends with a cron message (which has no slot), or is not known
+    /// exactly (a message was scheduled while the dry-run started).
+    pub async fn dry_run_with_slot(
+        &self,
+        process_id: &str,
+        body: Value,
+    ) -> Result<(Value, Option<u64>), NodeError> {
         self.known_process(process_id)?;
         let Value::Object(body) = body else {
             return Err(bad("the dry-run body must be a JSON object"));
@@ -690,9 +711,9 @@ impl Node {
         if last > 0 {
             self.evaluate_to(process_id, last).await?;
         }
-        let (ts, height) = match self.inner.store.log_range(process_id, last.max(1), 1)?.first() {
-            Some(e) => (e.timestamp, e.block_height),
-            None => (0, 0),
+        let (ts, height, slot) = match self.inner.store.log_range(process_id, last.max(1), 1)?.first() {
+            Some(e) => (e.timestamp, e.block_height, e.nonce.filter(|_| last > 0)),
+            None => (0, 0, None),
         };
         let msg = dry_run_msg(process_id, &body, ts, height)?;
         let rx = self.inner.engine.dry_run(process_id, msg)?;
@@ -700,7 +721,10 @@ impl Node {
             .await
             .map_err(|_| NodeError::Internal("the engine stopped".into()))??;
         let text = serde_json::to_string(&out).map_err(|e| NodeError::Internal(e.to_string()))?;
-        result_shape(&text, true)
+        // The fork ran on the end of the log at the time it was made: exactly `last` only if the log did
+        // not grow meanwhile; otherwise the slot is not known and none is claimed.
+        let slot = slot.filter(|_| self.inner.store.last_pos(process_id).ok() == Some(last));
+        Ok((result_shape(&text, true)?, slot))
     }
 
     /// `GET /state/:pid`: evaluates to the end; memory and the last message's position.
