@@ -6,6 +6,12 @@
 //! `WASM_EVALUATION_MAX_WORKERS`, `PROCESS_MEMORY_CACHE_MAX_SIZE`, `ENABLE_METRICS_ENDPOINT`,
 //! `RATE_LIMIT_WINDOW`, `RATE_LIMIT_MAX_REQUESTS`, `DRY_RUN_RESULT_MAX_AGE`). SIGTERM or SIGINT stops
 //! accepting connections, lets in-flight requests finish, then shuts the node down (checkpointing).
+//!
+//! Attestation (`docs/attestation.md`): the node's ed25519 key lives in `<data-dir>/node-key.ed25519`
+//! (created on first run, 0600). It signs every served result (RFC 9421) and `GET /` publishes it with the
+//! node configuration digest; `GET /~snp@1.0/report?nonce=HEX` binds both into SEV-SNP evidence inside an
+//! SNP guest (certificates the host did not supply come from AMD's KDS, cached in `<data-dir>/certs`) and
+//! answers 503 "no TEE" elsewhere.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use cu_ans104::Wallet;
+use cu_attest::kds::{AMD_KDS_URL, CertCache, KdsFetcher};
+use cu_attest::{Attestor, NodeKey};
 use cu_http::{HttpConfig, RateLimit};
 use cu_node::{Node, NodeConfig};
 
@@ -178,6 +186,44 @@ fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConf
     }
 }
 
+/// What the node's attestation binds (`docs/attestation.md` §2.2): the engine and its version, every module
+/// format it evaluates, and the node-wide limits that decide results (per-process memory and compute limits
+/// come from each process's own tags, which the client reads on the process).
+fn attest_config(args: &ServeArgs) -> cu_attest::NodeConfig {
+    cu_attest::NodeConfig::new(
+        format!("ao-cu {}", env!("CARGO_PKG_VERSION")),
+        cu_types::ModuleFormat::ALL.map(cu_types::ModuleFormat::as_str),
+        [
+            (
+                "default_compute_limit".to_owned(),
+                cu_types::limits::DEFAULT_COMPUTE_LIMIT,
+            ),
+            ("max_item_bytes".to_owned(), args.body_limit),
+            (
+                "max_wasm_stack_bytes".to_owned(),
+                u64::try_from(cu_wasm::engine::MAX_WASM_STACK).unwrap_or(u64::MAX),
+            ),
+        ],
+    )
+}
+
+/// Loads or creates the node key in the data directory and builds the attestor over it.
+fn attestor(args: &ServeArgs) -> Result<Attestor> {
+    let key = NodeKey::load_or_create(&args.data_dir).with_context(|| {
+        format!(
+            "loading the node key {}",
+            NodeKey::path_in(&args.data_dir).display()
+        )
+    })?;
+    let kds = KdsFetcher::new(
+        AMD_KDS_URL,
+        CertCache::in_dir(args.data_dir.join("certs")),
+        Duration::from_secs(10),
+    );
+    Attestor::new(Arc::new(key), &attest_config(args), Some(Arc::new(kds)))
+        .context("building the node's attestation configuration")
+}
+
 /// Runs the node until SIGTERM/SIGINT.
 pub fn run(args: ServeArgs) -> Result<()> {
     validate(&args)?;
@@ -187,15 +233,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(path) => load_wallet(path, false)?,
         None => load_wallet(&args.data_dir.join("wallet.json"), true)?,
     };
+    let attestor = Arc::new(attestor(&args)?);
+    tracing::info!(keyid = %attestor.key().keyid(), tee = cu_attest::guest::tee_present(), "node key loaded");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ao-cu-http")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args, wallet))
+    runtime.block_on(serve(args, wallet, attestor))
 }
 
-async fn serve(args: ServeArgs, wallet: Wallet) -> Result<()> {
+async fn serve(args: ServeArgs, wallet: Wallet, attestor: Arc<Attestor>) -> Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .with_context(|| format!("bad listen address {}:{}", args.host, args.port))?;
@@ -221,6 +269,7 @@ async fn serve(args: ServeArgs, wallet: Wallet) -> Result<()> {
             max_requests: args.dry_run_rate_limit,
         }),
         dry_run_cache_max_age: Duration::from_millis(args.dry_run_cache_ms),
+        attestor: Some(attestor),
         ..HttpConfig::default()
     };
     let app = cu_http::router(node.clone(), http);

@@ -4,7 +4,9 @@
 //! temporary data directory, runs `tests/e2e/aoconnect.mjs run` (node + `@permaweb/aoconnect`: module
 //! upload, spawn, message, result, results paging, dryrun, outbox between two processes), SIGTERMs the
 //! server and checks it exits 0, restarts it on the same data directory and runs
-//! `tests/e2e/aoconnect.mjs verify`: every recorded result must read back identical.
+//! `tests/e2e/aoconnect.mjs verify`: every recorded result must read back identical. Attestation: the node
+//! key is created on first run and kept across the restart, `GET /` publishes it, every recorded result
+//! fetched again carries a signature that verifies under it, and the evidence route says "no TEE" here.
 //!
 //! Needs `node`, `tests/e2e/node_modules` (`npm ci --ignore-scripts --prefix tests/e2e`) and the Lua
 //! test module (`tests/modules/build.sh`). Without them the test prints SKIPPED, or fails when `CI` is
@@ -12,7 +14,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -112,6 +115,68 @@ impl Drop for Server {
     }
 }
 
+/// A plain HTTP/1.1 GET (no client library in this crate): status, headers (lowercase names) and body.
+fn http_get(base: &str, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    assert!(
+        !headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")),
+        "GET {path}: chunked replies are not parsed here"
+    );
+    (status, headers, body)
+}
+
+/// `GET /` publishes the key in the data directory; recorded results verify under it; no TEE here.
+fn check_attestation(url: &str, data: &Path, state: &Path) -> String {
+    let key = cu_attest::NodeKey::load(&cu_attest::NodeKey::path_in(data)).unwrap();
+    let (status, _, body) = http_get(url, "/");
+    assert_eq!(status, 200);
+    let root: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(root["node_key"]["keyid"], key.keyid(), "{root}");
+    assert!(
+        root["address"].is_string() && root["timestamp"].is_u64(),
+        "{root}"
+    );
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    let recorded = state["recorded"].as_array().unwrap();
+    assert!(!recorded.is_empty());
+    for r in recorded {
+        let (pid, message) = (r["process"].as_str().unwrap(), r["message"].as_str().unwrap());
+        let (status, headers, body) = http_get(url, &format!("/result/{message}?process-id={pid}"));
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let signed = cu_attest::verify_response(&key.verifying_key(), status, &headers, &body)
+            .unwrap_or_else(|e| panic!("result of {message}: {e}"));
+        assert_eq!(signed.process_id, pid);
+        assert!(matches!(signed.position, cu_attest::Position::Slot(_)));
+    }
+    if !cu_attest::guest::tee_present() {
+        let (status, _, body) = http_get(url, "/~snp@1.0/report?nonce=0123456789abcdef");
+        assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["error"].as_str().unwrap().starts_with("no TEE"), "{v}");
+    }
+    key.keyid()
+}
+
 fn node_script(args: &[&str]) -> ExitStatus {
     Command::new("node")
         .arg(repo().join("tests/e2e/aoconnect.mjs"))
@@ -147,6 +212,7 @@ fn aoconnect_against_serve_and_restart() {
         state.to_str().unwrap(),
     ]);
     assert!(status.success(), "aoconnect.mjs run: {status}");
+    let keyid = check_attestation(&server.url, &data, &state);
     let exit = server.terminate();
     assert!(exit.success(), "ao-cu serve after SIGTERM: {exit}");
 
@@ -156,6 +222,11 @@ fn aoconnect_against_serve_and_restart() {
     assert_eq!(std::fs::read_to_string(data.join("wallet.json")).unwrap(), wallet);
     let status = node_script(&["verify", &server.url, state.to_str().unwrap()]);
     assert!(status.success(), "aoconnect.mjs verify: {status}");
+    assert_eq!(
+        check_attestation(&server.url, &data, &state),
+        keyid,
+        "the node key is kept across restarts"
+    );
     let exit = server.terminate();
     assert!(exit.success(), "ao-cu serve after the second SIGTERM: {exit}");
 }
