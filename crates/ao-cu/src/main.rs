@@ -7,8 +7,11 @@
 //!   (see [`run`]).
 //! - `ao-cu serve`: a complete local AO node (MU, SU and CU on one port, SQLite in a data directory) that
 //!   `@permaweb/aoconnect` talks to unchanged (see [`serve`]).
+//! - `ao-cu bench`: a load generator, N processes × M messages through the engine in process and through
+//!   the HTTP API; throughput, latency percentiles, memory and checkpoint bytes (see [`bench`]).
 //! - `ao-cu attest verify`: verify an AMD SEV-SNP attestation report (see `cu-attest`).
 
+mod bench;
 mod eval;
 mod run;
 mod serve;
@@ -36,6 +39,8 @@ enum Command {
     Run(run::RunArgs),
     /// Serve a complete local AO node (Messenger, Scheduler, Compute Unit) over HTTP.
     Serve(serve::ServeArgs),
+    /// Load generator: N processes × M messages through the engine and/or the HTTP API.
+    Bench(bench::BenchArgs),
     /// Attestation tools.
     Attest {
         #[command(subcommand)]
@@ -81,6 +86,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("ao-cu serve: {e:#}");
                 ExitCode::from(2)
+            }
+        },
+        Command::Bench(args) => match bench::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ao-cu bench: {e}");
+                ExitCode::from(e.exit_code())
             }
         },
         Command::Attest {
