@@ -4,6 +4,7 @@
 
 mod abi;
 mod engine;
+mod fork;
 mod limits;
 mod loading;
 mod lua;

@@ -14,11 +14,12 @@ use cu_wasm::{EVAL_THREAD_STACK, Loader, ProcessConfig};
 use tokio::sync::oneshot;
 
 use crate::config::EngineConfig;
+use crate::dryrun::DryRunJob;
 use crate::error::EngineError;
 use crate::metrics::{EngineStats, Metrics};
 use crate::modules::Modules;
 use crate::probe::Probe;
-use crate::shard::{Command, DryRunJob, Shard, Shared};
+use crate::shard::{Command, Shard, Shared};
 
 /// The answer to [`Engine::state`]: the log position and the linear memory.
 pub type StateReply = Result<(u64, Vec<u8>), EngineError>;
@@ -95,19 +96,7 @@ impl Engine {
             let thread = std::thread::Builder::new()
                 .name(format!("cu-dry-run-{index}"))
                 .stack_size(EVAL_THREAD_STACK)
-                .spawn(move || {
-                    while let Ok(Some(mut job)) = rx.recv() {
-                        let out = job
-                            .fork
-                            .handle(&job.msg, &job.env)
-                            .map_err(|e| EngineError::Evaluation {
-                                process: "dry-run".into(),
-                                reason: e.to_string(),
-                            });
-                        metrics.metrics.dry_runs.fetch_add(1, Relaxed);
-                        let _ = job.reply.send(out);
-                    }
-                })
+                .spawn(move || crate::dryrun::serve(rx, metrics))
                 .map_err(|e| EngineError::Config(format!("cannot start dry-run worker {index}: {e}")))?;
             threads.push(thread);
         }

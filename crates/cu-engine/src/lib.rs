@@ -11,16 +11,18 @@
 //! - A [`resident::Resident`] keeps its instance hot (no memory copy per message). Beyond the memory
 //!   budget the least recently used processes are checkpointed and dropped; their next message restores
 //!   them ([`resident::restore_newest`]), then replays the log from the checkpoint.
-//! - [`checkpoint`]s are incremental: per-chunk BLAKE3 digests find the 4 KiB chunks that changed; a
+//! - [`checkpoint`]s are incremental: per-chunk XXH3-128 digests (seeded per node) find the 4 KiB chunks that changed; a
 //!   delta holds only those, a base every `base_every` deltas. zstd-compressed, hash-checked, written
 //!   atomically by the store; a torn or corrupt one is skipped for the one before it.
-//! - Dry-runs evaluate on a [`cu_wasm::Process::fork`] (one memory copy on the shard, evaluated on the
-//!   dry-run pool, never persisted).
+//! - Dry-runs evaluate on the [`dryrun`] pool, on a copy-on-write image of the process's latest state
+//!   ([`cu_wasm::ForkImage`], made once per state on the shard) mapped into a reusable instance
+//!   ([`cu_wasm::DryRunner`]): no memory copy per dry-run, never persisted.
 //! - After a crash the log and the last checkpoint reproduce every result exactly (results already in the
 //!   store are rewritten identically and ignored).
 
 pub mod checkpoint;
 pub mod config;
+pub mod dryrun;
 pub mod engine;
 pub mod error;
 pub mod metrics;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cu_store::{CheckpointKind, CheckpointMeta, CheckpointRecord, Store};
-use cu_wasm::{Process, ProcessConfig, ProcessMeta, Snapshot, StateSource, WasmError};
+use cu_wasm::{ForkImage, Process, ProcessConfig, ProcessMeta, Snapshot, StateSource, WasmError};
 
 use crate::checkpoint::{self, CheckpointState, ChunkTable};
 use crate::config::CheckpointPolicy;
@@ -46,9 +46,18 @@ pub struct Resident {
     pub since: Since,
     /// The shard's clock at the last use (for LRU eviction).
     pub last_used: u64,
+    /// The copy-on-write image dry-runs use, with the position it was taken at.
+    pub dry_image: Option<(u64, Arc<ForkImage>)>,
 }
 
 impl Resident {
+    /// Bytes this process keeps resident: its instance's (memory, rollback base, journal) and its
+    /// dry-run image's.
+    pub fn resident_bytes(&self) -> u64 {
+        let image = self.dry_image.as_ref().map_or(0, |(_, i)| i.stored_bytes());
+        self.process.resident_bytes() + image
+    }
+
     /// Whether the policy asks for a checkpoint now.
     pub fn checkpoint_due(&self, policy: &CheckpointPolicy) -> bool {
         let s = &self.since;

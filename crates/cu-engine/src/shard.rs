@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use cu_store::{ResultRecord, Store};
 use cu_types::EvalOutput;
-use cu_wasm::{Process, ProcessConfig};
+use cu_wasm::{ForkImage, Process, ProcessConfig};
 use tokio::sync::oneshot;
 
 use crate::config::EngineConfig;
+use crate::dryrun::DryRunJob;
 use crate::error::EngineError;
 use crate::metrics::Metrics;
 use crate::modules::{Modules, limits_of};
@@ -61,18 +62,6 @@ pub enum Command {
         /// async runtimes included).
         reply: Sender<Result<(), EngineError>>,
     },
-}
-
-/// A dry-run for the pool: a fork, its message and env.
-pub struct DryRunJob {
-    /// The disposable fork.
-    pub fork: Process,
-    /// Message JSON.
-    pub msg: String,
-    /// Env JSON.
-    pub env: Arc<str>,
-    /// Where the output goes.
-    pub reply: oneshot::Sender<Result<EvalOutput, EngineError>>,
 }
 
 /// What shards share.
@@ -175,10 +164,13 @@ impl Shard {
                     progress.fail_all(&e);
                 }
             }
-            Command::DryRun { process, msg, reply } => match self.fork_inner(&process) {
-                Ok((fork, env)) => {
+            Command::DryRun { process, msg, reply } => match self.dry_run_image(&process) {
+                Ok((image, module, config, env)) => {
                     let job = DryRunJob {
-                        fork,
+                        process,
+                        image,
+                        module,
+                        config,
                         msg,
                         env,
                         reply,
@@ -278,6 +270,7 @@ impl Shard {
                     }
                 };
                 resident.pos = entry.pos;
+                resident.dry_image = None;
                 resident.since.messages += 1;
                 resident.since.eval_time += took;
                 resident.since.gas = resident.since.gas.saturating_add(out.gas_used);
@@ -351,6 +344,7 @@ impl Shard {
                     deltas: restored.deltas,
                     since: Since::default(),
                     last_used: self.clock,
+                    dry_image: None,
                 }
             }
             None => {
@@ -374,6 +368,7 @@ impl Shard {
                     deltas: (0, 0, 0),
                     since: Since::default(),
                     last_used: self.clock,
+                    dry_image: None,
                 }
             }
         };
@@ -382,24 +377,55 @@ impl Shard {
         Ok(())
     }
 
-    fn fork_inner(&mut self, process: &str) -> Result<(Process, Arc<str>), EngineError> {
+    /// Brings `process` to the end of its log and returns a copy-on-write image of that state (made once
+    /// per state: later dry-runs on the same state reuse it), with what a runner needs besides.
+    #[allow(clippy::type_complexity)]
+    fn dry_run_image(
+        &mut self,
+        process: &str,
+    ) -> Result<
+        (
+            Arc<ForkImage>,
+            Arc<cu_wasm::CompiledModule>,
+            ProcessConfig,
+            Arc<str>,
+        ),
+        EngineError,
+    > {
         let progress = self.progress_of(process)?;
         self.advance(process, None, &progress)?;
         let resident = self
             .residents
             .get_mut(process)
             .ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
-        let fork = resident.process.fork().map_err(|e| EngineError::Evaluation {
-            process: process.to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok((fork, resident.env.clone()))
+        let image = match &resident.dry_image {
+            Some((pos, image)) if *pos == resident.pos => image.clone(),
+            _ => {
+                resident.dry_image = None;
+                let image = ForkImage::of(&mut resident.process).map_err(|e| EngineError::Evaluation {
+                    process: process.to_string(),
+                    reason: e.to_string(),
+                })?;
+                let image = Arc::new(image);
+                resident.dry_image = Some((resident.pos, image.clone()));
+                image
+            }
+        };
+        let reply = (
+            image,
+            resident.process.module().clone(),
+            resident.process.config().clone(),
+            resident.env.clone(),
+        );
+        self.enforce_budget(Some(process));
+        self.publish();
+        Ok(reply)
     }
 
     /// Checkpoints (per policy) and drops least recently used processes until the shard is within its
     /// budget. `keep` is never dropped (the process about to be used).
     fn enforce_budget(&mut self, keep: Option<&str>) {
-        let mut total: u64 = self.residents.values().map(|r| r.process.resident_bytes()).sum();
+        let mut total: u64 = self.residents.values().map(|r| r.resident_bytes()).sum();
         while total > self.budget {
             let victim = self
                 .residents
@@ -411,7 +437,7 @@ impl Shard {
                 break;
             };
             if let Some(mut r) = self.residents.remove(&victim) {
-                total = total.saturating_sub(r.process.resident_bytes());
+                total = total.saturating_sub(r.resident_bytes());
                 if self.shared.config.checkpoints.on_evict
                     && let Err(e) = self.shared.checkpoint(&mut r)
                 {
@@ -424,7 +450,7 @@ impl Shard {
     }
 
     fn publish(&self) {
-        let bytes: u64 = self.residents.values().map(|r| r.process.resident_bytes()).sum();
+        let bytes: u64 = self.residents.values().map(|r| r.resident_bytes()).sum();
         if let Some(slot) = self.shared.resident.get(self.index) {
             slot.store(bytes, Relaxed);
         }

@@ -15,6 +15,7 @@
 //! - [`state`]: the per-process glue state (fake clock, random sequence, file system) kept in snapshots.
 //! - [`process`]: start-up, string marshalling, `{ok, response}` parsing, gas and fuel, rollback.
 //! - [`snapshot`]: ao-cu's own snapshot format.
+//! - [`fork`]: copy-on-write forks for dry-runs ([`ForkImage`], [`DryRunner`]): no memory copy per dry-run.
 //!
 //! Instantiation uses wasmtime's on-demand allocator with copy-on-write memory images (see
 //! `docs/ARCHITECTURE.md` for the choice against the pooling allocator and memfd-backed memories).
@@ -23,6 +24,7 @@
 pub mod cache;
 pub mod engine;
 pub mod error;
+pub mod fork;
 pub mod host;
 pub mod module;
 pub mod prepare;
@@ -36,6 +38,7 @@ pub use cu_gpu;
 pub use cache::AotCache;
 pub use engine::{Allocation, EVAL_THREAD_STACK, Engines, Metering};
 pub use error::WasmError;
+pub use fork::{DryRunner, ForkImage};
 pub use module::{CompiledModule, Loader, Origin};
 pub use process::{Process, ProcessConfig, ProcessMeta, StateSource, THIS_PROGRAM};
 pub use snapshot::{GlobalValue, Snapshot};

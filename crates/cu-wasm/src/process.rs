@@ -213,6 +213,11 @@ impl Process {
         &self.module
     }
 
+    /// How this process is run.
+    pub fn config(&self) -> &ProcessConfig {
+        &self.config
+    }
+
     /// Evaluates one message. `msg` and `env` are the JSON texts passed to `handle`.
     /// Message failures are in the result's `Error`; `Err` means the host could not keep the process
     /// consistent (a replay diverged) and the process must be discarded.
@@ -242,7 +247,7 @@ impl Process {
                 return Ok(output);
             }
             self.rollback()?;
-        } else {
+        } else if !self.disposable {
             self.journal.push((msg.to_string(), env.to_string()));
             self.journal_bytes += msg.len() + env.len();
             if self.journal.len() >= self.config.journal_limit
@@ -252,6 +257,48 @@ impl Process {
             }
         }
         Ok(output)
+    }
+
+    /// Marks this process as a dry-run fork: failures are not rolled back and nothing is journalled.
+    pub(crate) fn make_disposable(&mut self) {
+        self.disposable = true;
+        self.started = true;
+        self.journal.clear();
+        self.journal_bytes = 0;
+        self.base = Base::Fresh;
+    }
+
+    /// The host address of linear memory's first byte.
+    pub(crate) fn memory_base(&self) -> *mut u8 {
+        self.memory.data_ptr(&self.store)
+    }
+
+    /// Grows linear memory to at least `want` bytes (a multiple of 64 KiB).
+    pub(crate) fn grow_memory_to(&mut self, want: u64) -> Result<(), WasmError> {
+        let have = self.memory.data_size(&self.store) as u64;
+        if want > have {
+            if !want.is_multiple_of(65536) {
+                return Err(WasmError::Snapshot(format!(
+                    "a memory of {want} bytes is not a whole number of wasm pages"
+                )));
+            }
+            self.memory
+                .grow(&mut self.store, (want - have) / 65536)
+                .map_err(|e| WasmError::Snapshot(format!("cannot grow memory to {want} bytes: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the globals and glue state from `meta` and clears what a previous call left behind (the
+    /// output tail, an Asyncify state): with the memory, the process is then in the state `meta` was
+    /// taken from.
+    pub(crate) fn reset_state(&mut self, meta: &ProcessMeta) -> Result<(), WasmError> {
+        set_globals(&mut self.store, &self.instance, &meta.globals)?;
+        let data = self.store.data_mut();
+        data.glue = meta.glue.clone();
+        data.stdout.clear();
+        data.asyncify = Asyncify::Normal;
+        Ok(())
     }
 
     /// The current state.
