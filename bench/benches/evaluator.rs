@@ -4,6 +4,8 @@
 //! - `handle_noop_1kb`: per-message host overhead (1 KB message, ten tags, a `handle` that does nothing);
 //! - `handle_1kb_with_100_relu64_tensor_calls`: the same plus 100 `ao_tensor.relu_i8` calls (host API cost);
 //! - `lua_eval`: an Eval-like Lua message on a hot Lua process;
+//! - `lua_dry_run_*`: a dry-run on that process, one-copy fork against copy-on-write image, and making
+//!   the image;
 //! - `encode_message` / `parse_result`: msg/env encoding and result parsing;
 //! - `snapshot_encode` / `snapshot_decode`.
 //!
@@ -18,7 +20,9 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group};
 use cu_bench::*;
 use cu_types::{EvalOutput, ModuleFormat};
-use cu_wasm::{Allocation, AotCache, Loader, Metering, Process, ProcessConfig, Snapshot};
+use cu_wasm::{
+    Allocation, AotCache, DryRunner, ForkImage, Loader, Metering, Process, ProcessConfig, Snapshot,
+};
 
 fn lua_message(code: &str) -> String {
     format!(
@@ -93,6 +97,20 @@ fn benches(c: &mut Criterion) {
         });
         c.bench_function("lua_loop_100k_without_fuel", |b| {
             b.iter(|| black_box(q.handle(&loop_msg, &env).unwrap()))
+        });
+        // A dry-run on the hot Lua process: a one-copy fork (fresh instance, memory copied) against the
+        // copy-on-write runner on an image made once for the state.
+        let probe = lua_message("return (x or 0) + 1");
+        c.bench_function("lua_dry_run_one_copy_fork", |b| {
+            b.iter(|| black_box(p.fork().unwrap().handle(&probe, &env).unwrap()))
+        });
+        let image = ForkImage::of(&mut p).unwrap();
+        let mut runner = DryRunner::new(p.module().clone(), p.config().clone()).unwrap();
+        c.bench_function("lua_dry_run_copy_on_write", |b| {
+            b.iter(|| black_box(runner.run(&image, &probe, &env).unwrap()))
+        });
+        c.bench_function("lua_dry_run_image", |b| {
+            b.iter(|| black_box(ForkImage::of(&mut p).unwrap()))
         });
     }
 

@@ -133,3 +133,51 @@ fn an_image_of_another_module_is_refused() {
         assert!(runner.run(&image, &log[0].0, &log[0].1).is_err());
     });
 }
+
+#[test]
+fn dry_runs_on_one_image_map_it_once_and_drop_only_their_copies() {
+    let Some(wasm) = built_module("lua-process.wasm") else {
+        return;
+    };
+    if std::fs::File::open("/proc/self/pagemap").is_err() {
+        eprintln!("skipped: /proc/self/pagemap cannot be read here (every dry-run remaps its image)");
+        return;
+    }
+    let log = read_log(&repo().join("tests/modules/lua/messages.jsonl"));
+    on_eval_thread(move || {
+        let module = compile(&wasm, ModuleFormat::Emscripten2);
+        let mut process = boot(&module, Limits::default());
+        for (m, e) in &log[..20] {
+            process.handle(m, e).unwrap();
+        }
+        let image = ForkImage::of(&mut process).unwrap();
+        let mut runner = DryRunner::new(module.clone(), config()).unwrap();
+        // Probes that do not grow memory (one that does leaves a runner too large for the image).
+        let size = process.memory_size();
+        let mut probes = Vec::new();
+        let mut expected = Vec::new();
+        for (m, e) in &log[20..] {
+            let mut fork = process.fork().unwrap();
+            let out = fork.handle(m, e).unwrap();
+            if fork.memory_size() == size {
+                probes.push((m.clone(), e.clone()));
+                expected.push(out);
+            }
+        }
+        assert!(probes.len() >= 5, "only {} probes", probes.len());
+        // Each probe twice in a row: a copy left over from the first would show in the second.
+        for (i, (m, e)) in probes.iter().enumerate() {
+            for _ in 0..2 {
+                assert_eq!(runner.run(&image, m, e).unwrap(), expected[i], "probe {i}");
+            }
+        }
+        assert_eq!(runner.remaps(), 1, "one mapping for every dry-run on the image");
+        let (m, e) = &probes[0];
+        process.handle(m, e).unwrap();
+        let next = ForkImage::of(&mut process).unwrap();
+        let (m, e) = &probes[1];
+        let want = process.fork().unwrap().handle(m, e).unwrap();
+        assert_eq!(runner.run(&next, m, e).unwrap(), want);
+        assert_eq!(runner.remaps(), 2, "a new image is mapped anew");
+    });
+}

@@ -9,8 +9,11 @@
 //!   globals and glue state. The image is immutable once made and shared by every dry-run on that state.
 //! - [`DryRunner`]: a reusable instance of the module. Before each dry-run its linear memory is replaced
 //!   by a private (copy-on-write) mapping of the image: pages the dry-run only reads are the image's own
-//!   page-cache pages, pages it writes are copied then; remapping for the next dry-run drops them. No
-//!   copy of the memory is made per dry-run, and the process itself is never touched.
+//!   page-cache pages, pages it writes are copied then. Before the next dry-run on the same image, the
+//!   copied pages (read off `/proc/self/pagemap`: present, and no longer file pages) are dropped with
+//!   `MADV_DONTNEED`, so they read the image again while the pages that were only read stay mapped; a
+//!   different image is mapped anew. No copy of the memory is made per dry-run, and the process itself
+//!   is never touched.
 //!
 //! The mapping is placed with `MAP_FIXED` over the start of the instance's linear memory, inside the
 //! reservation wasmtime made for it: the base address and the accessible length that wasmtime knows do
@@ -21,6 +24,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use cu_types::EvalOutput;
 
@@ -33,8 +37,19 @@ const PAGE: usize = 4096;
 
 static ZERO_PAGE: [u8; PAGE] = [0; PAGE];
 
+/// Distinguishes images, so a runner knows whether the image it has mapped is the one asked for.
+static NEXT_IMAGE: AtomicU64 = AtomicU64::new(1);
+
+/// `/proc/self/pagemap`: the page is present in memory.
+const PM_PRESENT: u64 = 1 << 63;
+/// `/proc/self/pagemap`: the page is swapped out.
+const PM_SWAPPED: u64 = 1 << 62;
+/// `/proc/self/pagemap`: the page is a file page (here: still the image's own page, not a private copy).
+const PM_FILE: u64 = 1 << 61;
+
 /// A process state frozen for dry-runs: memory in a memfd, globals and glue state beside it.
 pub struct ForkImage {
+    id: u64,
     file: File,
     len: usize,
     stored: u64,
@@ -79,6 +94,7 @@ impl ForkImage {
             stored += bytes.len() as u64;
         }
         Ok(ForkImage {
+            id: NEXT_IMAGE.fetch_add(1, Relaxed),
             file,
             len,
             stored,
@@ -112,6 +128,15 @@ pub struct DryRunner {
     process: Process,
     /// Bytes of the instance's memory currently mapped from an image (0: wasmtime's own pages).
     mapped: usize,
+    /// The image mapped (its id) and the base address it is mapped at.
+    current: Option<(u64, usize)>,
+    /// `/proc/self/pagemap`, to find the pages a dry-run copied (absent where it cannot be read: every
+    /// dry-run then remaps the whole image).
+    pagemap: Option<File>,
+    /// Reused buffer of pagemap entries.
+    entries: Vec<u8>,
+    /// How many times an image was mapped anew (the rest of the dry-runs only dropped their copies).
+    remaps: u64,
 }
 
 impl DryRunner {
@@ -120,12 +145,25 @@ impl DryRunner {
     pub fn new(module: Arc<CompiledModule>, config: ProcessConfig) -> Result<DryRunner, WasmError> {
         let mut process = Process::instantiate(module, config)?;
         process.make_disposable();
-        Ok(DryRunner { process, mapped: 0 })
+        Ok(DryRunner {
+            process,
+            mapped: 0,
+            current: None,
+            pagemap: File::open("/proc/self/pagemap").ok(),
+            entries: Vec::new(),
+            remaps: 0,
+        })
     }
 
     /// The module this runner instantiates.
     pub fn module(&self) -> &Arc<CompiledModule> {
         self.process.module()
+    }
+
+    /// How many dry-runs mapped their image anew; the others reused the mapping and dropped only the
+    /// pages the previous dry-run had copied.
+    pub fn remaps(&self) -> u64 {
+        self.remaps
     }
 
     /// Whether this runner can take `image`: same module, and its memory is not larger than the image
@@ -146,24 +184,78 @@ impl DryRunner {
         }
         self.process.grow_memory_to(image.len as u64)?;
         let base = self.process.memory_base();
-        // SAFETY: `base..base + image.len` is the accessible start of this instance's linear memory
-        // (grown to at least `image.len` above), owned by `self.process`, which is not running and is
-        // borrowed mutably here, so nothing reads or writes it during the call. The new mapping has the
-        // same address, length and protection, so wasmtime's view of the memory stays valid.
-        unsafe {
-            rustix::mm::mmap(
-                base.cast(),
-                image.len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED,
-                &image.file,
-                0,
-            )
+        let same = self.current == Some((image.id, base as usize)) && self.mapped == image.len;
+        if !(same && self.discard_copies(base)) {
+            // SAFETY: `base..base + image.len` is the accessible start of this instance's linear memory
+            // (grown to at least `image.len` above), owned by `self.process`, which is not running and is
+            // borrowed mutably here, so nothing reads or writes it during the call. The new mapping has
+            // the same address, length and protection, so wasmtime's view of the memory stays valid.
+            unsafe {
+                rustix::mm::mmap(
+                    base.cast(),
+                    image.len,
+                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                    rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED,
+                    &image.file,
+                    0,
+                )
+            }
+            .map_err(|e| WasmError::Snapshot(format!("cannot map a dry-run image: {e}")))?;
+            self.current = Some((image.id, base as usize));
+            self.remaps += 1;
         }
-        .map_err(|e| WasmError::Snapshot(format!("cannot map a dry-run image: {e}")))?;
         self.mapped = image.len;
         self.process.reset_state(&image.meta)?;
         self.process.handle(msg, env)
+    }
+}
+
+impl DryRunner {
+    /// Drops the private copies the last dry-run made of the mapped image's pages (found in
+    /// `/proc/self/pagemap`: present pages that are no longer the file's), so that every page reads the
+    /// image again, while the pages it only read stay mapped. `false` when the page map cannot be read
+    /// (the caller remaps the whole image instead).
+    fn discard_copies(&mut self, base: *mut u8) -> bool {
+        let Some(pagemap) = &self.pagemap else {
+            return false;
+        };
+        let pages = self.mapped / PAGE;
+        self.entries.resize(pages * 8, 0);
+        let offset = (base as usize / PAGE * 8) as u64;
+        if pagemap.read_exact_at(&mut self.entries, offset).is_err() {
+            return false;
+        }
+        let copied = |i: usize| {
+            let mut e = [0u8; 8];
+            e.copy_from_slice(&self.entries[i * 8..i * 8 + 8]);
+            let e = u64::from_ne_bytes(e);
+            (e & PM_SWAPPED != 0) || (e & PM_PRESENT != 0 && e & PM_FILE == 0)
+        };
+        let mut i = 0;
+        while i < pages {
+            if !copied(i) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < pages && copied(i) {
+                i += 1;
+            }
+            // SAFETY: a sub-range of this instance's linear memory, mapped privately from the image;
+            // nothing uses it now. MADV_DONTNEED on a private file mapping drops the private copies:
+            // the next access reads the image's page again.
+            let dropped = unsafe {
+                rustix::mm::madvise(
+                    base.add(start * PAGE).cast(),
+                    (i - start) * PAGE,
+                    rustix::mm::Advice::LinuxDontNeed,
+                )
+            };
+            if dropped.is_err() {
+                return false;
+            }
+        }
+        true
     }
 }
 
