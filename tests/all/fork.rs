@@ -135,7 +135,7 @@ fn an_image_of_another_module_is_refused() {
 }
 
 #[test]
-fn dry_runs_on_one_image_map_it_once_and_drop_only_their_copies() {
+fn dry_runs_on_one_image_map_it_once_and_restore_only_their_copies() {
     let Some(wasm) = built_module("lua-process.wasm") else {
         return;
     };

@@ -10,10 +10,10 @@
 //! - [`DryRunner`]: a reusable instance of the module. Before each dry-run its linear memory is replaced
 //!   by a private (copy-on-write) mapping of the image: pages the dry-run only reads are the image's own
 //!   page-cache pages, pages it writes are copied then. Before the next dry-run on the same image, the
-//!   copied pages (read off `/proc/self/pagemap`: present, and no longer file pages) are dropped with
-//!   `MADV_DONTNEED`, so they read the image again while the pages that were only read stay mapped; a
-//!   different image is mapped anew. No copy of the memory is made per dry-run, and the process itself
-//!   is never touched.
+//!   copied pages (read off `/proc/self/pagemap`: present, and no longer file pages) are rewritten from
+//!   the image, so they hold the image's bytes again and stay mapped writable for the next dry-run (no
+//!   fault, no TLB shootdown); a different image is mapped anew. No copy of the whole memory is made per
+//!   dry-run (only of the pages dry-runs write), and the process itself is never touched.
 //!
 //! The mapping is placed with `MAP_FIXED` over the start of the instance's linear memory, inside the
 //! reservation wasmtime made for it: the base address and the accessible length that wasmtime knows do
@@ -185,7 +185,7 @@ impl DryRunner {
         self.process.grow_memory_to(image.len as u64)?;
         let base = self.process.memory_base();
         let same = self.current == Some((image.id, base as usize)) && self.mapped == image.len;
-        if !(same && self.discard_copies(base)) {
+        if !(same && self.restore_copies(image, base)) {
             // SAFETY: `base..base + image.len` is the accessible start of this instance's linear memory
             // (grown to at least `image.len` above), owned by `self.process`, which is not running and is
             // borrowed mutably here, so nothing reads or writes it during the call. The new mapping has
@@ -211,11 +211,13 @@ impl DryRunner {
 }
 
 impl DryRunner {
-    /// Drops the private copies the last dry-run made of the mapped image's pages (found in
-    /// `/proc/self/pagemap`: present pages that are no longer the file's), so that every page reads the
-    /// image again, while the pages it only read stay mapped. `false` when the page map cannot be read
-    /// (the caller remaps the whole image instead).
-    fn discard_copies(&mut self, base: *mut u8) -> bool {
+    /// Rewrites the private copies that earlier dry-runs made of the mapped image's pages (found in
+    /// `/proc/self/pagemap`: present pages that are no longer the file's) with the image's bytes, so the
+    /// memory is the image again. The copies stay mapped and writable: the next dry-run writing the same
+    /// pages takes no page fault (a copy-on-write fault on a page that is already mapped costs a TLB
+    /// shootdown across the node's cores), and pages that were only read stay the image's own. `false`
+    /// when the page map cannot be read (the caller remaps the whole image instead).
+    fn restore_copies(&mut self, image: &ForkImage, base: *mut u8) -> bool {
         let Some(pagemap) = &self.pagemap else {
             return false;
         };
@@ -241,17 +243,11 @@ impl DryRunner {
             while i < pages && copied(i) {
                 i += 1;
             }
-            // SAFETY: a sub-range of this instance's linear memory, mapped privately from the image;
-            // nothing uses it now. MADV_DONTNEED on a private file mapping drops the private copies:
-            // the next access reads the image's page again.
-            let dropped = unsafe {
-                rustix::mm::madvise(
-                    base.add(start * PAGE).cast(),
-                    (i - start) * PAGE,
-                    rustix::mm::Advice::LinuxDontNeed,
-                )
-            };
-            if dropped.is_err() {
+            // SAFETY: a sub-range of this instance's linear memory (`pages` pages from `base` are
+            // mapped from the image), which nothing else reads or writes while `self` is borrowed
+            // mutably and the instance is not running.
+            let copy = unsafe { std::slice::from_raw_parts_mut(base.add(start * PAGE), (i - start) * PAGE) };
+            if image.file.read_exact_at(copy, (start * PAGE) as u64).is_err() {
                 return false;
             }
         }
