@@ -707,10 +707,9 @@ impl Node {
         let Value::Object(body) = body else {
             return Err(bad("the dry-run body must be a JSON object"));
         };
+        // The engine's dry-run evaluates the log to its end before it freezes the state (no separate
+        // round trip to the shard to wait for it here).
         let last = self.inner.store.last_pos(process_id)?;
-        if last > 0 {
-            self.evaluate_to(process_id, last).await?;
-        }
         let (ts, height, slot) = match self.inner.store.log_range(process_id, last.max(1), 1)?.first() {
             Some(e) => (e.timestamp, e.block_height, e.nonce.filter(|_| last > 0)),
             None => (0, 0, None),

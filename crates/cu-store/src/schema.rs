@@ -114,9 +114,13 @@ fn ctx(what: &str, db: &Path) -> String {
     format!("{what} (database {})", db.display())
 }
 
+/// Prepared statements a connection keeps (more than the store has: 38).
+const STATEMENT_CACHE: usize = 64;
+
 /// Opens the write connection: WAL, `synchronous` NORMAL (FULL with `fsync`), and applies the schema.
 pub fn open_writer(db: &Path, fsync: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open(db).map_err(|e| open_error(db, e))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| StoreError::sqlite(ctx("setting busy_timeout", db), e))?;
     let mode: String = conn
@@ -147,6 +151,9 @@ pub fn open_reader(db: &Path) -> Result<Connection, StoreError> {
         .map_err(|e| StoreError::sqlite(ctx("setting busy_timeout", db), e))?;
     conn.execute_batch("PRAGMA query_only = ON;")
         .map_err(|e| StoreError::sqlite(ctx("setting query_only on a read connection", db), e))?;
+    // Every read statement of the store stays prepared (rusqlite keeps 16 by default, fewer than the
+    // store's queries: a mixed load re-parsed SQL on every call).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
