@@ -139,6 +139,10 @@ fn tags_value(tags: &[Tag]) -> Value {
 
 /// The msg of a scheduled message exactly as the reference CU builds it (§2.7 key order).
 pub fn build_msg(item: &DataItem, a: &Assigned) -> String {
+    Value::Object(build_msg_map(item, a)).to_string()
+}
+
+fn build_msg_map(item: &DataItem, a: &Assigned) -> Map<String, Value> {
     let tags = item.tags();
     let owner = item.owner_address();
     let from_process = tag_of(tags, "From-Process").filter(|v| !v.is_empty());
@@ -177,6 +181,17 @@ pub fn build_msg(item: &DataItem, a: &Assigned) -> String {
     m.insert("Hash-Chain".into(), a.hash_chain.clone().into());
     m.insert("Cron".into(), false.into());
     m.insert("Read-Only".into(), false.into());
+    m
+}
+
+/// The msg of an assigned message as the reference CU hydrates it (§2.7, `loadFromChain` merged over the
+/// SU's assignment record): the original's fields with `Target` = its recipient (`""` when none) and no
+/// `Forwarded-By` (the reference sets it only from the SU's `message`, which is null for assignments);
+/// nonce, timestamp, block height and hash chain from the assignment.
+fn assignment_msg(item: &DataItem, a: &Assigned) -> String {
+    let mut m = build_msg_map(item, a);
+    m.insert("Target".into(), item.target().unwrap_or_default().into());
+    m.shift_remove("Forwarded-By");
     Value::Object(m).to_string()
 }
 
@@ -366,25 +381,12 @@ impl Node {
                     if reads.delivered(pid, pos, &key)? || reads.by_nonce(t, 0)?.is_none() {
                         continue;
                     }
-                    let req = ScheduleRequest {
-                        process_id: t.to_string(),
-                        message_id: message_id.to_string(),
-                        message: None,
-                        spawn: None,
-                        delivered: vec![cu_store::schedule::DeliveryMark {
-                            process_id: pid.into(),
-                            pos,
-                            item: key,
-                        }],
+                    let mark = cu_store::schedule::DeliveryMark {
+                        process_id: pid.into(),
+                        pos,
+                        item: key,
                     };
-                    let recipient = item.target().unwrap_or_default();
-                    self.inner.scheduler.schedule(req, self.now(), |asg| {
-                        let mut v: Value = serde_json::from_str(&build_msg(&item, asg))
-                            .map_err(|e| cu_scheduler::SchedError::Invalid(e.to_string()))?;
-                        v["Target"] = Value::String(recipient.clone());
-                        Ok(v.to_string())
-                    })?;
-                    self.notify(t);
+                    self.assign_item(t, &item, vec![mark])?;
                 }
             }
             store.commit_schedule(cu_store::schedule::ScheduleBatch {
@@ -561,6 +563,74 @@ impl Node {
             .schedule(req, self.now(), |a| Ok(build_msg(item, a)))?;
         self.notify(target);
         Ok(s.assigned)
+    }
+
+    /// Schedules the stored message `item` onto `target` as an assignment (`message: null` on the SU
+    /// wire, tag `Message=<id>`): the one path of outbox `Assignments` and [`Node::assign`]. A message
+    /// already scheduled on `target` is answered with its existing assignment and nothing is written.
+    fn assign_item(
+        &self,
+        target: &str,
+        item: &DataItem,
+        delivered: Vec<cu_store::schedule::DeliveryMark>,
+    ) -> Result<Assigned, NodeError> {
+        let req = ScheduleRequest {
+            process_id: target.to_string(),
+            message_id: item.id(),
+            message: None,
+            spawn: None,
+            delivered,
+        };
+        let s = self
+            .inner
+            .scheduler
+            .schedule(req, self.now(), |asg| Ok(assignment_msg(item, asg)))?;
+        self.notify(target);
+        Ok(s.assigned)
+    }
+
+    /// MU `POST /?process-id=&assign=`: assigns the message `message_id`, stored on this node (scheduled
+    /// on another process of it), to `process_id`; answers the assignment's id. The process evaluates it
+    /// with `msg.Target` = the message's own recipient (so aos sees `msg.Target ~= ao.id` and checks
+    /// `ao.assignables`).
+    ///
+    /// `exclude` (the MU's comma-separated `exclude` query, aop-1) is refused when non-empty: the embedded
+    /// scheduler does not put `Exclude` tags on its assignments, and excluding fields only in the msg
+    /// would make our schedule evaluate differently elsewhere. Errors write nothing: an unknown process
+    /// or message is [`NodeError::NotFound`]; a message id that is not 43 characters, a non-empty
+    /// `exclude`, or a message already scheduled on `process_id` (the SU's duplicate deep-hash check) is
+    /// [`NodeError::BadRequest`].
+    pub fn assign(
+        &self,
+        process_id: &str,
+        message_id: &str,
+        exclude: Option<&str>,
+    ) -> Result<String, NodeError> {
+        self.known_process(process_id)?;
+        let reads = self.inner.scheduler.reads();
+        if reads.by_nonce(process_id, 0)?.is_none() {
+            return Err(NodeError::NotFound(format!(
+                "Process {process_id} is not scheduled by this node"
+            )));
+        }
+        if message_id.len() != 43 {
+            return Err(bad("assign param must be 43 characters"));
+        }
+        if exclude.is_some_and(|e| !e.trim().is_empty()) {
+            return Err(bad(
+                "exclude is not supported by this node: its scheduler does not sign Exclude tags",
+            ));
+        }
+        let raw = reads
+            .message_item(message_id)?
+            .ok_or_else(|| NodeError::NotFound(format!("Message {message_id} was not found on this node")))?;
+        if reads.by_message(process_id, message_id)?.is_some() {
+            return Err(bad(format!(
+                "Message {message_id} is already scheduled on process {process_id}"
+            )));
+        }
+        let item = DataItem::parse(&raw).map_err(|e| NodeError::Internal(e.to_string()))?;
+        Ok(self.assign_item(process_id, &item, Vec::new())?.assignment_id)
     }
 
     async fn evaluate_to(&self, process_id: &str, pos: u64) -> Result<(), NodeError> {
@@ -1272,4 +1342,100 @@ fn dry_run_msg(
         }
     }
     Ok(Value::Object(m).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn wallet() -> Wallet {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cu-ans104/tests/oracle/test-jwk.json");
+        Wallet::from_jwk_json(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn assigned(process_id: &str, message_id: &str) -> Assigned {
+        Assigned {
+            process_id: process_id.into(),
+            message_id: message_id.into(),
+            nonce: 7,
+            epoch: 0,
+            timestamp: 1_750_000_000_123,
+            block_height: 42,
+            hash_chain: "chain".into(),
+            assignment_id: "assignment".into(),
+            pos: 8,
+        }
+    }
+
+    #[test]
+    fn an_assigned_msg_keeps_the_original_target_and_has_no_forwarded_by() {
+        let w = wallet();
+        let original_target = "Q".repeat(43);
+        let from_process = "P".repeat(43);
+        let raw = w
+            .sign_data_item(
+                b"payload",
+                &[
+                    ("Action", "Transfer"),
+                    ("From-Process", from_process.as_str()),
+                    ("Owner", "dropped"),
+                ],
+                Some(&original_target),
+                None,
+            )
+            .unwrap();
+        let item = DataItem::parse(&raw).unwrap();
+        let a = assigned("B".repeat(43).as_str(), &item.id());
+        // A scheduled message: Target = the process, Forwarded-By = the signer.
+        let scheduled: Value = serde_json::from_str(&build_msg(&item, &a)).unwrap();
+        assert_eq!(scheduled["Target"], "B".repeat(43));
+        assert_eq!(scheduled["Forwarded-By"], w.address());
+        // The assignment: the original's recipient, no Forwarded-By, the rest the same, in the same order.
+        let s = assignment_msg(&item, &a);
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["Target"], original_target);
+        assert!(v.get("Forwarded-By").is_none(), "{s}");
+        assert_eq!(v["From"], from_process);
+        assert_eq!(v["Owner"], w.address());
+        assert_eq!(v["Id"], item.id());
+        assert_eq!(v["Data"], "payload");
+        assert_eq!(v["Nonce"], 7);
+        assert_eq!(v["Timestamp"], 1_750_000_000_123u64);
+        assert_eq!(v["Hash-Chain"], "chain");
+        let tags: Vec<&str> = v["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(tags, ["Action", "From-Process"]);
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "Id",
+                "Signature",
+                "Data",
+                "Owner",
+                "Target",
+                "From",
+                "Tags",
+                "Epoch",
+                "Nonce",
+                "Timestamp",
+                "Block-Height",
+                "Hash-Chain",
+                "Cron",
+                "Read-Only"
+            ]
+        );
+        // Without a recipient the Target is "" (the reference's `recipient || ''`).
+        let raw = w.sign_data_item(b"", &[("Action", "Echo")], None, None).unwrap();
+        let item = DataItem::parse(&raw).unwrap();
+        let v: Value = serde_json::from_str(&assignment_msg(&item, &a)).unwrap();
+        assert_eq!(v["Target"], "");
+    }
 }

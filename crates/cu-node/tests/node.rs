@@ -723,3 +723,74 @@ fn outbox_spawns_and_assignments() {
     let out = rt.block_on(f.node.result(&b, &target_msg)).unwrap();
     assert_eq!(out["Output"], "assigned data", "{out}");
 }
+
+/// An id no process or message has (43 base64url characters).
+const NO_SUCH_ID: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+#[test]
+fn assign_puts_a_stored_message_on_another_process() {
+    let Some(wasm) = lua_wasm() else { return };
+    let f = open(tempfile::tempdir().unwrap(), false);
+    let rt = rt();
+    let m = module(&f, &wasm);
+    let a = spawn(&f, &m, &[]);
+    let b = spawn(&f, &m, &[]);
+    let echo = message(&f, &a, &[("Action", "Echo")], b"assigned by the MU");
+    let info = message(&f, &a, &[("Action", "Info"), ("Extra", "1")], b"");
+    let edges = |pid: &str| {
+        f.node.su_messages(pid, None, None, None).unwrap()["edges"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(edges(&b).len(), 1);
+    // Errors write nothing.
+    let status = |r: Result<String, cu_node::NodeError>| r.unwrap_err().status();
+    assert_eq!(status(f.node.assign(NO_SUCH_ID, &echo, None)), 404);
+    assert_eq!(status(f.node.assign(&b, NO_SUCH_ID, None)), 404);
+    assert_eq!(status(f.node.assign(&b, "short", None)), 400);
+    assert_eq!(status(f.node.assign(&a, &echo, None)), 400, "already on A");
+    assert_eq!(status(f.node.assign(&b, &echo, Some("Data"))), 400);
+    assert_eq!(edges(&b).len(), 1);
+    assert_eq!(edges(&a).len(), 3);
+    // The assignment: B's schedule gets it with `message: null` and tag `Message`.
+    let id = f.node.assign(&b, &echo, Some("")).unwrap();
+    let page = edges(&b);
+    assert_eq!(page.len(), 2);
+    let node = &page[1]["node"];
+    assert!(node["message"].is_null(), "{node}");
+    assert_eq!(node["assignment"]["id"], id.as_str());
+    let tags = node["assignment"]["tags"].as_array().unwrap();
+    assert!(tags.contains(&json!({"name": "Message", "value": echo})));
+    assert!(tags.contains(&json!({"name": "Process", "value": b})));
+    assert!(tags.contains(&json!({"name": "Nonce", "value": "1"})));
+    // B evaluates the original message.
+    let out = rt.block_on(f.node.result(&b, &echo)).unwrap();
+    assert_eq!(out["Output"], "assigned by the MU", "{out}");
+    // Twice is refused; the schedule is unchanged.
+    assert_eq!(status(f.node.assign(&b, &echo, None)), 400);
+    assert_eq!(edges(&b).len(), 2);
+    // The process sees the original's sender and tags, and its own state.
+    f.clock.fetch_add(5_000, Ordering::SeqCst);
+    let id2 = f.node.assign(&b, &info, None).unwrap();
+    assert_ne!(id2, id);
+    let out = rt.block_on(f.node.result(&b, &info)).unwrap();
+    assert_eq!(out["Output"]["id"], b.as_str(), "{out}");
+    assert_eq!(out["Output"]["from"], f.user.address().as_str());
+    assert_eq!(out["Output"]["tags"], 5, "{out}");
+    let ts = edges(&b)[2]["node"]["assignment"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Timestamp")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    assert_eq!(out["Output"]["timestamp"], ts);
+    // A's own results are untouched by the assignments.
+    let out = rt.block_on(f.node.result(&a, &echo)).unwrap();
+    assert_eq!(out["Output"], "assigned by the MU");
+    assert_eq!(edges(&a).len(), 3);
+}
