@@ -20,6 +20,7 @@
 //! | `POST /result/{slot}?process-id=` | CU (hbu) | HyperBEAM's `genesis-wasm` call: body = one SU page; reply headers `slot`, `timestamp`, `block-height`, `ao-types`; signed, `ao-position` = `slot` |
 //! | `GET /metrics` | node | Prometheus text (on by default; [`HttpConfig::metrics`]) |
 //! | `POST /` | MU | body = a signed ANS-104 data item; 202 `{"message": "Processing DataItem", "id"}` |
+//! | `POST /?process-id=&assign=` | MU | aoconnect's `assign`: assigns message `assign` (stored on this node) to process `process-id`, no body; 202 `{"message": "Processing Assignment", "id": <assignment id>}`; 404 for an unknown process or message, 400 when only one of the two is given, the message is already on that process, or `exclude` / `base-layer` is given (not supported: the scheduler signs no `Exclude` tags and there is no Arweave gateway) |
 //! | `POST /graphql` | gateway | `{query, variables}` → `{"data": ...}` (the subset aoconnect sends) |
 //! | `GET /timestamp` | SU | `{timestamp, block_height}` |
 //! | `GET /processes/{pid}` | SU | the process record |

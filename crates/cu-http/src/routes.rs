@@ -560,10 +560,29 @@ async fn mu_ingest(
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
     let q = QueryParams::parse(q.as_deref())?;
-    if q.non_empty("process-id").is_some() || q.non_empty("assign").is_some() {
-        return Err(HttpError::bad_request(
-            "assignments through POST /?process-id=&assign= are not supported by this node",
-        ));
+    match (q.non_empty("process-id"), q.non_empty("assign")) {
+        (None, None) => {}
+        (Some(process_id), Some(message_id)) => {
+            // The MU's assignment route (aoconnect's `assign`): no body; the reply names the assignment.
+            if q.get("base-layer").is_some() {
+                return Err(HttpError::bad_request(
+                    "base-layer assignments (Arweave L1 transactions) are not supported by this node: it assigns only messages it stores",
+                ));
+            }
+            let (process_id, message_id) = (process_id.to_owned(), message_id.to_owned());
+            let exclude = q.get("exclude").map(str::to_owned);
+            let node = state.node.clone();
+            let id = blocking(move || node.assign(&process_id, &message_id, exclude.as_deref())).await?;
+            return Ok(json_response(
+                StatusCode::ACCEPTED,
+                serde_json::json!({ "message": "Processing Assignment", "id": id }).to_string(),
+            ));
+        }
+        _ => {
+            return Err(HttpError::bad_request(
+                "You must set both process-id and assign to send an assignment, not just one",
+            ));
+        }
     }
     let body = body_bytes(body)?;
     if body.is_empty() {

@@ -622,16 +622,68 @@ async fn mu_ingress_rejects_bad_items() {
     let (status, _, body) = post(vec![0u8; 2 << 20]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_error(&serde_json::from_slice(&body).unwrap(), "too large");
-    // Assignments through the MU are not offered.
-    let (status, _, _) = f
-        .send(
-            Method::POST,
-            &format!("/?process-id={}&assign={id}", f.pid),
-            Body::empty(),
-            &[],
-        )
-        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mu_assignment_route() {
+    let Some(f) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let other = f.spawn("assignee").await;
+    let echo = f.message(&f.pid, "Echo", "assigned over HTTP").await;
+    let fr = &f;
+    let assign = |query: String| async move {
+        let (status, _, body) = fr
+            .send(Method::POST, &format!("/?{query}"), Body::empty(), &[])
+            .await;
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
+    };
+    let schedule_len = |pid: String| async move {
+        let (status, v) = fr.get(&format!("/{pid}?process-id={pid}")).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v["edges"].as_array().unwrap().len()
+    };
+    // Errors as the MU answers them; nothing is scheduled.
+    let (status, v) = assign(format!("process-id={other}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "both process-id and assign");
+    let (status, v) = assign(format!("assign={echo}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "both process-id and assign");
+    let (status, v) = assign(format!("process-id={UNKNOWN}&assign={echo}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (status, v) = assign(format!("process-id={other}&assign={UNKNOWN}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_error(&v, UNKNOWN);
+    let (status, v) = assign(format!("process-id={}&assign={echo}", f.pid)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_error(&v, "already scheduled");
+    let (status, v) = assign(format!("process-id={other}&assign={echo}&exclude=Data,Tags")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_error(&v, "exclude");
+    let (status, v) = assign(format!("process-id={other}&assign={echo}&base-layer")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_error(&v, "base-layer");
+    assert_eq!(schedule_len(other.clone()).await, 1);
+    // The assignment: 202 with the assignment's id, as aoconnect's `assign` reads it.
+    let (status, v) = assign(format!("process-id={other}&assign={echo}")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["message"], "Processing Assignment");
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 43);
+    assert_eq!(schedule_len(other.clone()).await, 2);
+    let (status, node) = f.get(&format!("/{echo}?process-id={other}")).await;
+    assert_eq!(status, StatusCode::OK, "{node}");
+    assert!(node["message"].is_null(), "{node}");
+    assert_eq!(node["assignment"]["id"], id.as_str());
+    assert_eq!(assignment_tag(&node, "Message"), echo);
+    let (status, v) = f.get(&format!("/result/{echo}?process-id={other}")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["Output"], "assigned over HTTP", "{v}");
+    // A second time is refused.
+    let (status, v) = assign(format!("process-id={other}&assign={echo}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(schedule_len(other).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
