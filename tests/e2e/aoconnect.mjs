@@ -4,7 +4,8 @@
 //   node aoconnect.mjs run <node-url> <lua-process.wasm> <state-out.json>
 //       registers the Lua test module (a signed Type=Module data item), spawns processes from it, sends
 //       messages, reads result/results (paging)/dryrun, lets two processes message each other through the
-//       outbox; asserts every output; writes what it saw to <state-out.json>.
+//       outbox, and `assign`s one process's message to the other; asserts every output; writes what it saw to
+//       <state-out.json>.
 //   node aoconnect.mjs verify <node-url> <state.json>
 //       after a restart of the node: every recorded result must read back identical.
 //
@@ -225,6 +226,20 @@ async function run(wasmPath, stateOut) {
   const seenByA = await ao.dryrun({ process: pidA, tags: [{ name: "Action", value: "Info" }] });
   const aState = typeof seenByA.Output === "object" ? seenByA.Output : JSON.parse(seenByA.Output);
   assert.ok(aState.seen >= 11, `A handled the reply too: ${JSON.stringify(aState)}`);
+
+  // 6b. assign: aoconnect's `assign` posts `/?process-id=&assign=` to the MU and returns the assignment id;
+  //     B's schedule gets A's Echo message as an assignment (`message: null`) and B evaluates it.
+  const assignmentId = await ao.assign({ process: pidB, message: echoId });
+  assert.match(assignmentId, /^[A-Za-z0-9_-]{43}$/, `assignment id: ${assignmentId}`);
+  const suNode = await getJson(`/${echoId}?process-id=${pidB}`);
+  assert.equal(suNode.message, null, `an assignment has no message: ${JSON.stringify(suNode)}`);
+  assert.equal(suNode.assignment.id, assignmentId);
+  assert.ok(suNode.assignment.tags.some((t) => t.name === "Message" && t.value === echoId));
+  const assigned = await ao.result({ message: echoId, process: pidB });
+  assert.equal(outputText(assigned.Output), "hello from aoconnect", `B's result: ${JSON.stringify(assigned)}`);
+  recorded.push({ process: pidB, message: echoId, result: assigned });
+  await assert.rejects(ao.assign({ process: pidB, message: echoId }), /400/, "assigning twice is a 400");
+  await assert.rejects(ao.assign({ process: "x".repeat(43), message: echoId }), /404/, "unknown process is a 404");
 
   // 7. CU error shapes through the same URL.
   const missing = await fetch(`${baseUrl}/result/${echoId}`);

@@ -2,8 +2,9 @@
 //!
 //! Starts `ao-cu serve` on a free port (`--port 0`, the bound address read from its stdout) with a
 //! temporary data directory, runs `tests/e2e/aoconnect.mjs run` (node + `@permaweb/aoconnect`: module
-//! upload, spawn, message, result, results paging, dryrun, outbox between two processes), SIGTERMs the
-//! server and checks it exits 0, restarts it on the same data directory and runs
+//! upload, spawn, message, result, results paging, dryrun, outbox between two processes, `assign` of one
+//! process's message to another), SIGTERMs the server and checks it exits 0, restarts it on the same
+//! data directory and runs
 //! `tests/e2e/aoconnect.mjs verify`: every recorded result must read back identical. Attestation: the node
 //! key is created on first run and kept across the restart, `GET /` publishes it, every recorded result
 //! fetched again carries a signature that verifies under it, and the evidence route says "no TEE" here.
