@@ -599,7 +599,8 @@ impl Node {
     /// would make our schedule evaluate differently elsewhere. Errors write nothing: an unknown process
     /// or message is [`NodeError::NotFound`]; a message id that is not 43 characters, a non-empty
     /// `exclude`, or a message already scheduled on `process_id` (the SU's duplicate deep-hash check) is
-    /// [`NodeError::BadRequest`].
+    /// [`NodeError::BadRequest`]. Two concurrent calls for the same pair both answer the one assignment
+    /// (the scheduler never schedules a message twice on a process).
     pub fn assign(
         &self,
         process_id: &str,
