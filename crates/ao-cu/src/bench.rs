@@ -1070,18 +1070,27 @@ fn http_measure(plan: &Plan, node: &cu_node::Node, base: &str, workers: usize) -
     }))
 }
 
-fn http_mode(plan: &Plan) -> Result<Vec<Value>, BenchError> {
-    let aot = tempfile::Builder::new()
-        .prefix("ao-cu-bench-aot-")
-        .tempdir()
-        .context("creating a temporary AOT cache")
-        .map_err(runtime)?;
+fn http_mode(plan: &Plan, cache: &CacheArgs) -> Result<Vec<Value>, BenchError> {
+    // The node compiles through the selected AOT cache; with `--no-cache`, through a temporary one (the
+    // node always keeps one), so every row after the first still finds the module compiled.
+    let temporary;
+    let aot = match cache.aot_dir() {
+        Some(dir) => dir,
+        None => {
+            temporary = tempfile::Builder::new()
+                .prefix("ao-cu-bench-aot-")
+                .tempdir()
+                .context("creating a temporary AOT cache")
+                .map_err(runtime)?;
+            temporary.path().to_path_buf()
+        }
+    };
     let wallet = Wallet::generate()
         .context("generating the node's wallet")
         .map_err(runtime)?;
     plan.workers
         .iter()
-        .map(|&w| http_row(plan, &wallet, aot.path(), w))
+        .map(|&w| http_row(plan, &wallet, &aot, w))
         .collect()
 }
 
@@ -1191,7 +1200,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         report.insert("engine".into(), Value::Array(engine_mode(&plan, &args.cache)?));
     }
     if matches!(args.mode, Mode::Http | Mode::Both) {
-        report.insert("http".into(), Value::Array(http_mode(&plan)?));
+        report.insert("http".into(), Value::Array(http_mode(&plan, &args.cache)?));
     }
     let report = Value::Object(report);
     if args.json {

@@ -70,13 +70,15 @@ pub struct CacheArgs {
 impl CacheArgs {
     /// The AOT cache these flags select (none with `--no-cache`).
     pub fn aot_cache(&self) -> Option<AotCache> {
+        self.aot_dir().map(AotCache::new)
+    }
+
+    /// The directory of the AOT cache these flags select (none with `--no-cache`).
+    pub fn aot_dir(&self) -> Option<PathBuf> {
         if self.no_cache {
             return None;
         }
-        self.cache_dir
-            .clone()
-            .or_else(default_cache_dir)
-            .map(AotCache::new)
+        self.cache_dir.clone().or_else(default_cache_dir)
     }
 }
 
