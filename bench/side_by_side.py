@@ -10,8 +10,10 @@ the loader's fast path) and `cu` (the reference CU's way: memory passed in and o
 
 Default: the Lua test process built from source (tests/modules/build.sh), message `Action=Eval`.
 Any module: --module PATH --format FORMAT (e.g. aos 2, locally; never committed).
+How cost grows: --grow 0,64,256 (MiB the Lua test process grows its memory by first) and --data-kb 1,64,512
+(message size) give one table per combination.
 
-    python3 bench/side_by_side.py [--module M --format F] [-n 200] [--repeat 3] [--modes hot,cu]
+    python3 bench/side_by_side.py [--module M --format F] [-n 200] [--repeat 3] [--modes hot,cu] [--grow L] [--data-kb L]
 """
 import argparse, json, os, re, subprocess, sys, tempfile, time
 
@@ -28,14 +30,20 @@ def message(i, data, tags):
             "Cron": False, "Read-Only": False}
 
 
-def logs(n, code):
+def logs(n, code, grow_mb=0):
+    """The short log (boot, then a Grow of `grow_mb` MiB if any) and the full one (the same + n Evals)."""
     ptags = [{"name": "Type", "value": "Process"}, {"name": "Module", "value": MODULE_ID},
              {"name": "Name", "value": "bench"}]
     env = {"Process": {"Id": PID, "Owner": OWNER, "Tags": ptags},
            "Module": {"Id": MODULE_ID, "Owner": OWNER, "Tags": []}}
-    boot = {"msg": message(0, "", ptags), "env": env}
-    evals = [{"msg": message(i, code, [{"name": "Action", "value": "Eval"}]), "env": env} for i in range(1, n + 1)]
-    return [boot], [boot] + evals
+    prefix = [{"msg": message(0, "", ptags), "env": env}]
+    if grow_mb:
+        tags = [{"name": "Action", "value": "Grow"}, {"name": "MB", "value": str(grow_mb)}]
+        prefix.append({"msg": message(1, "", tags), "env": env})
+    first = len(prefix)
+    evals = [{"msg": message(i, code, [{"name": "Action", "value": "Eval"}]), "env": env}
+             for i in range(first, first + n)]
+    return prefix, prefix + evals
 
 
 def timed(cmd):
@@ -52,18 +60,13 @@ def timed(cmd):
     return elapsed, out.stdout.splitlines()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--module", default=os.path.join(REPO, "tests/modules/build/lua-process.wasm"))
-    ap.add_argument("--format", default="wasm32-unknown-emscripten2")
-    ap.add_argument("-n", type=int, default=200)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--modes", default="hot,cu")
-    ap.add_argument("--code", default="x = (x or 0) + 1; return x")
-    ap.add_argument("--ao-cu", default=os.path.join(REPO, "target/release/ao-cu"))
-    args = ap.parse_args()
-
-    short, full = logs(args.n, args.code)
+def measure(args, grow_mb, data_kb):
+    """Per-message time of each side for one memory size and message size: [(side, seconds)]."""
+    code = args.code
+    if data_kb:
+        # A Lua comment pads the message's Data to about `data_kb` KiB (parsed, otherwise inert).
+        code = code + "\n--" + "a" * max(0, data_kb * 1024 - len(code) - 3)
+    short, full = logs(args.n, code, grow_mb)
     tmp = tempfile.mkdtemp()
     paths = []
     for name, lines in (("short", short), ("full", full)):
@@ -87,7 +90,6 @@ def main():
     ours, ours_out = per_message(lambda log: [args.ao_cu, "eval", "--module", args.module, "--format", args.format,
                                               "--messages", log, "--cache-dir", cache])
     rows = [("ao-cu (hot instance, Cranelift AOT)", ours)]
-    env = dict(os.environ, TZ="UTC")
     for mode in args.modes.split(","):
         ref, ref_out = per_message(lambda log: ["node", os.path.join(REPO, "tests/oracle/run.cjs"), "--module",
                                                 args.module, "--format", args.format, "--mode", mode,
@@ -95,10 +97,38 @@ def main():
         rows.append((f"reference ao-loader 0.0.49, mode {mode}", ref))
         same = [json.loads(l).get("Output") for l in ours_out] == [json.loads(l).get("Output") for l in ref_out]
         print(f"outputs identical to reference ({mode}): {same}", file=sys.stderr)
+        if not same:
+            sys.exit(f"outputs differ from the reference ({mode}) at memory +{grow_mb} MiB, data {data_kb} KiB")
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--module", default=os.path.join(REPO, "tests/modules/build/lua-process.wasm"))
+    ap.add_argument("--format", default="wasm32-unknown-emscripten2")
+    ap.add_argument("-n", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--modes", default="hot,cu")
+    ap.add_argument("--code", default="x = (x or 0) + 1; return x")
+    ap.add_argument("--grow", default="0",
+                    help="MiB the process grows its memory by before the measured messages (Lua test process "
+                         "Action=Grow); a comma list gives one row per size, e.g. 0,64,256")
+    ap.add_argument("--data-kb", default="0",
+                    help="pad each message's Data to this many KiB; a comma list gives one row per size")
+    ap.add_argument("--ao-cu", default=os.path.join(REPO, "target/release/ao-cu"))
+    args = ap.parse_args()
+
+    grows = [int(g) for g in args.grow.split(",")]
+    sizes = [int(k) for k in args.data_kb.split(",")]
     print(f"module {os.path.basename(args.module)} ({args.format}), {args.n} messages, code {args.code!r}")
-    print(f"{'side':45} {'ms/message':>12} {'ratio vs ao-cu':>15}")
-    for name, t in rows:
-        print(f"{name:45} {t * 1000:12.3f} {t / ours:15.1f}x")
+    for grow_mb in grows:
+        for data_kb in sizes:
+            rows = measure(args, grow_mb, data_kb)
+            ours = rows[0][1]
+            print(f"-- memory +{grow_mb} MiB, message data {data_kb or '<1'} KiB")
+            print(f"{'side':45} {'ms/message':>12} {'ratio vs ao-cu':>15}")
+            for name, t in rows:
+                print(f"{name:45} {t * 1000:12.3f} {t / ours:15.1f}x", flush=True)
 
 
 if __name__ == "__main__":
