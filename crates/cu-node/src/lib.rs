@@ -5,6 +5,8 @@
 //!   registers a module, spawns a process (scheduled as nonce 0 of itself) or schedules a message; the
 //!   embedded scheduler (`cu-scheduler`) commits nonce, timestamp, block height, hash chain, the signed
 //!   assignment, due cron messages and the log entry in one transaction before `ingest` returns.
+//!   [`Node::assign`] is the MU's `POST /?process-id=&assign=`: a message this node stores, scheduled onto
+//!   another local process (the path the outbox's `Assignments` take too).
 //! - The engine (`cu-engine`) evaluates each process's log; [`Node::result`], [`Node::results`],
 //!   [`Node::cron`], [`Node::dry_run`] and [`Node::state`] are the reference CU's read routes.
 //! - Outbox: a delivery thread waits for each process's results and delivers `Messages` to local
