@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Side by side: the same module and message through the reference loader and through ao-cu, in one run.
 
-Per-message time is measured by differencing (for the reference, of the evaluation time its driver
-reports, which leaves out the memory hashing the driver adds; for ao-cu, of the whole command's wall time): each side runs a log of 1 message and a log of 1 + N
-messages (same boot message first), and the time difference divided by N is the per-message cost, so
-start-up (Node, compilation, instantiation) cancels out. Runs each side `--repeat` times and keeps the
+Per-message time: each side runs the set-up messages (boot, and a Grow with --grow) followed by N
+measured messages and reports the evaluation time of the N alone (inside `handle`: `ao-cu eval --timing
+--time-from K`, `tests/oracle/run.cjs --time-from K`), so start-up, compilation, the set-up messages, I/O
+and the memory hashing the reference driver adds are all left out on both sides. Runs each side `--repeat` times and keeps the
 fastest (these machines are shared and noisy). Reference modes: `hot` (one instance, no memory copies:
 the loader's fast path) and `cu` (the reference CU's way: memory passed in and out for every message).
 
@@ -15,7 +15,7 @@ How cost grows: --grow 0,64,256 (MiB the Lua test process grows its memory by fi
 
     python3 bench/side_by_side.py [--module M --format F] [-n 200] [--repeat 3] [--modes hot,cu] [--grow L] [--data-kb L]
 """
-import argparse, json, os, re, subprocess, sys, tempfile, time
+import argparse, json, os, re, subprocess, sys, tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PID = "KzXTVvxEXQVVE1zx0T5N2TxZPG_ncoG6fjqyiIRKu_c"
@@ -46,20 +46,6 @@ def logs(n, code, grow_mb=0):
     return prefix, prefix + evals
 
 
-def timed(cmd):
-    """Wall time of a run, or for the reference driver its own evaluation time (it excludes the memory
-    hashing and printing the driver does around each message)."""
-    start = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if out.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr[-2000:]}")
-    m = re.search(r"evaluation ([0-9.]+) ms", out.stderr)
-    if m:
-        elapsed = float(m.group(1)) / 1000
-    return elapsed, out.stdout.splitlines()
-
-
 def measure(args, grow_mb, data_kb):
     """Per-message time of each side for one memory size and message size: [(side, seconds)]."""
     code = args.code
@@ -75,25 +61,36 @@ def measure(args, grow_mb, data_kb):
             f.write("\n".join(json.dumps(l) for l in lines) + "\n")
         paths.append(p)
 
-    def per_message(cmd_for):
-        # The fastest of `repeat` runs of each log, then the difference: noise only ever adds time.
-        shorts, fulls, out = [], [], None
+    def tail_time(cmd, side):
+        # Each side times the measured messages itself (`--time-from`: evaluation inside `handle`, without
+        # start-up, set-up messages or I/O), so a Grow of hundreds of MiB in the set-up, whose time varies
+        # by seconds, cannot swamp the figure. The fastest of `repeat` runs: noise only ever adds time.
+        best, out = None, None
         for _ in range(args.repeat):
-            shorts.append(timed(cmd_for(paths[0]))[0])
-            t, out = timed(cmd_for(paths[1]))
-            fulls.append(t)
-        print(f"  runs: short {[round(x * 1000, 1) for x in shorts]} ms, full {[round(x * 1000, 1) for x in fulls]} ms",
-              file=sys.stderr)
-        return (min(fulls) - min(shorts)) / args.n, out
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            if run.returncode != 0:
+                sys.exit(f"failed: {' '.join(cmd)}\n{run.stderr[-2000:]}")
+            m = re.search(r"evaluation from message \d+: ([0-9.]+) ms", run.stderr)
+            if not m:
+                sys.exit(f"no timing from {side}:\n{run.stderr[-2000:]}")
+            t = float(m.group(1)) / 1000 / args.n
+            best = t if best is None else min(best, t)
+            out = run.stdout.splitlines()
+        print(f"  {side}: {best * 1000:.3f} ms/message", file=sys.stderr)
+        return best, out
+
+    def reference(mode):
+        return tail_time(["node", os.path.join(REPO, "tests/oracle/run.cjs"), "--module", args.module,
+                          "--format", args.format, "--mode", mode, "--messages", paths[1],
+                          "--time-from", str(len(short))], f"reference {mode}")
 
     cache = os.path.join(tmp, "cache")
-    ours, ours_out = per_message(lambda log: [args.ao_cu, "eval", "--module", args.module, "--format", args.format,
-                                              "--messages", log, "--cache-dir", cache])
+    ours, ours_out = tail_time([args.ao_cu, "eval", "--module", args.module, "--format", args.format,
+                                "--messages", paths[1], "--cache-dir", cache, "--timing",
+                                "--time-from", str(len(short))], "ao-cu")
     rows = [("ao-cu (hot instance, Cranelift AOT)", ours)]
     for mode in args.modes.split(","):
-        ref, ref_out = per_message(lambda log: ["node", os.path.join(REPO, "tests/oracle/run.cjs"), "--module",
-                                                args.module, "--format", args.format, "--mode", mode,
-                                                "--messages", log])
+        ref, ref_out = reference(mode)
         rows.append((f"reference ao-loader 0.0.49, mode {mode}", ref))
         same = [json.loads(l).get("Output") for l in ours_out] == [json.loads(l).get("Output") for l in ref_out]
         print(f"outputs identical to reference ({mode}): {same}", file=sys.stderr)

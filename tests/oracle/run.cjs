@@ -6,8 +6,10 @@
  * shaped like the reference CU's `mergeOutput` (servers/cu/src/effects/worker/evaluate.js).
  *
  *   node tests/oracle/run.cjs --module M.wasm --format FORMAT [--memory-limit BYTES]
- *        [--compute-limit N] [--mode cu|hot] [--messages FILE] [--this-program PATH]
+ *        [--compute-limit N] [--mode cu|hot] [--messages FILE] [--this-program PATH] [--time-from K]
  *
+ * --time-from K: the final summary also gives the evaluation time of messages K.. (0-based) alone, so a
+ * benchmark can leave its set-up messages out without differencing two runs.
  * Input: one `{"msg": {...}, "env": {...}}` per line (blank lines ignored), from --messages or stdin.
  * Output (stdout), per message, keys in this order:
  *   {"Output":…,"Messages":[…],"Spawns":[…],"Assignments":[…],"GasUsed":n|null[,"Error":…],"MemorySha256":hex|null}
@@ -43,7 +45,7 @@ const FORMATS = [
 ]
 
 const USAGE = 'usage: node tests/oracle/run.cjs --module M.wasm --format FORMAT [--memory-limit BYTES] ' +
-  '[--compute-limit N] [--mode cu|hot] [--messages FILE] [--this-program PATH]\n' +
+  '[--compute-limit N] [--mode cu|hot] [--messages FILE] [--this-program PATH] [--time-from K]\n' +
   `formats: ${FORMATS.join(', ')}`
 
 /** Writes all of `text` to a file descriptor synchronously (retrying on EAGAIN for non-blocking pipes). */
@@ -76,7 +78,8 @@ function parseArgs (argv) {
     '--compute-limit': 'computeLimit',
     '--mode': 'mode',
     '--messages': 'messages',
-    '--this-program': 'thisProgram'
+    '--this-program': 'thisProgram',
+    '--time-from': 'timeFrom'
   }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
@@ -104,6 +107,10 @@ function parseArgs (argv) {
     if (opts[key] === undefined) continue
     if (!/^[0-9]+$/.test(opts[key])) fail(2, `--${key === 'memoryLimit' ? 'memory' : 'compute'}-limit must be a non-negative integer, got '${opts[key]}'`)
     opts[key] = Number(opts[key])
+  }
+  if (opts.timeFrom !== undefined) {
+    if (!/^[0-9]+$/.test(opts.timeFrom)) fail(2, `--time-from must be a non-negative integer, got '${opts.timeFrom}'`)
+    opts.timeFrom = Number(opts.timeFrom)
   }
   return opts
 }
@@ -246,6 +253,8 @@ async function main () {
   let handle = null
   let memory = null // the memory the CU keeps between messages (mode cu)
   let evalNanos = 0n
+  let tailNanos = 0n
+  let index = 0
   let instantiations = 0
   let instantiateNanos = 0n
   for (const { msg, env } of entries) {
@@ -267,7 +276,10 @@ async function main () {
     } catch (err) {
       res = { Error: errorValue(err) }
     }
-    evalNanos += hrtimeBigint() - t0
+    const took = hrtimeBigint() - t0
+    evalNanos += took
+    if (opts.timeFrom !== undefined && index >= opts.timeFrom) tailNanos += took
+    index++
     const merged = mergeOutput(res)
     let memoryHash = null
     if (opts.mode === 'cu') {
@@ -297,6 +309,7 @@ async function main () {
     `(${entries.length ? ms(evalNanos / BigInt(entries.length)) : '0'} ms/message), ` +
     `${instantiations} instantiations ${ms(instantiateNanos)} ms, final memory ${finalMemoryBytes()} bytes, ` +
     `module ${path.basename(opts.module)}`)
+  if (opts.timeFrom !== undefined) diag(`run.cjs: evaluation from message ${opts.timeFrom}: ${ms(tailNanos)} ms`)
 }
 
 main().then(

@@ -54,6 +54,10 @@ pub struct EvalArgs {
     /// Print the time spent evaluating (inside `handle`, without I/O) to standard error at the end.
     #[arg(long)]
     timing: bool,
+    /// With `--timing`, also print the evaluation time of messages K.. (0-based) alone, so a benchmark
+    /// can leave its set-up messages out.
+    #[arg(long, value_name = "K")]
+    time_from: Option<usize>,
 }
 
 /// Where compiled modules are cached (`ao-cu eval` and `ao-cu run`).
@@ -158,6 +162,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let state_out = args.state_out.clone();
     let memory_hash = args.memory_hash;
     let timing = args.timing;
+    let time_from = args.time_from;
     // Evaluate on a thread with a known, large stack (the wasm stack limit is fixed by the engine).
     let worker = std::thread::Builder::new()
         .name("ao-cu-eval".into())
@@ -169,11 +174,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 Some(s) => Process::restore(Arc::clone(&module), s, config)?,
                 None => Process::boot(Arc::clone(&module), config)?,
             };
-            let (count, spent) = evaluate(&mut process, input, memory_hash)?;
+            let from = time_from.unwrap_or(0);
+            let (count, spent, tail) = evaluate(&mut process, input, memory_hash, from)?;
             if timing {
                 let ms = spent.as_secs_f64() * 1000.0;
                 let per = if count == 0 { 0.0 } else { ms / count as f64 };
                 eprintln!("ao-cu eval: {count} messages, evaluation {ms:.3} ms ({per:.3} ms/message)");
+                if time_from.is_some() {
+                    let tail_ms = tail.as_secs_f64() * 1000.0;
+                    eprintln!("ao-cu eval: evaluation from message {from}: {tail_ms:.3} ms");
+                }
             }
             if let Some(path) = state_out {
                 let bytes = process.snapshot()?.encode()?;
@@ -190,8 +200,10 @@ fn evaluate(
     process: &mut Process,
     input: Box<dyn BufRead + Send>,
     memory_hash: bool,
-) -> Result<(usize, std::time::Duration)> {
+    time_from: usize,
+) -> Result<(usize, std::time::Duration, std::time::Duration)> {
     let mut spent = std::time::Duration::ZERO;
+    let mut tail = std::time::Duration::ZERO;
     let mut count = 0;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -214,7 +226,11 @@ fn evaluate(
         let result = process
             .handle(&message.msg, &message.env)
             .with_context(|| format!("line {line_no}"))?;
-        spent += started.elapsed();
+        let took = started.elapsed();
+        spent += took;
+        if count >= time_from {
+            tail += took;
+        }
         count += 1;
         let mut value = serde_json::to_value(&result)?;
         if memory_hash && let Value::Object(map) = &mut value {
@@ -224,7 +240,7 @@ fn evaluate(
         out.write_all(b"\n")?;
         out.flush()?;
     }
-    Ok((count, spent))
+    Ok((count, spent, tail))
 }
 
 fn read_line(reader: &mut Box<dyn BufRead + Send>, line: &mut String) -> io::Result<usize> {

@@ -174,3 +174,38 @@ fn compute_limit_ends_an_infinite_loop() {
     );
     assert_eq!(lines(&out)[0]["Error"], "out of gas!");
 }
+
+#[test]
+fn timing_reports_the_messages_from_a_given_one_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = probe(dir.path());
+    let input = [line("count"), line("count"), line("count")].join("\n");
+    let out = eval(
+        &[
+            "--module",
+            module.to_str().unwrap(),
+            "--format",
+            FORMAT,
+            "--timing",
+            "--time-from",
+            "1",
+        ],
+        &input,
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lines(&out).len(), 3, "timing changes nothing on standard output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let total: f64 = field(&stderr, "3 messages, evaluation ", " ms");
+    let tail: f64 = field(&stderr, "evaluation from message 1: ", " ms");
+    assert!(tail >= 0.0 && tail <= total, "{stderr}");
+}
+
+fn field(text: &str, before: &str, after: &str) -> f64 {
+    let start = text
+        .find(before)
+        .unwrap_or_else(|| panic!("no '{before}' in {text}"))
+        + before.len();
+    let end = start + text[start..].find(after).unwrap();
+    text[start..end].parse().unwrap()
+}
