@@ -9,6 +9,8 @@ fastest (these machines are shared and noisy). Reference modes: `hot` (one insta
 the loader's fast path) and `cu` (the reference CU's way: memory passed in and out for every message).
 
 Default: the Lua test process built from source (tests/modules/build.sh), message `Action=Eval`.
+It installs what it needs when missing: the reference loader (npm ci in tests/oracle, pinned), the Lua
+test process (tests/modules/build.sh) and the release ao-cu.
 Any module: --module PATH --format FORMAT (e.g. aos 2, locally; never committed).
 How cost grows: --grow 0,64,256 (MiB the Lua test process grows its memory by first) and --data-kb 1,64,512
 (message size) give one table per combination.
@@ -99,6 +101,22 @@ def measure(args, grow_mb, data_kb):
     return rows
 
 
+def ensure_installed(args):
+    """Installs what the harness needs when it is missing: the reference loader (pinned in
+    tests/oracle/package-lock.json), the Lua test process built from source, and the release ao-cu."""
+    oracle = os.path.join(REPO, "tests/oracle")
+    if not os.path.isdir(os.path.join(oracle, "node_modules", "@permaweb", "ao-loader")):
+        print("installing the reference loader (npm ci in tests/oracle)", file=sys.stderr)
+        subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=oracle, check=True)
+    default_module = os.path.join(REPO, "tests/modules/build/lua-process.wasm")
+    if args.module == default_module and not os.path.isfile(default_module):
+        print("building the Lua test process (tests/modules/build.sh)", file=sys.stderr)
+        subprocess.run(["bash", os.path.join(REPO, "tests/modules/build.sh")], cwd=REPO, check=True)
+    if args.ao_cu == os.path.join(REPO, "target/release/ao-cu") and not os.path.isfile(args.ao_cu):
+        print("building ao-cu (cargo build --release -p ao-cu)", file=sys.stderr)
+        subprocess.run(["cargo", "build", "--release", "-p", "ao-cu"], cwd=REPO, check=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--module", default=os.path.join(REPO, "tests/modules/build/lua-process.wasm"))
@@ -114,6 +132,7 @@ def main():
                     help="pad each message's Data to this many KiB; a comma list gives one row per size")
     ap.add_argument("--ao-cu", default=os.path.join(REPO, "target/release/ao-cu"))
     args = ap.parse_args()
+    ensure_installed(args)
 
     grows = [int(g) for g in args.grow.split(",")]
     sizes = [int(k) for k in args.data_kb.split(",")]
