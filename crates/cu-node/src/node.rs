@@ -324,7 +324,7 @@ impl Node {
                     pos,
                     item: key,
                 };
-                self.schedule_item(target, &item, raw, vec![mark])?;
+                self.schedule_item(target, &item, Some(raw), vec![mark])?;
                 self.inner.delivered.fetch_add(1, Relaxed);
             }
             for (i, sp) in list("Spawns").iter().enumerate() {
@@ -386,7 +386,7 @@ impl Node {
                         pos,
                         item: key,
                     };
-                    self.assign_item(t, &item, vec![mark])?;
+                    self.schedule_item(t, &item, None, vec![mark])?;
                 }
             }
             store.commit_schedule(cu_store::schedule::ScheduleBatch {
@@ -483,7 +483,7 @@ impl Node {
                 }
                 // A retried message answers its id again without scheduling it twice.
                 if self.inner.scheduler.reads().by_message(&target, &id)?.is_none() {
-                    self.schedule_item(&target, &item, raw.to_vec(), Vec::new())?;
+                    self.schedule_item(&target, &item, Some(raw.to_vec()), Vec::new())?;
                 }
                 self.inner.ingested.fetch_add(1, Relaxed);
                 Ok(Ingested {
@@ -543,48 +543,30 @@ impl Node {
         Ok(())
     }
 
+    /// Schedules `item` onto `target`: as a message when its bytes `raw` are given, otherwise as an
+    /// assignment of the stored item (`message: null` on the SU wire, tag `Message=<id>`; the one path of
+    /// outbox `Assignments` and [`Node::assign`]). A message already scheduled on `target` is answered with
+    /// its existing assignment and nothing is written.
     fn schedule_item(
         &self,
         target: &str,
         item: &DataItem,
-        raw: Vec<u8>,
+        raw: Option<Vec<u8>>,
         delivered: Vec<cu_store::schedule::DeliveryMark>,
     ) -> Result<Assigned, NodeError> {
+        let build: fn(&DataItem, &Assigned) -> String =
+            if raw.is_some() { build_msg } else { assignment_msg };
         let req = ScheduleRequest {
             process_id: target.to_string(),
             message_id: item.id(),
-            message: Some(raw),
+            message: raw,
             spawn: None,
             delivered,
         };
         let s = self
             .inner
             .scheduler
-            .schedule(req, self.now(), |a| Ok(build_msg(item, a)))?;
-        self.notify(target);
-        Ok(s.assigned)
-    }
-
-    /// Schedules the stored message `item` onto `target` as an assignment (`message: null` on the SU
-    /// wire, tag `Message=<id>`): the one path of outbox `Assignments` and [`Node::assign`]. A message
-    /// already scheduled on `target` is answered with its existing assignment and nothing is written.
-    fn assign_item(
-        &self,
-        target: &str,
-        item: &DataItem,
-        delivered: Vec<cu_store::schedule::DeliveryMark>,
-    ) -> Result<Assigned, NodeError> {
-        let req = ScheduleRequest {
-            process_id: target.to_string(),
-            message_id: item.id(),
-            message: None,
-            spawn: None,
-            delivered,
-        };
-        let s = self
-            .inner
-            .scheduler
-            .schedule(req, self.now(), |asg| Ok(assignment_msg(item, asg)))?;
+            .schedule(req, self.now(), |a| Ok(build(item, a)))?;
         self.notify(target);
         Ok(s.assigned)
     }
@@ -631,7 +613,9 @@ impl Node {
             )));
         }
         let item = DataItem::parse(&raw).map_err(|e| NodeError::Internal(e.to_string()))?;
-        Ok(self.assign_item(process_id, &item, Vec::new())?.assignment_id)
+        Ok(self
+            .schedule_item(process_id, &item, None, Vec::new())?
+            .assignment_id)
     }
 
     async fn evaluate_to(&self, process_id: &str, pos: u64) -> Result<(), NodeError> {
