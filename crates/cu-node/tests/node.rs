@@ -45,11 +45,11 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-fn open(dir: tempfile::TempDir, cron: bool) -> Fixture {
-    let clock = Arc::new(AtomicU64::new(1_750_000_000_000));
+/// The node settings every test uses: one worker, the test wallet, time from `clock`.
+fn node_config(data_dir: std::path::PathBuf, cron: bool, clock: &Arc<AtomicU64>) -> NodeConfig {
     let c = clock.clone();
-    let node = Node::open(NodeConfig {
-        data_dir: dir.path().to_path_buf(),
+    NodeConfig {
+        data_dir,
         wallet: wallet(),
         engine: EngineConfig {
             workers: 1,
@@ -63,8 +63,12 @@ fn open(dir: tempfile::TempDir, cron: bool) -> Fixture {
         cron,
         clock: Arc::new(move || c.load(Ordering::SeqCst)),
         public_url: "http://localhost:6363".into(),
-    })
-    .unwrap();
+    }
+}
+
+fn open(dir: tempfile::TempDir, cron: bool) -> Fixture {
+    let clock = Arc::new(AtomicU64::new(1_750_000_000_000));
+    let node = Node::open(node_config(dir.path().to_path_buf(), cron, &clock)).unwrap();
     Fixture {
         node,
         clock,
@@ -600,24 +604,7 @@ fn restart_continues_the_schedule_and_never_redelivers() {
     } = f;
     node.shutdown().unwrap();
     // Reopen the same directory.
-    let c = clock.clone();
-    let node = Node::open(NodeConfig {
-        data_dir: path,
-        wallet: wallet(),
-        engine: EngineConfig {
-            workers: 1,
-            pin_cores: false,
-            dry_run_workers: 1,
-            ..EngineConfig::default()
-        },
-        store: cu_store::StoreOptions::default(),
-        aot_cache: None,
-        max_item_bytes: cu_node::DEFAULT_MAX_ITEM_BYTES,
-        cron: false,
-        clock: Arc::new(move || c.load(Ordering::SeqCst)),
-        public_url: "http://localhost:6363".into(),
-    })
-    .unwrap();
+    let node = Node::open(node_config(path, false, &clock)).unwrap();
     let f = Fixture {
         node,
         clock,
