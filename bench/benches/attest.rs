@@ -99,13 +99,9 @@ fn benches(c: &mut Criterion) {
 criterion_group!(group, benches);
 
 fn main() {
-    std::thread::Builder::new()
-        .stack_size(cu_wasm::EVAL_THREAD_STACK)
-        .spawn(|| {
-            group();
-            Criterion::default().configure_from_args().final_summary();
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    // The Lua row evaluates wasm: run everything on a thread with the evaluator's stack.
+    cu_tests::on_eval_thread(|| {
+        group();
+        Criterion::default().configure_from_args().final_summary();
+    });
 }

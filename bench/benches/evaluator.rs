@@ -141,13 +141,8 @@ criterion_group!(group, benches);
 fn main() {
     // Evaluation needs a large native stack (the wasm stack limit is fixed by the engine), so the
     // whole criterion run happens on a thread with the evaluator's stack size.
-    std::thread::Builder::new()
-        .stack_size(cu_wasm::EVAL_THREAD_STACK)
-        .spawn(|| {
-            group();
-            Criterion::default().configure_from_args().final_summary();
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    cu_tests::on_eval_thread(|| {
+        group();
+        Criterion::default().configure_from_args().final_summary();
+    });
 }
