@@ -398,8 +398,8 @@ impl Shard {
             .residents
             .get_mut(process)
             .ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
-        let image = match &resident.dry_image {
-            Some((pos, image)) if *pos == resident.pos => image.clone(),
+        let (image, made) = match &resident.dry_image {
+            Some((pos, image)) if *pos == resident.pos => (image.clone(), false),
             _ => {
                 resident.dry_image = None;
                 let image = ForkImage::of(&mut resident.process).map_err(|e| EngineError::Evaluation {
@@ -408,7 +408,7 @@ impl Shard {
                 })?;
                 let image = Arc::new(image);
                 resident.dry_image = Some((resident.pos, image.clone()));
-                image
+                (image, true)
             }
         };
         let reply = (
@@ -417,8 +417,11 @@ impl Shard {
             resident.process.config().clone(),
             resident.env.clone(),
         );
-        self.enforce_budget(Some(process));
-        self.publish();
+        if made {
+            // A new image adds to the resident bytes; reusing one changes nothing.
+            self.enforce_budget(Some(process));
+            self.publish();
+        }
         Ok(reply)
     }
 
