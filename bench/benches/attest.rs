@@ -1,4 +1,6 @@
 //! Criterion benchmarks of attestation and result signing (issue 7), next to the evaluation they sign:
+//! - `attest/verify_report_cold`: a new verifier (pinned roots parsed, no certificate cache: the RSA-4096
+//!   chain checks run) verifying the real AMD Milan sample;
 //! - `attest/verify_report_warm`: the whole verifier on the real AMD Milan sample (pinned roots, VCEK
 //!   chain, report signature, TCB, policy, binding) with its certificate-signature cache warm;
 //! - `attest/verify_report_signature`: the ECDSA P-384 report signature alone;
@@ -56,6 +58,9 @@ fn benches(c: &mut Criterion) {
         expected_report_data: None,
     };
     assert!(verifier.verify(&inputs).ok, "the Milan sample must verify");
+    c.bench_function("attest/verify_report_cold", |b| {
+        b.iter(|| black_box(Verifier::new().unwrap().verify(&inputs).ok))
+    });
     c.bench_function("attest/verify_report_warm", |b| {
         b.iter(|| black_box(verifier.verify(&inputs).ok))
     });
