@@ -922,6 +922,8 @@ fn http_row(plan: &Plan, wallet: &Wallet, aot: &Path, workers: usize) -> Result<
         cron: false,
         clock: Arc::new(move || clock.fetch_add(1, Ordering::SeqCst)),
         public_url: format!("http://{local}"),
+        hbu_verify_signatures: false,
+        upload_quota: None,
     };
     let node = {
         let _inside = rt.enter();

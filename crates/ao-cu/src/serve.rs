@@ -90,6 +90,51 @@ pub struct ServeArgs {
     /// How long a dry-run answer is reused for the same process, position and body, in ms (0 = never).
     #[arg(long, env = "DRY_RUN_RESULT_MAX_AGE", default_value = "60000", value_parser = parse_u64)]
     pub dry_run_cache_ms: u64,
+
+    // --- Unit mode and the hbu route.
+    /// `cu`: the embedded MU + SU + CU; `hbu`: also compute for a HyperBEAM node beside this one, through
+    /// `POST /result/:slot` (only callers on this host, or holding `--hbu-token`).
+    #[arg(long, env = "UNIT_MODE", default_value = "cu", value_parser = ["cu", "hbu"])]
+    pub unit_mode: String,
+    /// hbu mode: the shared secret HyperBEAM presents as `Authorization: Bearer <token>`; when set, it is
+    /// required of every caller, loopback included.
+    #[arg(long, env = "AO_CU_HBU_TOKEN", hide_env_values = true)]
+    pub hbu_token: Option<String>,
+    /// hbu mode: require every posted assignment to verify as a signed ANS-104 item (`true`/`false`;
+    /// HyperBEAM's own processes carry httpsig commitments, which do not).
+    #[arg(long, env = "AO_CU_HBU_VERIFY_SIGNATURES", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub hbu_verify_signatures: bool,
+
+    // --- Bounded resources at the edge.
+    /// Proxies (comma-separated addresses or CIDR networks) whose `X-Forwarded-For`/`X-Real-IP` are
+    /// believed, and which are exempt from the per-address connection cap.
+    #[arg(long, env = "AO_CU_TRUSTED_PROXIES", default_value = "", value_parser = parse_proxies)]
+    pub trusted_proxies: cu_http::TrustedProxies,
+    /// Most open HTTP connections (clamped below the process's file-descriptor limit).
+    #[arg(long, env = "AO_CU_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+    /// Most open HTTP connections from one peer address (trusted proxies exempt).
+    #[arg(long, env = "AO_CU_MAX_CONNECTIONS_PER_IP", default_value_t = 1_024)]
+    pub max_connections_per_ip: usize,
+    /// A connection must send a complete request head within this many ms of opening and of each answer.
+    #[arg(long, env = "AO_CU_HEADER_TIMEOUT", default_value = "20000", value_parser = parse_u64)]
+    pub header_timeout_ms: u64,
+    /// A request body must arrive whole within this many ms (408 otherwise).
+    #[arg(long, env = "AO_CU_BODY_TIMEOUT", default_value = "60000", value_parser = parse_u64)]
+    pub body_timeout_ms: u64,
+    /// Bytes of request bodies held at once over all requests (503 with Retry-After beyond).
+    #[arg(long, env = "AO_CU_UPLOAD_BUDGET", default_value = "536870912", value_parser = parse_u64)]
+    pub upload_budget: u64,
+    /// Bytes of data items one wallet may post per quota window (0 = no quota).
+    #[arg(long, env = "AO_CU_UPLOAD_QUOTA_BYTES", default_value = "0", value_parser = parse_u64)]
+    pub upload_quota_bytes: u64,
+    /// The upload quota window in ms.
+    #[arg(long, env = "AO_CU_UPLOAD_QUOTA_WINDOW", default_value = "60000", value_parser = parse_u64)]
+    pub upload_quota_window_ms: u64,
+}
+
+fn parse_proxies(s: &str) -> Result<cu_http::TrustedProxies, String> {
+    s.parse()
 }
 
 /// Numbers as the reference's config accepts them: decimal with optional `_` separators.
@@ -183,6 +228,11 @@ fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConf
         cron: args.cron,
         clock: Arc::new(wall_clock_ms),
         public_url,
+        hbu_verify_signatures: args.hbu_verify_signatures,
+        upload_quota: (args.upload_quota_bytes > 0).then_some(cu_node::UploadQuota {
+            bytes: args.upload_quota_bytes,
+            window_ms: args.upload_quota_window_ms.max(1),
+        }),
     }
 }
 
@@ -270,15 +320,27 @@ async fn serve(args: ServeArgs, wallet: Wallet, attestor: Arc<Attestor>) -> Resu
         }),
         dry_run_cache_max_age: Duration::from_millis(args.dry_run_cache_ms),
         attestor: Some(attestor),
+        hbu: (args.unit_mode == "hbu").then(|| cu_http::HbuAccess {
+            token: args.hbu_token.clone().filter(|t| !t.is_empty()),
+        }),
+        trusted_proxies: args.trusted_proxies.clone(),
+        upload_budget: Arc::new(cu_http::UploadBudget::new(args.upload_budget)),
+        body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
         ..HttpConfig::default()
+    };
+    let connections = http.connections.clone();
+    let limits = cu_http::ServerLimits {
+        max_connections: connection_cap(args.max_connections),
+        max_connections_per_ip: args.max_connections_per_ip.max(1),
+        header_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+        trusted_proxies: args.trusted_proxies.clone(),
+        ..cu_http::ServerLimits::default()
     };
     let app = cu_http::router(node.clone(), http);
     tracing::info!(%local, %public_url, %address, data_dir = %args.data_dir.display(), "ao-cu serve listening");
     // A line on stdout for scripts that start the server on port 0.
     println!("ao-cu serve listening on {local} (address {address})");
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = cu_http::serve(listener, app, limits, connections, shutdown_signal()).await;
     tracing::info!("stopped accepting connections; shutting the node down");
     let closed = tokio::task::spawn_blocking(move || node.shutdown())
         .await
@@ -316,10 +378,52 @@ async fn shutdown_signal() {
     }
 }
 
+/// Raises the soft file-descriptor limit to the hard one and keeps the connection cap below it (with room
+/// for the store, checkpoints and compiled modules), so connections are refused by the cap, never by
+/// `accept` failing with "Too many open files".
+fn connection_cap(wanted: usize) -> usize {
+    const RESERVED: u64 = 512;
+    let limit = match rustix::process::getrlimit(rustix::process::Resource::Nofile) {
+        rustix::process::Rlimit {
+            current: Some(current),
+            maximum,
+        } => {
+            let raised = rustix::process::Rlimit {
+                current: maximum.or(Some(current)),
+                maximum,
+            };
+            match rustix::process::setrlimit(rustix::process::Resource::Nofile, raised) {
+                Ok(()) => maximum.unwrap_or(current),
+                Err(_) => current,
+            }
+        }
+        _ => return wanted.max(1),
+    };
+    let room = usize::try_from(limit.saturating_sub(RESERVED).max(16)).unwrap_or(usize::MAX);
+    if wanted > room {
+        tracing::warn!(
+            wanted,
+            room,
+            "--max-connections is above the file-descriptor limit; capped"
+        );
+    }
+    wanted.min(room).max(1)
+}
+
 /// Fails early on a bad combination of flags.
 fn validate(args: &ServeArgs) -> Result<()> {
     if args.body_limit == 0 {
         bail!("--body-limit must be positive");
+    }
+    if args.upload_budget < args.body_limit {
+        bail!(
+            "--upload-budget ({}) must hold at least one body of --body-limit ({})",
+            args.upload_budget,
+            args.body_limit
+        );
+    }
+    if args.hbu_token.is_some() && args.unit_mode != "hbu" {
+        bail!("--hbu-token is only used with --unit-mode hbu");
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::deep_hash::deep_hash_blobs;
 use crate::sig::{self, SignatureType};
-use crate::tags::{decode_tags, encode_tags};
+use crate::tags::{decode_tags_checked, encode_tags};
 use crate::{Ans104Error, MAX_TAG_BYTES};
 
 /// A parsed (not yet verified) data item. Holds the raw bytes and the positions of each field.
@@ -36,6 +36,7 @@ pub struct DataItem {
     anchor: Option<Range<usize>>,
     tag_bytes: Range<usize>,
     tags: Vec<(String, String)>,
+    non_utf8_tag: Option<usize>,
     data_start: usize,
 }
 
@@ -102,7 +103,7 @@ impl DataItem {
             return Err(Ans104Error::TagBytesTooLong(tag_len));
         }
         let tag_bytes = c.take("tags", tag_len)?;
-        let tags = decode_tags(&raw[tag_bytes.clone()], tag_count)?;
+        let (tags, non_utf8_tag) = decode_tags_checked(&raw[tag_bytes.clone()], tag_count)?;
         let data_start = c.pos;
         Ok(Self {
             sig_type,
@@ -112,6 +113,7 @@ impl DataItem {
             anchor,
             tag_bytes,
             tags,
+            non_utf8_tag,
             data_start,
             raw,
         })
@@ -155,6 +157,13 @@ impl DataItem {
     /// The signature type.
     pub fn signature_type(&self) -> SignatureType {
         self.sig_type
+    }
+
+    /// The index of the first tag whose name or value is not valid UTF-8 ([`tags`](Self::tags) holds it
+    /// decoded lossily, as arbundles does). An edge that stores items refuses them: the signature covers
+    /// the raw bytes, which a lossy copy no longer matches.
+    pub fn non_utf8_tag(&self) -> Option<usize> {
+        self.non_utf8_tag
     }
 
     /// The raw signature.

@@ -58,12 +58,22 @@ impl Reader<'_> {
 
 /// Decode Avro-encoded tags. `declared` is the tag count from the data item header; it must match.
 pub fn decode_tags(bytes: &[u8], declared: u64) -> Result<Vec<(String, String)>, Ans104Error> {
+    decode_tags_checked(bytes, declared).map(|(tags, _)| tags)
+}
+
+/// Decoded tags, and the index of the first one that is not valid UTF-8.
+pub type CheckedTags = (Vec<(String, String)>, Option<usize>);
+
+/// [`decode_tags`], and the index of the first tag whose name or value is not valid UTF-8 (decoded lossily,
+/// as arbundles' `Buffer.toString()` does).
+pub fn decode_tags_checked(bytes: &[u8], declared: u64) -> Result<CheckedTags, Ans104Error> {
+    let mut first_invalid = None;
     if declared > MAX_TAGS as u64 {
         return Err(Ans104Error::TooManyTags(declared));
     }
     if bytes.is_empty() {
         return if declared == 0 {
-            Ok(Vec::new())
+            Ok((Vec::new(), None))
         } else {
             Err(Ans104Error::TagCountMismatch { declared, decoded: 0 })
         };
@@ -87,8 +97,12 @@ pub fn decode_tags(bytes: &[u8], declared: u64) -> Result<Vec<(String, String)>,
         }
         for _ in 0..n {
             let name = r.read_bytes(MAX_TAG_NAME, Ans104Error::TagNameTooLong)?;
+            let name_ok = std::str::from_utf8(name).is_ok();
             let name = String::from_utf8_lossy(name).into_owned();
             let value = r.read_bytes(MAX_TAG_VALUE, Ans104Error::TagValueTooLong)?;
+            if first_invalid.is_none() && (!name_ok || std::str::from_utf8(value).is_err()) {
+                first_invalid = Some(tags.len());
+            }
             let value = String::from_utf8_lossy(value).into_owned();
             tags.push((name, value));
         }
@@ -102,7 +116,7 @@ pub fn decode_tags(bytes: &[u8], declared: u64) -> Result<Vec<(String, String)>,
             decoded: tags.len() as u64,
         });
     }
-    Ok(tags)
+    Ok((tags, first_invalid))
 }
 
 fn write_long(out: &mut Vec<u8>, n: i64) {
@@ -278,5 +292,8 @@ mod tests {
     fn invalid_utf8_is_replaced_like_node() {
         let bytes = [2, 2, 0xff, 2, b'v', 0];
         assert_eq!(decode_tags(&bytes, 1).unwrap(), vec![t("\u{fffd}", "v")]);
+        assert_eq!(decode_tags_checked(&bytes, 1).unwrap().1, Some(0));
+        let fine = encode_tags(&[t("a", "b"), t("ü", "€")]).unwrap();
+        assert_eq!(decode_tags_checked(&fine, 2).unwrap().1, None);
     }
 }

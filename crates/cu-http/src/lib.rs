@@ -17,7 +17,7 @@
 //! | `GET /cron/{pid}?from&to&limit` | CU | evaluates to now, then cron results |
 //! | `POST /dry-run?process-id=[&to=]` | CU | a result, never persisted; rate limit and result cache below; signed, `ao-position` = `dry-run@<slot>` of the state it ran on (`dry-run` when that is not one slot) |
 //! | `GET /state/{pid}` | CU | raw linear memory, `Last-Timestamp`, `Last-Ordinate`, `Last-Block-Height` headers |
-//! | `POST /result/{slot}?process-id=` | CU (hbu) | HyperBEAM's `genesis-wasm` call: body = one SU page; reply headers `slot`, `timestamp`, `block-height`, `ao-types`; signed, `ao-position` = `slot` |
+//! | `POST /result/{slot}?process-id=` | CU (hbu) | only in hbu mode ([`HttpConfig::hbu`]; 404 otherwise) and only for a trusted caller ([`HbuAccess`]; 403 otherwise): HyperBEAM's `genesis-wasm` call: body = one SU page; reply headers `slot`, `timestamp`, `block-height`, `ao-types`; signed, `ao-position` = `slot`; a process this node schedules itself is refused (403) |
 //! | `GET /metrics` | node | Prometheus text (on by default; [`HttpConfig::metrics`]) |
 //! | `POST /` | MU | body = a signed ANS-104 data item; 202 `{"message": "Processing DataItem", "id"}` |
 //! | `POST /?process-id=&assign=` | MU | aoconnect's `assign`: assigns message `assign` (stored on this node) to process `process-id`, no body; 202 `{"message": "Processing Assignment", "id": <assignment id>}`; 404 for an unknown process or message, 400 when only one of the two is given, the message is already on that process, or `exclude` / `base-layer` is given (not supported: the scheduler signs no `Exclude` tags and there is no Arweave gateway) |
@@ -45,24 +45,38 @@
 //!   naming it; the Node CU answers 500 for its zod validation errors.
 //! - Malformed JSON is a 400; a body over [`HttpConfig::body_limit`] is a 413; an unknown process a 404
 //!   (the SU answers 400 for everything).
-//! - The dry-run rate limit (per client IP: first `X-Forwarded-For` hop, then `X-Real-IP`, then the socket
-//!   address; a fixed window of [`RateLimit::window`] allowing [`RateLimit::max_requests`]) is **off** by
-//!   default; the reference allows 6 per minute.
+//! - The dry-run rate limit (per client IP; a fixed window of [`RateLimit::window`] allowing
+//!   [`RateLimit::max_requests`]) is **off** by default; the reference allows 6 per minute. The reference
+//!   believes the first `X-Forwarded-For` hop from anyone; this node believes forwarding headers only from
+//!   [`HttpConfig::trusted_proxies`] (see `client.rs`), so a client cannot pick its own address.
+//! - Malformed dry-run bodies (no `Owner`, `Tags` not a list of `{name, value}` strings) are a 400; the
+//!   reference answers 500 for them.
+//!
+//! # Bounded resources
+//! [`serve`] caps connections overall and per peer and closes connections that do not send a request head
+//! in time; request bodies are read under [`HttpConfig::body_timeout`] and the node-wide
+//! [`HttpConfig::upload_budget`]; GraphQL queries are bounded in size and depth (`cu_node::graphql`).
 //! - The dry-run result cache is keyed by (process, position of the process's schedule, body), not by
 //!   body alone (a reference bug: two processes answered each other's dry-runs).
 //! - No busy (202) replies: requests wait for their evaluation.
 
 mod cache;
+mod client;
 mod error;
 mod metrics;
 mod routes;
+pub mod server;
+mod upload;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use client::TrustedProxies;
 pub use cu_attest::Attestor;
 pub use error::HttpError;
 pub use routes::router;
+pub use server::{ConnectionStats, ServerLimits, serve};
+pub use upload::UploadBudget;
 
 /// The HTTP layer's settings.
 #[derive(Debug, Clone)]
@@ -82,6 +96,30 @@ pub struct HttpConfig {
     /// (RFC 9421), `GET /` publishes the key and `GET /~snp@1.0/report` produces evidence inside an SNP
     /// guest; without one (the default), results are unsigned and the evidence route answers 503.
     pub attestor: Option<Arc<Attestor>>,
+    /// hbu mode (HyperBEAM delegates evaluation to this node): `POST /result/{slot}` exists only with this
+    /// set, and answers only the callers it trusts. `None` (the default): the route answers 404.
+    pub hbu: Option<HbuAccess>,
+    /// Proxies whose `X-Forwarded-For`/`X-Real-IP` are believed (the dry-run rate limit's client address);
+    /// from any other peer the socket address is the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Request bodies held at once, over all requests; a body that does not fit is a 503 with
+    /// `Retry-After` (see `upload.rs`).
+    pub upload_budget: Arc<UploadBudget>,
+    /// A request body must arrive whole within this time of the request head (408 otherwise).
+    pub body_timeout: Duration,
+    /// Largest `POST /graphql` body (queries are small; [`cu_node::graphql::MAX_QUERY_BYTES`] of text).
+    pub graphql_body_limit: usize,
+    /// Counters of the listener ([`serve`]), rendered on `GET /metrics`.
+    pub connections: Arc<ConnectionStats>,
+}
+
+/// Who may call the hbu route. HyperBEAM runs beside the node and calls it on `localhost`, so by default
+/// only loopback peers may; with a token, only callers presenting `Authorization: Bearer <token>` may
+/// (from anywhere: for a node behind a proxy on the same host, where every peer is loopback).
+#[derive(Debug, Clone, Default)]
+pub struct HbuAccess {
+    /// The shared secret; `None`: loopback peers only.
+    pub token: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -93,6 +131,12 @@ impl Default for HttpConfig {
             dry_run_cache_max_age: Duration::from_millis(60_000),
             dry_run_cache_entries: 10_000,
             attestor: None,
+            hbu: None,
+            trusted_proxies: TrustedProxies::none(),
+            upload_budget: Arc::new(UploadBudget::new(512 << 20)),
+            body_timeout: Duration::from_secs(60),
+            graphql_body_limit: 1 << 20,
+            connections: Arc::new(ConnectionStats::default()),
         }
     }
 }

@@ -21,8 +21,10 @@ use tower_http::trace::TraceLayer;
 
 use crate::HttpConfig;
 use crate::cache::{DryRunCache, DryRunKey, RateLimiter};
+use crate::client::{client_ip, constant_time_eq, is_loopback};
 use crate::error::{HttpError, error_response};
 use crate::metrics::HttpMetrics;
+use crate::upload::{GuardedBody, Reservation, busy_response};
 
 struct AppState {
     node: Node,
@@ -48,6 +50,7 @@ type Reply = Result<Response, HttpError>;
 /// so the dry-run rate limit sees client addresses; without it, clients are told apart by forwarding
 /// headers only).
 pub fn router(node: Node, config: HttpConfig) -> Router {
+    let routes = routes(&config);
     let state = Arc::new(AppState {
         dry_run_cache: DryRunCache::new(config.dry_run_cache_max_age, config.dry_run_cache_entries),
         limiter: config.dry_run_rate_limit.map(RateLimiter::new),
@@ -56,26 +59,10 @@ pub fn router(node: Node, config: HttpConfig) -> Router {
         node,
         config,
     });
-    let mut app = Router::new()
-        .route("/", get(root).post(mu_ingest))
-        .route("/healthcheck", get(healthcheck))
-        .route("/health", get(healthcheck))
-        .route("/result/{id}", get(result).post(hbu_result))
-        .route("/results/{pid}", get(results))
-        .route("/cron/{pid}", get(cron))
-        .route("/dry-run", post(dry_run))
-        .route("/state/{pid}", get(state_route))
-        .route("/graphql", post(graphql))
-        .route("/~snp@1.0/report", get(evidence))
-        .route("/timestamp", get(su_timestamp))
-        .route("/processes/{pid}", get(su_process))
-        .route("/{pid}/latest", get(su_latest))
-        .route("/{id}", get(su_read));
-    if state.config.metrics {
-        app = app.route("/metrics", get(metrics));
-    }
-    app.fallback(not_found)
+    routes
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), guard_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(TraceLayer::new_for_http())
@@ -84,6 +71,64 @@ pub fn router(node: Node, config: HttpConfig) -> Router {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }))
         .with_state(state)
+}
+
+/// The route table (see the crate docs).
+fn routes(config: &HttpConfig) -> Router<Arc<AppState>> {
+    let mut app = Router::new()
+        .route("/", get(root).post(mu_ingest))
+        .route("/healthcheck", get(healthcheck))
+        .route("/health", get(healthcheck))
+        .route(
+            "/result/{id}",
+            if config.hbu.is_some() {
+                get(result).post(hbu_result)
+            } else {
+                get(result).post(hbu_off)
+            },
+        )
+        .route("/results/{pid}", get(results))
+        .route("/cron/{pid}", get(cron))
+        .route("/dry-run", post(dry_run))
+        .route("/state/{pid}", get(state_route))
+        .route(
+            "/graphql",
+            post(graphql).layer(DefaultBodyLimit::max(config.graphql_body_limit)),
+        )
+        .route("/~snp@1.0/report", get(evidence))
+        .route("/timestamp", get(su_timestamp))
+        .route("/processes/{pid}", get(su_process))
+        .route("/{pid}/latest", get(su_latest))
+        .route("/{id}", get(su_read));
+    if config.metrics {
+        app = app.route("/metrics", get(metrics));
+    }
+    app
+}
+
+/// Reads every request body under the upload budget and the body deadline (`upload.rs`); a body that
+/// failed either way answers 503 or 408 instead of what the handler made of its failed read.
+async fn guard_body(State(state): Shared, req: Request, next: Next) -> Response {
+    use axum::body::HttpBody as _;
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if declared > state.config.body_limit as u64 {
+        return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
+    let Some(reservation) = Reservation::new(state.config.upload_budget.clone(), declared) else {
+        return busy_response();
+    };
+    let (parts, body) = req.into_parts();
+    let body = GuardedBody::new(body, reservation.clone(), state.config.body_timeout);
+    let response = next.run(Request::from_parts(parts, Body::new(body))).await;
+    reservation.failure_response().unwrap_or(response)
 }
 
 /// Records every request's duration under its matched route.
@@ -344,24 +389,6 @@ fn schedule_position(node: &Node, pid: &str) -> Result<String, NodeError> {
     Ok(format!("{}:{}:{id}", tag("Nonce"), tag("Timestamp")))
 }
 
-/// The client address for the rate limit: first `X-Forwarded-For` hop, `X-Real-IP`, else the socket.
-fn client_ip(headers: &HeaderMap, socket: Option<SocketAddr>) -> String {
-    let header_str = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-    };
-    if let Some(first) = header_str("x-forwarded-for").and_then(|v| v.split(',').next()) {
-        return first.trim().to_owned();
-    }
-    if let Some(ip) = header_str("x-real-ip") {
-        return ip.to_owned();
-    }
-    socket.map_or_else(|| "unknown".to_owned(), |s| s.ip().to_string())
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // CU routes.
 
@@ -475,7 +502,8 @@ async fn dry_run(
         return result_response(&state, hit.body, Vec::new(), &pid, position);
     }
     if let Some(limiter) = &state.limiter {
-        let ip = client_ip(&headers, connect.map(|Extension(ConnectInfo(a))| a));
+        let peer = connect.map(|Extension(ConnectInfo(a))| a);
+        let ip = client_ip(&headers, peer, &state.config.trusted_proxies);
         if !limiter.check(&ip, now) {
             return Err(HttpError::request(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -515,13 +543,55 @@ async fn state_route(State(state): Shared, Path(pid): Path<String>) -> Reply {
     Ok(response)
 }
 
-/// hbu mode: `POST /result/{slot}?process-id=` with one SU page as the body.
+/// `POST /result/{slot}` outside hbu mode: the route does not exist.
+async fn hbu_off(uri: axum::http::Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        &format!(
+            "Route POST:{} not found: HyperBEAM's hbu route exists only in hbu mode (UNIT_MODE=hbu)",
+            uri.path()
+        ),
+    )
+}
+
+/// Whether the caller may use the hbu route ([`crate::HbuAccess`]): with a token, it must present it;
+/// without one, it must be on this host.
+fn hbu_trusted(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<(), HttpError> {
+    let Some(access) = &state.config.hbu else {
+        return Err(HttpError::request(StatusCode::NOT_FOUND, "hbu mode is off"));
+    };
+    let trusted = match &access.token {
+        Some(token) => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())),
+        None => is_loopback(peer),
+    };
+    if trusted {
+        Ok(())
+    } else {
+        Err(HttpError::request(
+            StatusCode::FORBIDDEN,
+            if access.token.is_some() {
+                "the hbu route needs this node's hbu token (Authorization: Bearer)"
+            } else {
+                "the hbu route answers only callers on this host"
+            },
+        ))
+    }
+}
+
+/// hbu mode: `POST /result/{slot}?process-id=` with one SU page as the body, from a trusted caller.
 async fn hbu_result(
     State(state): Shared,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     Path(slot): Path<String>,
     RawQuery(q): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
+    hbu_trusted(&state, &headers, connect.map(|Extension(ConnectInfo(a))| a))?;
     let q = QueryParams::parse(q.as_deref())?;
     let pid = q.process_id()?.to_owned();
     let slot: u64 = slot
@@ -543,6 +613,13 @@ async fn metrics(State(state): Shared) -> Response {
         text.push('\n');
     }
     state.metrics.render(&mut text);
+    state.config.connections.render(&mut text);
+    let budget = &state.config.upload_budget;
+    text.push_str(&format!(
+        "# HELP ao_cu_http_upload_bytes_held Request body bytes held now, against the upload budget.\n# TYPE ao_cu_http_upload_bytes_held gauge\nao_cu_http_upload_bytes_held {}\n# HELP ao_cu_http_upload_budget_bytes The upload budget.\n# TYPE ao_cu_http_upload_budget_bytes gauge\nao_cu_http_upload_budget_bytes {}\n",
+        budget.used(),
+        budget.limit()
+    ));
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

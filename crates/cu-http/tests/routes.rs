@@ -54,6 +54,8 @@ struct Fixture {
     app: Router,
     user: Wallet,
     module: String,
+    /// The signed module item (an Arweave signature is randomised: another node registers these bytes).
+    module_item: Vec<u8>,
     pid: String,
     /// Declared last, dropped last: holds the node's last clone and drops it off the async runtime (the
     /// engine's shutdown blocks, which tokio forbids on its worker threads).
@@ -84,6 +86,12 @@ const TAGS_MODULE: [(&str, &str); 8] = [
 impl Fixture {
     /// A node with the Lua module registered and one process spawned, served with `config`.
     async fn new(config: HttpConfig) -> Option<Fixture> {
+        Fixture::build(config, false, true).await
+    }
+
+    /// A node with the Lua module registered; `verify_hbu` makes it verify hbu assignment signatures,
+    /// `spawn` spawns one process on its own scheduler.
+    async fn build(config: HttpConfig, verify_hbu: bool, spawn: bool) -> Option<Fixture> {
         let wasm = lua_wasm()?;
         let dir = tempfile::tempdir().unwrap();
         let (node_wallet, user) = wallets().clone();
@@ -103,6 +111,8 @@ impl Fixture {
             cron: true,
             clock: Arc::new(move || clock.fetch_add(1_000, Ordering::SeqCst)),
             public_url: "http://localhost:6363".into(),
+            hbu_verify_signatures: verify_hbu,
+            upload_quota: None,
         };
         let node = tokio::task::spawn_blocking(move || Node::open(node_config))
             .await
@@ -116,12 +126,16 @@ impl Fixture {
             app,
             user,
             module: String::new(),
+            module_item: Vec::new(),
             pid: String::new(),
             _last: LastClone(Some(node_clone)),
         };
         let module_item = f.user.sign_data_item(&wasm, &TAGS_MODULE, None, None).unwrap();
-        f.module = f.ingest_ok(module_item).await;
-        f.pid = f.spawn("first").await;
+        f.module = f.ingest_ok(module_item.clone()).await;
+        f.module_item = module_item;
+        if spawn {
+            f.pid = f.spawn("first").await;
+        }
         Some(f)
     }
 
@@ -186,7 +200,23 @@ impl Fixture {
         body: Body,
         headers: &[(&str, &str)],
     ) -> (StatusCode, HeaderMap, Bytes) {
+        self.send_from(None, method, uri, body, headers).await
+    }
+
+    /// [`send`](Self::send) from the peer `peer` (as the listener reports it in `ConnectInfo`).
+    async fn send_from(
+        &self,
+        peer: Option<&str>,
+        method: Method,
+        uri: &str,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Bytes) {
         let mut req = Request::builder().method(method).uri(uri);
+        if let Some(peer) = peer {
+            let addr: std::net::SocketAddr = peer.parse().unwrap();
+            req = req.extension(axum::extract::ConnectInfo(addr));
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -210,10 +240,20 @@ impl Fixture {
     }
 
     async fn post_json(&self, uri: &str, body: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+        self.post_json_from(None, uri, body, headers).await
+    }
+
+    async fn post_json_from(
+        &self,
+        peer: Option<&str>,
+        uri: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut h = vec![("content-type", "application/json")];
         h.extend_from_slice(headers);
         let (status, _, body) = self
-            .send(Method::POST, uri, Body::from(body.to_owned()), &h)
+            .send_from(peer, Method::POST, uri, Body::from(body.to_owned()), &h)
             .await;
         (
             status,
@@ -474,6 +514,22 @@ async fn dry_run_shape_cache_and_errors() {
     let (status, v) = f.post_json(&uri, "[1, 2]", &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&v, "object");
+    // Malformed messages are the client's fault: 400 naming the field (the reference answers 500).
+    for (bad, field) in [
+        (json!({}), "Owner"),
+        (json!({"Owner": ""}), "Owner"),
+        (json!({"Owner": 7}), "Owner"),
+        (json!({"Owner": "o", "Tags": "Action"}), "Tags"),
+        (json!({"Owner": "o", "Tags": [{"name": "Action"}]}), "Tags[0]"),
+        (
+            json!({"Owner": "o", "Tags": [{"name": "A", "value": "b"}, {"name": 1, "value": "c"}]}),
+            "Tags[1]",
+        ),
+    ] {
+        let (status, v) = f.post_json(&uri, &bad.to_string(), &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {v}");
+        assert_error(&v, field);
+    }
     let (status, v) = f
         .post_json(&format!("/dry-run?process-id={UNKNOWN}"), &count, &[])
         .await;
@@ -491,6 +547,7 @@ async fn dry_run_rate_limit_per_client() {
             window: Duration::from_secs(600),
             max_requests: 2,
         }),
+        trusted_proxies: "10.9.9.9".parse().unwrap(),
         ..HttpConfig::default()
     };
     let Some(f) = Fixture::new(config).await else {
@@ -501,23 +558,44 @@ async fn dry_run_rate_limit_per_client() {
         json!({"Owner": "o", "Data": n.to_string(), "Tags": [{"name": "Action", "value": "Echo"}]})
             .to_string()
     };
-    let a = [("x-forwarded-for", "10.0.0.1, 10.9.9.9")];
-    assert_eq!(f.post_json(&uri, &body(1), &a).await.0, StatusCode::OK);
-    assert_eq!(f.post_json(&uri, &body(2), &a).await.0, StatusCode::OK);
+    // Forwarding headers count only from a trusted proxy (`10.9.9.9` here): from anyone else the socket
+    // address is the client, so rotating X-Forwarded-For does not escape the limit.
+    let a = [("x-forwarded-for", "10.0.0.1")];
+    let direct = Some("203.0.113.7:5000");
+    assert_eq!(
+        f.post_json_from(direct, &uri, &body(1), &a).await.0,
+        StatusCode::OK
+    );
+    let b = [("x-forwarded-for", "10.0.0.2")];
+    assert_eq!(
+        f.post_json_from(direct, &uri, &body(2), &b).await.0,
+        StatusCode::OK
+    );
     // A cache hit does not count.
-    assert_eq!(f.post_json(&uri, &body(2), &a).await.0, StatusCode::OK);
-    let (status, v) = f.post_json(&uri, &body(3), &a).await;
+    assert_eq!(
+        f.post_json_from(direct, &uri, &body(2), &a).await.0,
+        StatusCode::OK
+    );
+    let c = [("x-forwarded-for", "10.0.0.3"), ("x-real-ip", "10.0.0.4")];
+    let (status, v) = f.post_json_from(direct, &uri, &body(3), &c).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(v, json!({"error": "Rate limit exceeded"}));
-    // Another client (first X-Forwarded-For hop, then X-Real-IP).
+    // Behind the trusted proxy, clients are told apart by the hop the proxy appended, then X-Real-IP.
+    let proxy = Some("10.9.9.9:443");
+    let spoofed = [("x-forwarded-for", "203.0.113.7, 198.51.100.1")];
     assert_eq!(
-        f.post_json(&uri, &body(3), &[("x-forwarded-for", "10.0.0.2")])
-            .await
-            .0,
+        f.post_json_from(proxy, &uri, &body(3), &spoofed).await.0,
         StatusCode::OK
     );
     assert_eq!(
-        f.post_json(&uri, &body(4), &[("x-real-ip", "10.0.0.3")]).await.0,
+        f.post_json_from(proxy, &uri, &body(4), &spoofed).await.0,
+        StatusCode::OK
+    );
+    let (status, _) = f.post_json_from(proxy, &uri, &body(5), &spoofed).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "198.51.100.1 had its two");
+    let real = [("x-real-ip", "198.51.100.2")];
+    assert_eq!(
+        f.post_json_from(proxy, &uri, &body(5), &real).await.0,
         StatusCode::OK
     );
 }
@@ -762,35 +840,171 @@ async fn graphql_and_su_routes() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// hbu mode with `token` (None: loopback callers only).
+fn hbu_config(key_dir: &Path, token: Option<&str>) -> HttpConfig {
+    HttpConfig {
+        hbu: Some(cu_http::HbuAccess {
+            token: token.map(str::to_owned),
+        }),
+        ..attested_config(key_dir)
+    }
+}
+
+const LOOPBACK: Option<&str> = Some("127.0.0.1:50000");
+
+impl Fixture {
+    /// The SU page edge of `id` in process `pid`'s schedule on this node.
+    async fn su_edge(&self, pid: &str, id: &str) -> Value {
+        let (status, page) = self.get(&format!("/{pid}?process-id={pid}")).await;
+        assert_eq!(status, StatusCode::OK);
+        page["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["node"]["message"]["id"] == id || e["node"]["assignment"]["id"] == id)
+            .unwrap_or_else(|| panic!("no edge for {id} in {page}"))
+            .clone()
+    }
+
+    async fn hbu_post(
+        &self,
+        peer: Option<&str>,
+        pid: &str,
+        slot: u64,
+        edge: &Value,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let body = json!({"page_info": {"has_next_page": false}, "edges": [edge]}).to_string();
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        self.send_from(
+            peer,
+            Method::POST,
+            &format!("/result/{slot}?process-id={pid}"),
+            Body::from(body),
+            &h,
+        )
+        .await
+    }
+}
+
+/// Edits the value of tag `name` in `edge`'s assignment.
+fn retag(edge: &Value, name: &str, value: &str) -> Value {
+    let mut e = edge.clone();
+    for t in e["node"]["assignment"]["tags"].as_array_mut().unwrap() {
+        if t["name"] == name {
+            t["value"] = value.into();
+        }
+    }
+    e
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hbu_result_takes_a_schedule_page() {
-    let key_dir = tempfile::tempdir().unwrap();
-    let Some(f) = Fixture::new(attested_config(key_dir.path())).await else {
+async fn hbu_route_exists_only_in_hbu_mode() {
+    let Some(f) = Fixture::new(HttpConfig::default()).await else {
         return;
     };
-    let id = f.message(&f.pid, "Echo", "via hbu").await;
-    // The page HyperBEAM would send for slot 1: the SU's own wire format for that message.
-    let (status, page) = f.get(&format!("/{}?process-id={}", f.pid, f.pid)).await;
+    let id = f.message(&f.pid, "Echo", "x").await;
+    let edge = f.su_edge(&f.pid, &id).await;
+    let (status, _, body) = f.hbu_post(LOOPBACK, &f.pid, 1, &edge, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&body).contains("hbu mode"), "{body:?}");
+}
+
+/// The injection of issue 16: a hand-written page with `owner` = the process owner and `Action=Eval`,
+/// posted for an ordinary (locally scheduled) process. Refused in every mode; the process, its scheduler
+/// and its results stay in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hbu_cannot_inject_into_a_locally_scheduled_process() {
+    let key_dir = tempfile::tempdir().unwrap();
+    let Some(f) = Fixture::new(hbu_config(key_dir.path(), None)).await else {
+        return;
+    };
+    let id = f.message(&f.pid, "Echo", "before").await;
+    let edge = f.su_edge(&f.pid, &id).await;
+    let mut forged = retag(&edge, "Nonce", "2");
+    forged["node"]["message"]["id"] = "F".repeat(43).into();
+    forged["node"]["message"]["tags"] = json!([{"name": "Action", "value": "Eval"}]);
+    forged["node"]["message"]["data"] = "Count = 1000".into();
+    forged["cursor"] = "2".into();
+    for peer in [LOOPBACK, None, Some("10.0.0.5:1234")] {
+        let (status, _, body) = f.hbu_post(peer, &f.pid, 2, &forged, &[]).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{peer:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // The owner's next message is scheduled at the next position and evaluated as usual.
+    let next = f.message(&f.pid, "Echo", "after").await;
+    let (status, v) = f.get(&format!("/result/{next}?process-id={}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(output_text(&v["Output"]), "after", "{v}");
+    let (status, v) = f.get(&format!("/results/{}", f.pid)).await;
     assert_eq!(status, StatusCode::OK);
-    let edge = page["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["node"]["message"]["id"] == id.as_str())
-        .unwrap()
-        .clone();
-    let body = json!({"page_info": {"has_next_page": false}, "edges": [edge]}).to_string();
-    let uri = format!("/result/1?process-id={}", f.pid);
-    let (status, headers, reply) = f
-        .send(
-            Method::POST,
-            &uri,
-            Body::from(body.clone()),
-            &[("content-type", "application/json")],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply));
-    let v: Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(
+        v["edges"].as_array().unwrap().len(),
+        3,
+        "spawn, before, after: {v}"
+    );
+}
+
+/// Node A schedules (its own SU); node B, in hbu mode, computes A's pages as HyperBEAM would post them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hbu_computes_pages_from_a_trusted_caller_and_verifies_them() {
+    let Some(a) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let key_dir = tempfile::tempdir().unwrap();
+    let b = Fixture::build(hbu_config(key_dir.path(), None), true, false)
+        .await
+        .unwrap();
+    assert_eq!(b.ingest_ok(a.module_item.clone()).await, a.module);
+    let pid = a.pid.clone();
+    let m1 = a.message(&pid, "Echo", "via hbu").await;
+    let m2 = a.message(&pid, "Echo", "second").await;
+    let (e0, e1, e2) = (
+        a.su_edge(&pid, &pid).await,
+        a.su_edge(&pid, &m1).await,
+        a.su_edge(&pid, &m2).await,
+    );
+
+    // Only callers on this host.
+    for peer in [None, Some("10.0.0.5:1234"), Some("[2001:db8::1]:443")] {
+        let (status, _, body) = b.hbu_post(peer, &pid, 0, &e0, &[]).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{peer:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // A forged assignment (its signature no longer covers the tags) is refused before anything is stored.
+    let forged = retag(&e0, "Timestamp", "1");
+    let (status, _, body) = b.hbu_post(LOOPBACK, &pid, 0, &forged, &[]).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(String::from_utf8_lossy(&body).contains("signature"), "{body:?}");
+    let (status, _) = b.get(&format!("/processes/{pid}")).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing stored from the forged page"
+    );
+    // An assignment for another process.
+    let (status, _, _) = b.hbu_post(LOOPBACK, UNKNOWN, 0, &e0, &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (status, _, body) = b.hbu_post(LOOPBACK, &pid, 0, &e0, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let (status, headers, body) = b.hbu_post(Some("[::1]:7000"), &pid, 1, &e1, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(output_text(&v["Output"]), "via hbu", "{v}");
     assert_eq!(headers.get("slot").unwrap(), "1");
     for h in ["timestamp", "block-height", "ao-types"] {
@@ -799,21 +1013,87 @@ async fn hbu_result_takes_a_schedule_page() {
     // Signed with the slot HyperBEAM asked for.
     let key = cu_attest::NodeKey::load(&cu_attest::NodeKey::path_in(key_dir.path())).unwrap();
     let signed =
-        cu_attest::verify_response(&key.verifying_key(), 200, &header_pairs(&headers), &reply).unwrap();
-    assert_eq!(signed.process_id, f.pid);
+        cu_attest::verify_response(&key.verifying_key(), 200, &header_pairs(&headers), &body).unwrap();
+    assert_eq!(signed.process_id, pid);
     assert_eq!(signed.position, cu_attest::Position::Slot(1));
+    // The same answer for the same slot again.
+    let (status, _, again) = b.hbu_post(LOOPBACK, &pid, 1, &e1, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&again).unwrap()["Output"],
+        v["Output"]
+    );
+    let (status, _, body) = b.hbu_post(LOOPBACK, &pid, 2, &e2, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
 
-    let (status, v) = f
-        .post_json(&format!("/result/one?process-id={}", f.pid), &body, &[])
+    // Bad requests, from a trusted caller.
+    let page = json!({"edges": [e1]}).to_string();
+    let (status, v) = b
+        .post_json_from(LOOPBACK, &format!("/result/one?process-id={pid}"), &page, &[])
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&v, "slot");
-    let (status, v) = f.post_json(&uri, "{not json", &[]).await;
+    let (status, v) = b
+        .post_json_from(LOOPBACK, &format!("/result/1?process-id={pid}"), "{not json", &[])
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&v, "json");
-    let (status, v) = f.post_json("/result/1", &body, &[]).await;
+    let (status, v) = b.post_json_from(LOOPBACK, "/result/1", &page, &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&v, "process-id");
+    // B schedules nothing of its own for this process: a message to it through B's MU is refused.
+    let (status, _, _) = b
+        .send(
+            Method::POST,
+            "/",
+            Body::from(b.message_item(&pid, "Echo", "no")),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// Without signature checks (HyperBEAM's httpsig commitments), the hash chain still binds each slot to the
+/// one before; with a token, the token is what is trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hbu_checks_the_hash_chain_and_the_token() {
+    let Some(a) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let key_dir = tempfile::tempdir().unwrap();
+    let b = Fixture::build(hbu_config(key_dir.path(), Some("s3cret")), false, false)
+        .await
+        .unwrap();
+    assert_eq!(b.ingest_ok(a.module_item.clone()).await, a.module);
+    let pid = a.pid.clone();
+    let m1 = a.message(&pid, "Echo", "one").await;
+    let (e0, e1) = (a.su_edge(&pid, &pid).await, a.su_edge(&pid, &m1).await);
+    let bearer = [("authorization", "Bearer s3cret")];
+    for (peer, headers) in [
+        (LOOPBACK, &[][..]),
+        (LOOPBACK, &[("authorization", "Bearer wrong")][..]),
+        (LOOPBACK, &[("authorization", "s3cret")][..]),
+    ] {
+        let (status, _, _) = b.hbu_post(peer, &pid, 0, &e0, headers).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?}");
+    }
+    let (status, _, body) = b.hbu_post(Some("10.1.2.3:9"), &pid, 0, &e0, &bearer).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    // Slot 1 whose Hash-Chain does not follow slot 0.
+    let broken = retag(&e1, "Hash-Chain", &"A".repeat(43));
+    let (status, _, body) = b.hbu_post(None, &pid, 1, &broken, &bearer).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(
+        String::from_utf8_lossy(&body).contains("HashChain invalid"),
+        "{body:?}"
+    );
+    let (status, _, body) = b.hbu_post(None, &pid, 1, &e1, &bearer).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
 }
 
 // ---------------------------------------------------------------------------------------------------------

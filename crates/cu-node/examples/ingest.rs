@@ -44,6 +44,8 @@ fn main() {
         cron: false,
         clock,
         public_url: "http://localhost:6363".into(),
+        hbu_verify_signatures: false,
+        upload_quota: None,
     })
     .unwrap();
     let module = user

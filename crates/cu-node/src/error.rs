@@ -8,6 +8,9 @@ pub enum NodeError {
     /// Malformed input, a bad signature, an unknown target or module (400).
     #[error("{0}")]
     BadRequest(String),
+    /// The caller may not do this to that process (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// No such process or message (404).
     #[error("{0}")]
     NotFound(String),
@@ -33,6 +36,7 @@ impl NodeError {
     pub fn status(&self) -> u16 {
         match self {
             NodeError::BadRequest(_) => 400,
+            NodeError::Forbidden(_) => 403,
             NodeError::NotFound(_) => 404,
             NodeError::TooLarge(_) => 413,
             NodeError::Unprocessable(_) => 422,

@@ -4,10 +4,24 @@
 //! fee{winston ar} quantity{winston ar} data{size type} tags{name value} block{id timestamp height
 //! previous} parent{id}}}`. Variables (`$name`) are resolved from the request's `variables`. The answer
 //! holds exactly the selected fields (aliases are not supported), served from the local store.
+//!
+//! Every bound is checked before any work is done, so a hostile query is a 400, never a stack overflow or
+//! an unbounded scan: at most [`MAX_QUERY_BYTES`] of query text and [`MAX_TOKENS`] tokens, selections and
+//! argument values nested at most [`MAX_DEPTH`] deep (the parser recurses once per level), and at most
+//! [`MAX_IDS`] ids, owners or tag filters per `transactions` field. aoconnect's deepest query nests 6 levels.
 
 use serde_json::{Map, Value, json};
 
 use crate::error::NodeError;
+
+/// Most bytes of query text.
+pub const MAX_QUERY_BYTES: usize = 64 << 10;
+/// Most tokens in a query.
+pub const MAX_TOKENS: usize = 16_384;
+/// Deepest nesting of selections, and separately of argument values (lists and objects).
+pub const MAX_DEPTH: usize = 24;
+/// Most `ids`, `owners` or `tags` entries in one `transactions` field.
+pub const MAX_IDS: usize = 1_000;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -18,10 +32,21 @@ enum Tok {
 }
 
 fn tokenize(q: &str) -> Result<Vec<Tok>, NodeError> {
+    if q.len() > MAX_QUERY_BYTES {
+        return Err(NodeError::BadRequest(format!(
+            "GraphQL: the query is {} bytes, more than the {MAX_QUERY_BYTES} allowed",
+            q.len()
+        )));
+    }
     let b: Vec<char> = q.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();
     while i < b.len() {
+        if out.len() > MAX_TOKENS {
+            return Err(NodeError::BadRequest(format!(
+                "GraphQL: the query has more than {MAX_TOKENS} tokens"
+            )));
+        }
         let c = b[i];
         if c.is_whitespace() || c == ',' {
             i += 1;
@@ -89,6 +114,12 @@ fn syntax(what: &str) -> NodeError {
     NodeError::BadRequest(format!("GraphQL syntax error: {what}"))
 }
 
+fn too_deep(what: &str) -> NodeError {
+    NodeError::BadRequest(format!(
+        "GraphQL: {what} nested more than {MAX_DEPTH} levels deep"
+    ))
+}
+
 impl Parser<'_> {
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos)
@@ -141,10 +172,13 @@ impl Parser<'_> {
                 }
             }
         }
-        self.selection()
+        self.selection(0)
     }
 
-    fn selection(&mut self) -> Result<Vec<Field>, NodeError> {
+    fn selection(&mut self, depth: usize) -> Result<Vec<Field>, NodeError> {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep("selections"));
+        }
         self.expect('{')?;
         let mut fields = Vec::new();
         while !self.eat('}') {
@@ -154,11 +188,11 @@ impl Parser<'_> {
                 while !self.eat(')') {
                     let a = self.name()?;
                     self.expect(':')?;
-                    args.push((a, self.value()?));
+                    args.push((a, self.value(0)?));
                 }
             }
             let selection = if self.peek() == Some(&Tok::Punct('{')) {
-                self.selection()?
+                self.selection(depth + 1)?
             } else {
                 Vec::new()
             };
@@ -171,7 +205,10 @@ impl Parser<'_> {
         Ok(fields)
     }
 
-    fn value(&mut self) -> Result<Value, NodeError> {
+    fn value(&mut self, depth: usize) -> Result<Value, NodeError> {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep("argument values"));
+        }
         match self.next() {
             Some(Tok::Punct('$')) => {
                 let n = self.name()?;
@@ -188,7 +225,7 @@ impl Parser<'_> {
             Some(Tok::Punct('[')) => {
                 let mut items = Vec::new();
                 while !self.eat(']') {
-                    items.push(self.value()?);
+                    items.push(self.value(depth + 1)?);
                 }
                 Ok(Value::Array(items))
             }
@@ -197,7 +234,7 @@ impl Parser<'_> {
                 while !self.eat('}') {
                     let k = self.name()?;
                     self.expect(':')?;
-                    m.insert(k, self.value()?);
+                    m.insert(k, self.value(depth + 1)?);
                 }
                 Ok(Value::Object(m))
             }
@@ -243,8 +280,8 @@ impl Field {
         &self.name
     }
 
-    /// Reads `transactions` arguments.
-    pub fn tx_filter(&self) -> TxFilter {
+    /// Reads `transactions` arguments; more than [`MAX_IDS`] ids, owners or tags is a 400.
+    pub fn tx_filter(&self) -> Result<TxFilter, NodeError> {
         let mut f = TxFilter {
             first: 10,
             ..TxFilter::default()
@@ -270,7 +307,17 @@ impl Field {
                 _ => {}
             }
         }
-        f
+        let counts = [
+            ("ids", f.ids.as_ref().map_or(0, Vec::len)),
+            ("owners", f.owners.as_ref().map_or(0, Vec::len)),
+            ("tags", f.tags.len()),
+        ];
+        if let Some((name, n)) = counts.iter().find(|(_, n)| *n > MAX_IDS) {
+            return Err(NodeError::BadRequest(format!(
+                "GraphQL: {n} {name} given, at most {MAX_IDS} are allowed"
+            )));
+        }
+        Ok(f)
     }
 
     /// Projects `full` onto this field's selection.
@@ -324,4 +371,75 @@ pub fn transactions_answer(field: &Field, nodes: Vec<Value>, first: usize) -> Va
         .collect();
     let full = json!({"pageInfo": {"hasNextPage": more}, "edges": edges});
     field.project(&full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(query: &str, variables: &Value) -> String {
+        match parse(query, variables) {
+            Err(NodeError::BadRequest(m)) => m,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deeply_nested_selections_are_a_400_not_a_stack_overflow() {
+        // The attack of issue 16 (~7,000 levels in 21 KB, which aborted the node) is a 400; it is over the
+        // token bound too, so the depth bound is shown alone on 2,000 levels.
+        let q = format!("{}{}", "{a".repeat(7_000), "}".repeat(7_000));
+        rejected(&q, &Value::Null);
+        let q = format!("{}{}", "{a".repeat(2_000), "}".repeat(2_000));
+        assert!(rejected(&q, &Value::Null).contains("selections nested more than"));
+        // The limit itself: MAX_DEPTH - 1 nested selections parse, one more does not.
+        let ok = format!("{}{}", "{a".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+        assert!(parse(&ok, &Value::Null).is_ok());
+        let over = format!("{}{}", "{a".repeat(MAX_DEPTH + 1), "}".repeat(MAX_DEPTH + 1));
+        assert!(rejected(&over, &Value::Null).contains("selections"));
+    }
+
+    #[test]
+    fn deeply_nested_argument_values_are_a_400() {
+        for (open, close) in [("[", "]"), ("{k:", "}")] {
+            let q = format!(
+                "{{ transactions(ids: {}1{}) {{ edges }} }}",
+                open.repeat(2_000),
+                close.repeat(2_000)
+            );
+            assert!(
+                rejected(&q, &Value::Null).contains("argument values nested"),
+                "{open}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_queries_and_token_floods_are_a_400() {
+        let big = format!("{{ transactions {{ {} }} }}", "x ".repeat(MAX_QUERY_BYTES));
+        assert!(rejected(&big, &Value::Null).contains("bytes"));
+        let many = format!(
+            "{{ transactions(ids: [{}]) {{ edges }} }}",
+            "1 ".repeat(MAX_TOKENS)
+        );
+        assert!(rejected(&many, &Value::Null).contains("tokens"));
+    }
+
+    #[test]
+    fn too_many_ids_are_a_400() {
+        let vars = serde_json::json!({ "ids": vec!["x"; MAX_IDS + 1] });
+        let fields = parse(
+            "query ($ids: [ID!]) { transactions(ids: $ids) { edges { cursor } } }",
+            &vars,
+        )
+        .unwrap();
+        assert!(matches!(fields[0].tx_filter(), Err(NodeError::BadRequest(m)) if m.contains("ids")));
+        let vars = serde_json::json!({ "ids": vec!["x"; MAX_IDS] });
+        let fields = parse(
+            "query ($ids: [ID!]) { transactions(ids: $ids) { edges { cursor } } }",
+            &vars,
+        )
+        .unwrap();
+        assert_eq!(fields[0].tx_filter().unwrap().ids.unwrap().len(), MAX_IDS);
+    }
 }

@@ -2,10 +2,20 @@
 //! computes. `POST /result/:slot?process-id=` carries one page of the SU wire format; the edge at `slot`
 //! is turned into a msg exactly as the reference CU's `mapNode` does and evaluated at log position
 //! `slot + 1` (slot 0 is the process itself).
+//!
+//! What is checked before anything is stored (the caller is trusted by the HTTP layer: loopback or a
+//! token, and only in hbu mode): the hash chain between the page's edges ([`check_chain`]) and from the
+//! last slot this node evaluated for the process; the assignment's `Process` tag; and, when the operator
+//! asks for it, the assignment's ANS-104 signature ([`verify_assignment`]). HyperBEAM's aos-2 JSON carries
+//! the commitments of its own messages (httpsig by default), which do not verify as ANS-104, so that
+//! last check is off by default. A process this node's own scheduler schedules is never written to
+//! through hbu (the node answers 403).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cu_ans104::sig::SignatureType;
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::error::NodeError;
 
@@ -81,6 +91,86 @@ pub fn check_chain(page: &Value) -> Result<(), NodeError> {
         }
     }
     Ok(())
+}
+
+/// Verifies an SU-wire assignment (`{id, owner: {key}, signature, anchor, target, tags}`) as the ANS-104
+/// data item it was made from (no data, tags in their given order): the signature type follows from the
+/// owner key's length, the signature must verify over the item's deep hash, and `id` must be
+/// base64url(sha256(signature)). Returns the signer's address.
+pub fn verify_assignment(assignment: &Value) -> Result<String, NodeError> {
+    let refuse = |why: &str| {
+        let id = assignment.get("id").and_then(Value::as_str).unwrap_or_default();
+        NodeError::Unprocessable(format!("assignment {id}: {why}"))
+    };
+    let b64 = |field: Option<&Value>, name: &str| -> Result<Vec<u8>, NodeError> {
+        let text = field
+            .and_then(Value::as_str)
+            .ok_or_else(|| refuse(&format!("no {name}")))?;
+        URL_SAFE_NO_PAD
+            .decode(text.trim_end_matches('='))
+            .map_err(|_| refuse(&format!("{name} is not base64url")))
+    };
+    let owner = b64(assignment.get("owner").and_then(|o| o.get("key")), "owner key")?;
+    let signature = b64(assignment.get("signature"), "signature")?;
+    let sig_type = [
+        SignatureType::Arweave,
+        SignatureType::Ed25519,
+        SignatureType::Ethereum,
+    ]
+    .into_iter()
+    .find(|t| t.owner_len() == owner.len())
+    .ok_or_else(|| {
+        refuse(&format!(
+            "an owner key of {} bytes has no known signature type",
+            owner.len()
+        ))
+    })?;
+    if signature.len() != sig_type.signature_len() {
+        return Err(refuse("the signature length does not match the owner key"));
+    }
+    let id = URL_SAFE_NO_PAD.encode(Sha256::digest(&signature));
+    if assignment.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+        return Err(refuse("its id is not the hash of its signature"));
+    }
+    let target = match assignment.get("target").and_then(Value::as_str) {
+        None | Some("") => Vec::new(),
+        Some(t) => URL_SAFE_NO_PAD
+            .decode(t)
+            .map_err(|_| refuse("target is not base64url"))?,
+    };
+    let anchor = assignment
+        .get("anchor")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .as_bytes();
+    let tags: Vec<(String, String)> = assignment
+        .get("tags")
+        .and_then(Value::as_array)
+        .ok_or_else(|| refuse("no tags"))?
+        .iter()
+        .map(|t| {
+            Some((
+                t.get("name")?.as_str()?.to_owned(),
+                t.get("value")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| refuse("a tag is not {name, value} strings"))?;
+    let raw_tags = cu_ans104::tags::encode_tags(&tags).map_err(|e| refuse(&e.to_string()))?;
+    let ty = sig_type.as_u16().to_string();
+    let message = cu_ans104::deep_hash::deep_hash_blobs(&[
+        b"dataitem",
+        b"1",
+        ty.as_bytes(),
+        &owner,
+        &target,
+        anchor,
+        &raw_tags,
+        b"",
+    ]);
+    cu_ans104::sig::verify(sig_type, &owner, &message, &signature)
+        .map_err(|e| refuse(&format!("signature does not verify: {e}")))?;
+    Ok(cu_ans104::sig::owner_address(sig_type, &owner))
 }
 
 /// The msg of an edge (`mapNode` + `messageSchema` order). `message` may be a hydrated stand-in for an

@@ -16,14 +16,18 @@
 //!   it, so a restart never delivers twice; outboxes to processes that are not local are not delivered.
 //! - [`hbu`]: HyperBEAM's `POST /result/:slot` (evaluate SU-wire pages scheduled elsewhere).
 //! - [`graphql`]: the gateway GraphQL subset aoconnect needs, from the local store.
+//! - Edges: an ingested item whose tags are not valid UTF-8 is refused (the signature covers the raw
+//!   bytes); an optional per-wallet [`UploadQuota`] bounds what one signer may post per window.
 
 mod error;
 pub mod graphql;
 pub mod hbu;
 mod node;
+mod quota;
 
 pub use error::NodeError;
 pub use node::{
     COMPUTE_MAX_LIMIT, DEFAULT_MAX_ITEM_BYTES, IngestKind, Ingested, MEMORY_MAX_LIMIT, Node, NodeConfig,
     ResultsParams, StateReply, build_msg,
 };
+pub use quota::UploadQuota;

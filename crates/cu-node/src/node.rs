@@ -14,6 +14,7 @@ use cu_wasm::Loader;
 use serde_json::{Map, Value, json};
 
 use crate::error::NodeError;
+use crate::quota::{QuotaBook, UploadQuota};
 use crate::{graphql, hbu};
 
 /// Default most bytes of an ingested data item.
@@ -44,6 +45,12 @@ pub struct NodeConfig {
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// The node's public URL (its Scheduler-Location `Url`).
     pub public_url: String,
+    /// hbu mode: require every posted assignment to verify as a signed ANS-104 item
+    /// ([`hbu::verify_assignment`]). Off by default: HyperBEAM's aos-2 JSON carries httpsig commitments.
+    pub hbu_verify_signatures: bool,
+    /// Bytes of data items one wallet may post per window through [`Node::ingest`] (429 beyond);
+    /// `None`: no quota.
+    pub upload_quota: Option<UploadQuota>,
 }
 
 /// What [`Node::ingest`] did.
@@ -101,9 +108,22 @@ struct Inner {
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     max_item_bytes: usize,
     public_url: String,
+    hbu_verify_signatures: bool,
+    upload_quota: Option<QuotaBook>,
+    /// hbu mode: the last slot evaluated per process, with its assignment id and hash chain, so the next
+    /// slot's `Hash-Chain` is checked against it (after a restart only its presence is, as the reference
+    /// CU does on a hot start that lacks them).
+    hbu_chain: std::sync::Mutex<std::collections::HashMap<String, HbuLink>>,
     ingested: AtomicU64,
     delivered: AtomicU64,
     outbox: std::sync::Mutex<Option<std::sync::mpsc::Sender<String>>>,
+}
+
+/// The last hbu slot evaluated for a process: what the next slot's `Hash-Chain` must follow from.
+struct HbuLink {
+    slot: u64,
+    assignment_id: String,
+    hash_chain: String,
 }
 
 /// A running node. Cheap to clone.
@@ -216,6 +236,9 @@ impl Node {
                 clock: config.clock,
                 max_item_bytes: config.max_item_bytes,
                 public_url: config.public_url,
+                hbu_verify_signatures: config.hbu_verify_signatures,
+                upload_quota: config.upload_quota.map(QuotaBook::new),
+                hbu_chain: std::sync::Mutex::default(),
                 ingested: AtomicU64::new(0),
                 delivered: AtomicU64::new(0),
                 outbox: std::sync::Mutex::new(None),
@@ -434,7 +457,15 @@ impl Node {
             )));
         }
         let item = DataItem::parse(raw).map_err(bad)?;
+        if let Some(i) = item.non_utf8_tag() {
+            return Err(bad(format!(
+                "tag {i} is not valid UTF-8 (the signature covers its raw bytes, which a text copy would not keep)"
+            )));
+        }
         item.verify().map_err(bad)?;
+        if let Some(book) = &self.inner.upload_quota {
+            book.charge(&item.owner_address(), raw.len() as u64, self.now())?;
+        }
         let tags = item.tags().to_vec();
         let id = item.id();
         match tag_of(&tags, "Type") {
@@ -814,9 +845,23 @@ impl Node {
         slot: u64,
         page: Value,
     ) -> Result<(Value, Vec<(String, String)>), NodeError> {
+        if self.inner.scheduler.reads().by_nonce(process_id, 0)?.is_some() {
+            return Err(NodeError::Forbidden(format!(
+                "process {process_id} is scheduled by this node's own scheduler: hbu may only compute processes HyperBEAM schedules"
+            )));
+        }
         hbu::check_chain(&page)?;
         let edge = hbu::edge_at(&page, slot)?;
         let assignment = &edge["node"]["assignment"];
+        if hbu::tag(&assignment["tags"], "Process") != Some(process_id) {
+            return Err(NodeError::Unprocessable(format!(
+                "the assignment at slot {slot} is not for process {process_id}"
+            )));
+        }
+        if self.inner.hbu_verify_signatures {
+            hbu::verify_assignment(assignment)?;
+        }
+        self.check_hbu_link(process_id, slot, assignment)?;
         let message = match &edge["node"]["message"] {
             Value::Null => {
                 let mid = hbu::tag(&assignment["tags"], "Message")
@@ -899,10 +944,58 @@ impl Node {
         let r = store
             .result(process_id, pos)?
             .ok_or_else(|| NodeError::Internal(format!("result at {pos} missing after evaluation")))?;
+        self.record_hbu_link(process_id, slot, assignment);
         Ok((
             result_shape(&r.output_json, true)?,
             hbu::headers(slot, timestamp, height),
         ))
+    }
+
+    /// The slot after the last one evaluated must chain from it: `Hash-Chain` =
+    /// sha256(previous assignment id ‖ previous Hash-Chain).
+    fn check_hbu_link(&self, process_id: &str, slot: u64, assignment: &Value) -> Result<(), NodeError> {
+        let chains = self
+            .inner
+            .hbu_chain
+            .lock()
+            .map_err(|_| NodeError::Internal("hbu chain lock poisoned".into()))?;
+        let (Some(prev), Some(chain)) = (
+            chains.get(process_id).filter(|l| l.slot + 1 == slot),
+            hbu::tag(&assignment["tags"], "Hash-Chain"),
+        ) else {
+            return Ok(());
+        };
+        let expected = cu_scheduler::hash_chain(&prev.hash_chain, Some(&prev.assignment_id))
+            .map_err(|e| NodeError::Unprocessable(e.to_string()))?;
+        if expected != chain {
+            let id = assignment.get("id").and_then(Value::as_str).unwrap_or_default();
+            return Err(NodeError::Unprocessable(format!(
+                "HashChain invalid on message {id}: it does not follow slot {} of process {process_id}",
+                prev.slot
+            )));
+        }
+        Ok(())
+    }
+
+    fn record_hbu_link(&self, process_id: &str, slot: u64, assignment: &Value) {
+        let (Some(id), Some(chain)) = (
+            assignment.get("id").and_then(Value::as_str),
+            hbu::tag(&assignment["tags"], "Hash-Chain"),
+        ) else {
+            return;
+        };
+        if let Ok(mut chains) = self.inner.hbu_chain.lock()
+            && chains.get(process_id).is_none_or(|l| l.slot < slot)
+        {
+            chains.insert(
+                process_id.to_owned(),
+                HbuLink {
+                    slot,
+                    assignment_id: id.to_owned(),
+                    hash_chain: chain.to_owned(),
+                },
+            );
+        }
     }
 
     /// SU `GET /processes/:pid`.
@@ -976,7 +1069,7 @@ impl Node {
         for f in fields {
             match f.name() {
                 "transactions" => {
-                    let filter = f.tx_filter();
+                    let filter = f.tx_filter()?;
                     let mut nodes = Vec::new();
                     match &filter.ids {
                         Some(ids) => {
@@ -1273,17 +1366,23 @@ fn dry_run_msg(
     for (k, v) in body {
         all.insert(k.clone(), v.clone());
     }
-    let owner = body
-        .get("Owner")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| NodeError::Internal("'Owner': Required".into()))?
-        .to_string();
+    let owner = match body.get("Owner") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        None | Some(Value::Null) | Some(Value::String(_)) => return Err(bad("'Owner': Required")),
+        Some(_) => return Err(bad("'Owner': Expected string")),
+    };
     let tags: Vec<Value> = match body.get("Tags") {
         Some(Value::Array(t)) => t.clone(),
         None => Vec::new(),
-        Some(_) => return Err(NodeError::Internal("'Tags': Expected array".into())),
+        Some(_) => return Err(bad("'Tags': Expected array")),
     };
+    if let Some(i) = tags.iter().position(|t| {
+        !(t.get("name").is_some_and(Value::is_string) && t.get("value").is_some_and(Value::is_string))
+    }) {
+        return Err(bad(format!(
+            "'Tags[{i}]': Expected {{name: string, value: string}}"
+        )));
+    }
     let from = tags
         .iter()
         .find(|t| t.get("name").and_then(Value::as_str) == Some("From-Process"))

@@ -63,6 +63,8 @@ fn node_config(data_dir: std::path::PathBuf, cron: bool, clock: &Arc<AtomicU64>)
         cron,
         clock: Arc::new(move || c.load(Ordering::SeqCst)),
         public_url: "http://localhost:6363".into(),
+        hbu_verify_signatures: false,
+        upload_quota: None,
     }
 }
 
