@@ -1340,3 +1340,284 @@ async fn results_and_dry_runs_are_signed() {
         .await;
     assert!(headers.get("signature").is_none());
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Edges (issue 16): hostile items and queries, and the listener's bounds on a real socket.
+
+/// A signed Arweave data item whose one tag value is `value` (raw bytes, so it may be invalid UTF-8).
+fn item_with_raw_tag(wallet: &Wallet, target: &str, value: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let zigzag = |n: usize| -> Vec<u8> {
+        let mut z = (n as u64) << 1;
+        let mut out = Vec::new();
+        loop {
+            let b = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    };
+    let mut tags = zigzag(1);
+    for bytes in [&b"Action"[..], value] {
+        tags.extend(zigzag(bytes.len()));
+        tags.extend_from_slice(bytes);
+    }
+    tags.push(0);
+    let owner = wallet.owner();
+    let target = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(target)
+        .unwrap();
+    let data = b"x";
+    let hash =
+        cu_ans104::deep_hash::deep_hash_blobs(&[b"dataitem", b"1", b"1", &owner, &target, b"", &tags, data]);
+    let signature = wallet.sign(&hash).unwrap();
+    let mut raw = vec![1u8, 0];
+    raw.extend_from_slice(&signature);
+    raw.extend_from_slice(&owner);
+    raw.push(1);
+    raw.extend_from_slice(&target);
+    raw.push(0);
+    raw.extend_from_slice(&1u64.to_le_bytes());
+    raw.extend_from_slice(&(tags.len() as u64).to_le_bytes());
+    raw.extend_from_slice(&tags);
+    raw.extend_from_slice(data);
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_items_and_queries_are_400s_and_the_node_keeps_serving() {
+    let Some(f) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    // A valid signature over a tag that is not UTF-8: refused, not stored lossily.
+    let bad = item_with_raw_tag(&f.user, &f.pid, b"Ech\xff");
+    assert!(cu_ans104::DataItem::parse(&bad).unwrap().verify().is_ok());
+    let (status, _, body) = f.send(Method::POST, "/", Body::from(bad), &[]).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(String::from_utf8_lossy(&body).contains("UTF-8"), "{body:?}");
+    // The same construction with valid UTF-8 is accepted (the check is on the bytes, not the builder).
+    let fine = item_with_raw_tag(&f.user, &f.pid, "Echo".as_bytes());
+    let (status, _, body) = f.send(Method::POST, "/", Body::from(fine), &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&body));
+
+    // The GraphQL attacks of issue 16 (they overflowed the HTTP thread's stack and aborted the node).
+    for query in [
+        format!("{}{}", "{a".repeat(7_000), "}".repeat(7_000)),
+        format!(
+            "{{ transactions(ids: {}1{}) {{ edges }} }}",
+            "[".repeat(5_000),
+            "]".repeat(5_000)
+        ),
+        format!(
+            "{{ transactions(tags: {}) {{ edges }} }}",
+            "{k:".repeat(3_000) + &"}".repeat(3_000)
+        ),
+    ] {
+        let (status, v) = f
+            .post_json("/graphql", &json!({"query": query}).to_string(), &[])
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("GraphQL"), "{v}");
+    }
+    let (status, v) = f
+        .post_json(
+            "/graphql",
+            &json!({"query": "x".repeat(2 << 20)}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    let (status, v) = f.get(&format!("/processes/{}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK, "still serving: {v}");
+}
+
+/// The router on a real socket under `limits`; answers the address and the connection counters.
+async fn listen(
+    app: Router,
+    limits: cu_http::ServerLimits,
+) -> (
+    std::net::SocketAddr,
+    Arc<cu_http::ConnectionStats>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stats = Arc::new(cu_http::ConnectionStats::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let s = stats.clone();
+    tokio::spawn(async move {
+        cu_http::serve(listener, app, limits, s, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (addr, stats, stop)
+}
+
+/// Reads until the peer closes; the bytes read, or `None` if it is still open after `within`.
+async fn read_to_close(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut out = Vec::new();
+    tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()?;
+    Some(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_closes_silent_and_half_sent_connections() {
+    use tokio::io::AsyncWriteExt as _;
+    let Some(f) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let limits = cu_http::ServerLimits {
+        header_timeout: Duration::from_millis(400),
+        ..cu_http::ServerLimits::default()
+    };
+    let (addr, stats, _stop) = listen(f.app.clone(), limits).await;
+    let generous = Duration::from_secs(15);
+    // Silent.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        read_to_close(&mut silent, generous).await.is_some(),
+        "a silent connection is closed"
+    );
+    // Half-sent headers.
+    let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        read_to_close(&mut half, generous).await.is_some(),
+        "half-sent headers are cut off"
+    );
+    // A keep-alive connection is answered, then closed once idle.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut kept, generous)
+        .await
+        .expect("closed once idle");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"status\":\"ok\""), "{answer}");
+    // The counters followed.
+    let deadline = std::time::Instant::now() + generous;
+    while stats.open.load(Ordering::SeqCst) != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stats.open.load(Ordering::SeqCst), 0);
+    assert_eq!(stats.accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_caps_connections_per_peer_and_overall() {
+    use tokio::io::AsyncWriteExt as _;
+    let Some(f) = Fixture::new(HttpConfig::default()).await else {
+        return;
+    };
+    let limits = cu_http::ServerLimits {
+        max_connections: 4,
+        max_connections_per_ip: 2,
+        header_timeout: Duration::from_secs(30),
+        ..cu_http::ServerLimits::default()
+    };
+    let (addr, stats, _stop) = listen(f.app.clone(), limits).await;
+    let held: Vec<_> = futures_connect(addr, 2).await;
+    // The peer's third connection is accepted and closed at once.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(read_to_close(&mut third, Duration::from_secs(10)).await.is_some());
+    assert_eq!(stats.refused_per_ip.load(Ordering::SeqCst), 1);
+    // The held connections still work.
+    let mut first = held.into_iter().next().unwrap();
+    first
+        .write_all(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut first, Duration::from_secs(10)).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+}
+
+async fn futures_connect(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // Let the listener account for them before the next connection arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_hold_bounded_memory_and_time_out() {
+    use tokio::io::AsyncWriteExt as _;
+    let config = HttpConfig {
+        upload_budget: Arc::new(cu_http::UploadBudget::new(4 << 20)),
+        body_timeout: Duration::from_millis(1_500),
+        ..HttpConfig::default()
+    };
+    let budget = config.upload_budget.clone();
+    let Some(f) = Fixture::new(config).await else {
+        return;
+    };
+    let (addr, _stats, _stop) = listen(f.app.clone(), cu_http::ServerLimits::default()).await;
+    let head = |len: usize| format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
+    // (The fixture's module upload, under 4 MiB, fitted.) Larger than the whole budget: refused before a
+    // byte of the body is read.
+    let mut big = tokio::net::TcpStream::connect(addr).await.unwrap();
+    big.write_all(head(5 << 20).as_bytes()).await.unwrap();
+    let answer = String::from_utf8_lossy(
+        &read_to_close(&mut big, Duration::from_secs(10))
+            .await
+            .unwrap_or_default(),
+    )
+    .into_owned();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    // A stalled upload holds its declared share; a second that does not fit beside it is a 503.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(head(3 << 20).as_bytes()).await.unwrap();
+    stalled.write_all(&[0u8; 1_000]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(budget.used(), 3 << 20);
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    second.write_all(head(3 << 20).as_bytes()).await.unwrap();
+    let answer = String::from_utf8_lossy(
+        &read_to_close(&mut second, Duration::from_secs(10))
+            .await
+            .unwrap_or_default(),
+    )
+    .into_owned();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // The stalled one is cut off at the body deadline with a 408, and its share comes back.
+    let answer = String::from_utf8_lossy(
+        &read_to_close(&mut stalled, Duration::from_secs(15))
+            .await
+            .expect("closed"),
+    )
+    .into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(budget.used(), 0);
+    // Nothing of either was stored: an ordinary message still gets the next nonce and is evaluated.
+    let id = f.message(&f.pid, "Echo", "after").await;
+    let (status, v) = f.get(&format!("/result/{id}?process-id={}", f.pid)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
