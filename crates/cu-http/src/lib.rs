@@ -64,6 +64,7 @@ mod cache;
 mod client;
 mod error;
 mod metrics;
+mod query;
 mod routes;
 pub mod server;
 mod upload;

@@ -1,0 +1,93 @@
+//! The node's own routes: `GET /` (CU healthcheck and SU info in one), `GET /healthcheck`, `GET /health`,
+//! `GET /metrics` and the SEV-SNP evidence route.
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::Value;
+
+use super::{AppState, Reply, Shared, json_ok, json_response};
+use crate::HttpConfig;
+use crate::error::HttpError;
+use crate::query::{NonceParam, Query};
+
+pub(super) fn routes(_config: &HttpConfig) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(root))
+        .route("/healthcheck", get(healthcheck))
+        .route("/health", get(healthcheck))
+        .route("/~snp@1.0/report", get(evidence))
+}
+
+pub(super) fn metrics_routes() -> Router<Arc<AppState>> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn root(State(state): Shared) -> Response {
+    let mut v = serde_json::json!({
+        "address": state.node.address(),
+        "timestamp": state.node.now(),
+    });
+    if let (Some(Value::Object(id)), Value::Object(out)) = (&state.identity, &mut v) {
+        out.extend(id.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    json_ok(&v)
+}
+
+/// `GET /~snp@1.0/report?nonce=HEX`: SEV-SNP evidence binding the node key, its configuration and the
+/// nonce. Produced on a blocking worker (a firmware call and maybe a KDS fetch), never on an evaluation
+/// thread; 503 `no TEE` outside an SNP guest, 400 for a missing or malformed nonce.
+async fn evidence(State(state): Shared, Query(NonceParam { nonce }): Query<NonceParam>) -> Reply {
+    let Some(attestor) = state.config.attestor.clone() else {
+        return Err(
+            cu_attest::AttestError::NoTee("this node has no attestation key configured".into()).into(),
+        );
+    };
+    let evidence = match tokio::task::spawn_blocking(move || attestor.evidence(&nonce)).await {
+        Ok(r) => r?,
+        Err(e) => {
+            return Err(HttpError::request(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error: {e}"),
+            ));
+        }
+    };
+    let body = serde_json::to_string(&evidence).map_err(|e| {
+        HttpError::request(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding evidence: {e}"),
+        )
+    })?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+async fn healthcheck(State(state): Shared) -> Response {
+    json_ok(&serde_json::json!({ "status": "ok", "address": state.node.address() }))
+}
+
+async fn metrics(State(state): Shared) -> Response {
+    let node = state.node.clone();
+    let mut text = tokio::task::spawn_blocking(move || node.metrics())
+        .await
+        .unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    state.metrics.render(&mut text);
+    state.config.connections.render(&mut text);
+    let budget = &state.config.upload_budget;
+    text.push_str(&format!(
+        "# HELP ao_cu_http_upload_bytes_held Request body bytes held now, against the upload budget.\n# TYPE ao_cu_http_upload_bytes_held gauge\nao_cu_http_upload_bytes_held {}\n# HELP ao_cu_http_upload_budget_bytes The upload budget.\n# TYPE ao_cu_http_upload_budget_bytes gauge\nao_cu_http_upload_budget_bytes {}\n",
+        budget.used(),
+        budget.limit()
+    ));
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
