@@ -89,7 +89,10 @@ async def victim(node, seconds, path="/healthcheck"):
     while time.monotonic() < end:
         t = time.monotonic()
         try:
-            r, w = await asyncio.wait_for(asyncio.open_connection(node.host, node.port), 10)
+            # From an address of its own: the victim is another client, not one of the attacker's sockets.
+            r, w = await asyncio.wait_for(
+                asyncio.open_connection(node.host, node.port, local_addr=("127.0.0.250", 0)), 10
+            )
             w.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
             await w.drain()
             data = await asyncio.wait_for(r.read(), 10)
@@ -143,8 +146,6 @@ async def idle_attack(node, n, sources, label, payload=b""):
     t = time.monotonic()
     socks = await hold(node, n, sources, payload)
     opened = time.monotonic() - t
-    await asyncio.sleep(1)
-    v = await victim(node, 5)
     row = {
         "attack": label,
         "attempted": n,
@@ -154,8 +155,8 @@ async def idle_attack(node, n, sources, label, payload=b""):
         "rss_before_mib": round(before, 1),
         "rss_during_mib": round(rss_mib(node.proc.pid), 1),
         "open_s": round(opened, 1),
-        **v,
     }
+    row.update(await victim(node, 5))
     # Wait for the header timeout to close them.
     await asyncio.sleep(node_header_timeout_s + 2)
     row["held_after_timeout"] = alive(socks)
@@ -179,8 +180,12 @@ async def upload_attack(node, k):
                 await asyncio.wait_for(w.drain(), 30)
         except Exception:
             pass
-        data = await asyncio.wait_for(r.read(64), 120)
-        statuses.append(data[9:12].decode(errors="replace") if data else "closed")
+        try:
+            data = await asyncio.wait_for(r.read(64), 120)
+            statuses.append(data[9:12].decode(errors="replace") if data else "closed")
+        except Exception:
+            # Refused while still sending: the node answered 503 and closed without reading the body.
+            statuses.append("reset")
         w.close()
 
     tasks = [asyncio.create_task(one()) for _ in range(k)]
@@ -228,14 +233,14 @@ async def main():
     ap.add_argument("--binary", default=f"{REPO}/target/release/ao-cu")
     ap.add_argument("--idle", type=int, default=20000)
     ap.add_argument("--uploads", type=int, default=20)
-    ap.add_argument("--header-timeout-s", type=int, default=10)
+    ap.add_argument("--header-timeout-s", type=int, default=20)
     ap.add_argument("--skip", default="", help="comma-separated attacks to skip")
     a = ap.parse_args()
     node_header_timeout_s = a.header_timeout_s
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     skip = set(a.skip.split(","))
-    timeout = ["--header-timeout", str(a.header_timeout_s * 1000)]
+    timeout = ["--header-timeout-ms", str(a.header_timeout_s * 1000)]
     # The attacker shares this machine's descriptor limit with the node: it leaves room for the node.
     budget_fds = max(1000, hard - 2000)
     idle = min(a.idle, budget_fds)
