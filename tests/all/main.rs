@@ -9,4 +9,5 @@ mod limits;
 mod loading;
 mod lua;
 mod restore;
+mod starve;
 mod tensor;

@@ -4,7 +4,8 @@
 //! wallet into `<data-dir>/wallet.json` on first run. Flags have environment variables; where the reference
 //! CU has a variable with the same meaning its name is used (`PORT`, `WALLET_FILE`,
 //! `WASM_EVALUATION_MAX_WORKERS`, `PROCESS_MEMORY_CACHE_MAX_SIZE`, `ENABLE_METRICS_ENDPOINT`,
-//! `RATE_LIMIT_WINDOW`, `RATE_LIMIT_MAX_REQUESTS`, `DRY_RUN_RESULT_MAX_AGE`). SIGTERM or SIGINT stops
+//! `RATE_LIMIT_WINDOW`, `RATE_LIMIT_MAX_REQUESTS`, `DRY_RUN_RESULT_MAX_AGE`, `PROCESS_WASM_COMPUTE_MAX_LIMIT`,
+//! `PROCESS_WASM_MEMORY_MAX_LIMIT`). SIGTERM or SIGINT stops
 //! accepting connections, lets in-flight requests finish, then shuts the node down (checkpointing).
 //!
 //! Attestation (`docs/attestation.md`): the node's ed25519 key lives in `<data-dir>/node-key.ed25519`
@@ -131,6 +132,28 @@ pub struct ServeArgs {
     /// The upload quota window in ms.
     #[arg(long, env = "AO_CU_UPLOAD_QUOTA_WINDOW", default_value = "60000", value_parser = parse_u64)]
     pub upload_quota_window_ms: u64,
+
+    // --- Compute limits and preemption.
+    /// Gas per message of a process with no `Compute-Limit` tag (nor its module). It decides results, so
+    /// it is bound into the attestation.
+    #[arg(long, env = "AO_CU_DEFAULT_COMPUTE_LIMIT", default_value = "9_000_000_000_000", value_parser = parse_u64)]
+    pub default_compute_limit: u64,
+    /// Largest `Compute-Limit` a spawned process may ask for (413 beyond).
+    #[arg(long, env = "PROCESS_WASM_COMPUTE_MAX_LIMIT", default_value = "9_000_000_000_000", value_parser = parse_u64)]
+    pub max_compute_limit: u64,
+    /// Largest `Memory-Limit` a spawned process may ask for, in bytes (413 beyond).
+    #[arg(long, env = "PROCESS_WASM_MEMORY_MAX_LIMIT", default_value = "1073741824", value_parser = parse_u64)]
+    pub max_memory_limit: u64,
+    /// Longest a dry-run may evaluate, in ms, before it is stopped (422).
+    #[arg(long, env = "AO_CU_DRY_RUN_TIMEOUT", default_value = "10000", value_parser = parse_u64)]
+    pub dry_run_timeout_ms: u64,
+    /// Time a shard's thread may spend on one process's command before the shard's other processes are
+    /// handed to another thread, in ms.
+    #[arg(long, env = "AO_CU_TIME_SLICE", default_value = "250", value_parser = parse_u64)]
+    pub time_slice_ms: u64,
+    /// Long commands (past their time slice) that may run at once; more wait; default: one per core.
+    #[arg(long, env = "AO_CU_LONG_EVALUATIONS")]
+    pub long_evaluations: Option<usize>,
 }
 
 fn parse_proxies(s: &str) -> Result<cu_http::TrustedProxies, String> {
@@ -210,6 +233,16 @@ fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConf
     if let Some(g) = args.checkpoint_every_gas {
         engine.checkpoints.every_gas = g;
     }
+    engine.limits = cu_engine::LimitPolicy {
+        default_compute: args.default_compute_limit,
+        max_compute: args.max_compute_limit,
+        max_memory: args.max_memory_limit,
+    };
+    engine.dry_run_timeout = Duration::from_millis(args.dry_run_timeout_ms);
+    engine.time_slice = Duration::from_millis(args.time_slice_ms);
+    if let Some(n) = args.long_evaluations {
+        engine.long_evaluations = n.max(1);
+    }
     let store = cu_store::StoreOptions {
         fsync: args.fsync,
         ..cu_store::StoreOptions::default()
@@ -244,10 +277,7 @@ fn attest_config(args: &ServeArgs) -> cu_attest::NodeConfig {
         format!("ao-cu {}", env!("CARGO_PKG_VERSION")),
         cu_types::ModuleFormat::ALL.map(cu_types::ModuleFormat::as_str),
         [
-            (
-                "default_compute_limit".to_owned(),
-                cu_types::limits::DEFAULT_COMPUTE_LIMIT,
-            ),
+            ("default_compute_limit".to_owned(), args.default_compute_limit),
             ("max_item_bytes".to_owned(), args.body_limit),
             (
                 "max_wasm_stack_bytes".to_owned(),
@@ -424,6 +454,12 @@ fn validate(args: &ServeArgs) -> Result<()> {
     }
     if args.hbu_token.is_some() && args.unit_mode != "hbu" {
         bail!("--hbu-token is only used with --unit-mode hbu");
+    }
+    if args.default_compute_limit > args.max_compute_limit {
+        bail!("--default-compute-limit must not exceed --max-compute-limit");
+    }
+    if args.dry_run_timeout_ms == 0 || args.time_slice_ms == 0 {
+        bail!("--dry-run-timeout-ms and --time-slice-ms must be positive");
     }
     Ok(())
 }

@@ -35,6 +35,29 @@ impl Default for CheckpointPolicy {
     }
 }
 
+/// Per-process limits set by the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitPolicy {
+    /// Gas per message of a process that has no `Compute-Limit` tag (nor its module). It decides results
+    /// (the message that runs out of gas), so it is bound into the node's attestation.
+    pub default_compute: u64,
+    /// The largest `Compute-Limit` a spawn may ask for (the reference's `PROCESS_WASM_COMPUTE_MAX_LIMIT`;
+    /// a larger one is refused, 413).
+    pub max_compute: u64,
+    /// The largest `Memory-Limit` a spawn may ask for (`PROCESS_WASM_MEMORY_MAX_LIMIT`).
+    pub max_memory: u64,
+}
+
+impl Default for LimitPolicy {
+    fn default() -> Self {
+        LimitPolicy {
+            default_compute: cu_types::limits::COMPUTE_MAX_LIMIT,
+            max_compute: cu_types::limits::COMPUTE_MAX_LIMIT,
+            max_memory: cu_types::limits::MEMORY_MAX_LIMIT,
+        }
+    }
+}
+
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -55,7 +78,26 @@ pub struct EngineConfig {
     pub dry_run_queue: usize,
     /// Log entries read from the store at once.
     pub log_batch: usize,
+    /// Operator limits: the default and largest `Compute-Limit`, the largest `Memory-Limit`.
+    pub limits: LimitPolicy,
+    /// The longest a dry-run may evaluate before it is stopped (dry-runs are never persisted, so a time
+    /// limit cannot make results differ).
+    pub dry_run_timeout: Duration,
+    /// How long a shard's thread may spend on one command (one process's messages) before the shard is
+    /// handed to a new thread and the command goes on off the shard (`docs/ARCHITECTURE.md`, cu-engine).
+    /// Also how long a dry-run may run before the pool adds a thread for the others.
+    pub time_slice: Duration,
+    /// Long evaluations (commands past their time slice) that may run at once on the node; more wait,
+    /// paused, for one to finish (up to [`LONG_QUEUE_PER_SLOT`] per slot; beyond that a long command
+    /// keeps its shard until a slot frees).
+    pub long_evaluations: usize,
+    /// Extra dry-run threads the pool may add while its threads are busy with dry-runs past their time
+    /// slice.
+    pub dry_run_overflow: usize,
 }
+
+/// Long evaluations that may wait for a slot, per slot of [`EngineConfig::long_evaluations`].
+pub const LONG_QUEUE_PER_SLOT: usize = 8;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -69,6 +111,11 @@ impl Default for EngineConfig {
             dry_run_workers: 1.max(cores / 2),
             dry_run_queue: 1024,
             log_batch: 256,
+            limits: LimitPolicy::default(),
+            dry_run_timeout: Duration::from_secs(10),
+            time_slice: Duration::from_millis(250),
+            long_evaluations: cores,
+            dry_run_overflow: cores.max(2),
         }
     }
 }

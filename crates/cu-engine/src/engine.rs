@@ -1,10 +1,13 @@
 //! The engine handle: starts the shards and the dry-run pool, routes each process to the one shard that
 //! owns it, and applies backpressure (a full shard queue is an error the caller sees).
 
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError, bounded};
@@ -14,15 +17,46 @@ use cu_wasm::{EVAL_THREAD_STACK, Loader, ProcessConfig};
 use tokio::sync::oneshot;
 
 use crate::config::EngineConfig;
-use crate::dryrun::DryRunJob;
+use crate::dryrun::{DryRunJob, Pool};
 use crate::error::EngineError;
 use crate::metrics::{EngineStats, Metrics};
 use crate::modules::Modules;
 use crate::probe::Probe;
-use crate::shard::{Command, Shard, Shared};
+use crate::shard::{Command, LongSlots, Shard, Shared};
 
 /// The answer to [`Engine::state`]: the log position and the linear memory.
 pub type StateReply = Result<(u64, Vec<u8>), EngineError>;
+
+/// The answer to [`Engine::dry_run`], awaited (or [`DryRunReply::blocking_recv`]). Dropping it before
+/// the answer came cancels the dry-run: it is skipped if it has not started, stopped within an epoch
+/// tick if it has (an HTTP client that goes away takes its dry-run with it).
+pub struct DryRunReply {
+    rx: oneshot::Receiver<Result<EvalOutput, EngineError>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl DryRunReply {
+    /// Waits on the calling thread (not for async contexts).
+    pub fn blocking_recv(mut self) -> Result<Result<EvalOutput, EngineError>, oneshot::error::RecvError> {
+        let rx = std::mem::replace(&mut self.rx, oneshot::channel().1);
+        rx.blocking_recv()
+    }
+}
+
+impl Future for DryRunReply {
+    type Output = Result<Result<EvalOutput, EngineError>, oneshot::error::RecvError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx)
+    }
+}
+
+impl Drop for DryRunReply {
+    fn drop(&mut self) {
+        // After the answer this changes nothing; before it, nobody waits any more.
+        self.cancel.store(true, Relaxed);
+    }
+}
 
 /// A running engine. Dropping it shuts it down (checkpointing per policy); call [`Engine::shutdown`] to
 /// see errors.
@@ -60,6 +94,8 @@ impl Engine {
         let (dry_tx, dry_rx) = bounded::<Option<DryRunJob>>(config.dry_run_queue.max(1));
         let workers = config.workers;
         let shared = Arc::new(Shared {
+            dry_pool: Pool::new(config.dry_run_workers, config.dry_run_overflow, dry_rx),
+            long: LongSlots::new(config.long_evaluations),
             modules: Modules::new(loader, store.clone()),
             store,
             metrics: Metrics::default(),
@@ -75,7 +111,7 @@ impl Engine {
         let mut threads = Vec::with_capacity(workers + shared.config.dry_run_workers);
         for index in 0..workers {
             let (tx, rx) = bounded(shared.config.queue_capacity);
-            let shard = Shard::new(index, shared.clone());
+            let shard = Shard::new(index, shared.clone(), rx);
             let core = (shared.config.pin_cores && !cores.is_empty()).then(|| cores[index % cores.len()]);
             let thread = std::thread::Builder::new()
                 .name(format!("cu-shard-{index}"))
@@ -84,14 +120,14 @@ impl Engine {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    shard.run(rx);
+                    shard.run();
                 })
                 .map_err(|e| EngineError::Config(format!("cannot start shard {index}: {e}")))?;
             shards.push(tx);
             threads.push(thread);
         }
         for index in 0..shared.config.dry_run_workers {
-            let rx = dry_rx.clone();
+            let rx = shared.dry_pool.receiver();
             let metrics = shared.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("cu-dry-run-{index}"))
@@ -162,22 +198,22 @@ impl Engine {
             .map_err(|_| EngineError::Stopped)?
     }
 
-    /// Evaluates `msg` on a fork of `process` at the end of its log; nothing is persisted.
-    pub fn dry_run(
-        &self,
-        process: &str,
-        msg: String,
-    ) -> Result<oneshot::Receiver<Result<EvalOutput, EngineError>>, EngineError> {
+    /// Evaluates `msg` on a fork of `process` at the end of its log; nothing is persisted. The dry-run
+    /// evaluates for at most [`EngineConfig::dry_run_timeout`] ([`EngineError::DryRunTimeout`]) and is
+    /// cancelled when the reply is dropped unanswered.
+    pub fn dry_run(&self, process: &str, msg: String) -> Result<DryRunReply, EngineError> {
         let (tx, rx) = oneshot::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
         self.send(
             process,
             Command::DryRun {
                 process: process.to_string(),
                 msg,
                 reply: tx,
+                cancel: cancel.clone(),
             },
         )?;
-        Ok(rx)
+        Ok(DryRunReply { rx, cancel })
     }
 
     /// Evaluates `process` to the end of its log and returns its log position and a copy of its linear
@@ -221,6 +257,8 @@ impl Engine {
             restores: m.restores.load(Relaxed),
             boots: m.boots.load(Relaxed),
             dry_runs: m.dry_runs.load(Relaxed),
+            preemptions: m.preemptions.load(Relaxed),
+            dry_run_timeouts: m.dry_run_timeouts.load(Relaxed),
         }
     }
 
@@ -260,7 +298,7 @@ impl Engine {
             }
         }
         self.shards.clear();
-        for _ in 0..self.shared.config.dry_run_workers {
+        for _ in 0..self.shared.dry_pool.threads() {
             let _ = self.shared.dry_runs.send(None);
         }
         for t in self.threads.drain(..) {

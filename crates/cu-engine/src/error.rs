@@ -50,6 +50,13 @@ pub enum EngineError {
     /// The dry-run queue is full.
     #[error("the dry-run queue is full")]
     DryRunBusy,
+    /// The dry-run evaluated for longer than the node allows (`EngineConfig::dry_run_timeout`) and was
+    /// stopped.
+    #[error("dry-run exceeded its {} time limit", seconds(.0))]
+    DryRunTimeout(std::time::Duration),
+    /// The dry-run's caller went away before it finished; it was stopped.
+    #[error("dry-run cancelled: its caller went away")]
+    DryRunCancelled,
     /// The engine has stopped.
     #[error("the engine has stopped")]
     Stopped,
@@ -62,6 +69,15 @@ pub enum EngineError {
     /// The engine configuration is not valid.
     #[error("configuration: {0}")]
     Config(String),
+}
+
+/// `10 s`, `1.5 s`, `250 ms`.
+fn seconds(d: &std::time::Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
 }
 
 impl From<cu_store::StoreError> for EngineError {

@@ -32,7 +32,7 @@ pub mod progress;
 pub mod resident;
 pub mod shard;
 
-pub use config::{CheckpointPolicy, EngineConfig};
-pub use engine::{Engine, StateReply};
+pub use config::{CheckpointPolicy, EngineConfig, LONG_QUEUE_PER_SLOT, LimitPolicy};
+pub use engine::{DryRunReply, Engine, StateReply};
 pub use error::EngineError;
 pub use metrics::EngineStats;

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub boots: AtomicU64,
     /// Dry-runs evaluated.
     pub dry_runs: AtomicU64,
+    /// Commands that ran past their time slice and went on off their shard.
+    pub preemptions: AtomicU64,
+    /// Dry-runs stopped at their time limit.
+    pub dry_run_timeouts: AtomicU64,
 }
 
 impl Metrics {
@@ -57,4 +61,8 @@ pub struct EngineStats {
     pub boots: u64,
     /// Dry-runs.
     pub dry_runs: u64,
+    /// Commands that ran past their time slice and went on off their shard.
+    pub preemptions: u64,
+    /// Dry-runs stopped at their time limit.
+    pub dry_run_timeouts: u64,
 }

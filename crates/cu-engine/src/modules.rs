@@ -69,8 +69,13 @@ fn tag<'a>(tags: &'a [Tag], name: &str) -> Option<&'a str> {
     tags.iter().find(|t| t.name == name).map(|t| t.value.as_str())
 }
 
-/// `Memory-Limit` and `Compute-Limit`: the process's tag, else the module's (as the reference CU).
-pub fn limits_of(process: &ProcessRecord, module_tags: &[Tag]) -> Result<Limits, EngineError> {
+/// `Memory-Limit` and `Compute-Limit`: the process's tag, else the module's (as the reference CU); with
+/// neither, `Compute-Limit` is `default_compute` (the operator's setting).
+pub fn limits_of(
+    process: &ProcessRecord,
+    module_tags: &[Tag],
+    default_compute: u64,
+) -> Result<Limits, EngineError> {
     let pick = |name| tag(&process.tags, name).or_else(|| tag(module_tags, name));
     let bad = |reason: String| EngineError::Limits {
         process: process.id.clone(),
@@ -81,9 +86,12 @@ pub fn limits_of(process: &ProcessRecord, module_tags: &[Tag]) -> Result<Limits,
             .map(parse_memory_limit)
             .transpose()
             .map_err(|e| bad(e.to_string()))?,
-        compute_limit: pick("Compute-Limit")
-            .map(parse_compute_limit)
-            .transpose()
-            .map_err(|e| bad(e.to_string()))?,
+        compute_limit: Some(
+            pick("Compute-Limit")
+                .map(parse_compute_limit)
+                .transpose()
+                .map_err(|e| bad(e.to_string()))?
+                .unwrap_or(default_compute),
+        ),
     })
 }

@@ -48,6 +48,9 @@ pub struct Resident {
     pub last_used: u64,
     /// The copy-on-write image dry-runs use, with the position it was taken at.
     pub dry_image: Option<(u64, Arc<ForkImage>)>,
+    /// An evaluation left the instance unusable (stopped mid-message, or a replay diverged): the shard
+    /// drops it instead of keeping it.
+    pub broken: bool,
 }
 
 impl Resident {

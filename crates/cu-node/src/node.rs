@@ -19,10 +19,12 @@ use crate::{graphql, hbu};
 
 /// Default most bytes of an ingested data item.
 pub const DEFAULT_MAX_ITEM_BYTES: usize = 64 << 20;
-/// Reference default `PROCESS_WASM_MEMORY_MAX_LIMIT` (1 GiB).
-pub const MEMORY_MAX_LIMIT: u64 = 1 << 30;
-/// Reference default `PROCESS_WASM_COMPUTE_MAX_LIMIT`.
-pub const COMPUTE_MAX_LIMIT: u64 = 9_000_000_000_000;
+/// Reference default `PROCESS_WASM_MEMORY_MAX_LIMIT` (1 GiB); the operator's value is
+/// `NodeConfig::engine.limits.max_memory`.
+pub const MEMORY_MAX_LIMIT: u64 = cu_types::limits::MEMORY_MAX_LIMIT;
+/// Reference default `PROCESS_WASM_COMPUTE_MAX_LIMIT`; the operator's value is
+/// `NodeConfig::engine.limits.max_compute`.
+pub const COMPUTE_MAX_LIMIT: u64 = cu_types::limits::COMPUTE_MAX_LIMIT;
 
 /// How a node runs.
 #[derive(Clone)]
@@ -107,6 +109,7 @@ struct Inner {
     address: String,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     max_item_bytes: usize,
+    limits: cu_engine::LimitPolicy,
     public_url: String,
     hbu_verify_signatures: bool,
     upload_quota: Option<QuotaBook>,
@@ -235,6 +238,7 @@ impl Node {
                 wallet,
                 clock: config.clock,
                 max_item_bytes: config.max_item_bytes,
+                limits: config.engine.limits,
                 public_url: config.public_url,
                 hbu_verify_signatures: config.hbu_verify_signatures,
                 upload_quota: config.upload_quota.map(QuotaBook::new),
@@ -541,7 +545,7 @@ impl Node {
             .store
             .module(module_id)?
             .ok_or_else(|| bad(format!("module {module_id} not found")))?;
-        check_limits(&tags, &module.tags)?;
+        check_limits(&tags, &module.tags, &self.inner.limits)?;
         if self.inner.store.process(&pid)?.is_some() {
             return Err(bad(format!("process {pid} already exists")));
         }
@@ -898,7 +902,7 @@ impl Node {
                     ))
                 })
                 .collect();
-            check_limits(&ptags, &module.tags)?;
+            check_limits(&ptags, &module.tags, &self.inner.limits)?;
             let owner = hbu::address_from(&message["owner"]);
             store.commit_schedule(cu_store::schedule::ScheduleBatch {
                 process: Some(ProcessRecord {
@@ -1266,7 +1270,13 @@ fn filtered_tags(m: &Value, drop: &[&str]) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-fn check_limits(process_tags: &[(String, String)], module_tags: &[Tag]) -> Result<(), NodeError> {
+/// Refuses a spawn whose `Memory-Limit` or `Compute-Limit` (the process's tag, else the module's) exceeds
+/// the operator's maximum (413), as the reference does with `PROCESS_WASM_*_MAX_LIMIT`.
+fn check_limits(
+    process_tags: &[(String, String)],
+    module_tags: &[Tag],
+    limits: &cu_engine::LimitPolicy,
+) -> Result<(), NodeError> {
     let pick = |name: &str| {
         tag_of(process_tags, name).map(str::to_string).or_else(|| {
             module_tags
@@ -1277,17 +1287,19 @@ fn check_limits(process_tags: &[(String, String)], module_tags: &[Tag]) -> Resul
     };
     if let Some(m) = pick("Memory-Limit") {
         let v = cu_types::parse_memory_limit(&m).map_err(|e| bad(e.to_string()))?;
-        if v > MEMORY_MAX_LIMIT {
+        if v > limits.max_memory {
             return Err(NodeError::TooLarge(format!(
-                "Memory-Limit {m} exceeds the maximum of {MEMORY_MAX_LIMIT} bytes"
+                "Memory-Limit {m} exceeds the maximum of {} bytes",
+                limits.max_memory
             )));
         }
     }
     if let Some(c) = pick("Compute-Limit") {
         let v = cu_types::parse_compute_limit(&c).map_err(|e| bad(e.to_string()))?;
-        if v > COMPUTE_MAX_LIMIT {
+        if v > limits.max_compute {
             return Err(NodeError::TooLarge(format!(
-                "Compute-Limit {c} exceeds the maximum of {COMPUTE_MAX_LIMIT}"
+                "Compute-Limit {c} exceeds the maximum of {}",
+                limits.max_compute
             )));
         }
     }

@@ -783,3 +783,54 @@ fn assign_puts_a_stored_message_on_another_process() {
     assert_eq!(out["Output"], "assigned by the MU");
     assert_eq!(edges(&a).len(), 3);
 }
+
+/// The operator's limits: a spawn asking for more than the largest `Compute-Limit` is refused (413), a
+/// looping dry-run stops at the dry-run time limit (422, a clear error), and the process goes on.
+#[test]
+fn operator_limits_and_the_dry_run_time_limit() {
+    let Some(wasm) = lua_wasm() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(1_750_000_000_000));
+    let mut config = node_config(dir.path().to_path_buf(), false, &clock);
+    config.engine.limits.max_compute = 1_000_000_000_000;
+    config.engine.dry_run_timeout = std::time::Duration::from_secs(1);
+    let f = Fixture {
+        node: Node::open(config).unwrap(),
+        clock,
+        user: wallet(),
+        _dir: dir,
+    };
+    let rt = rt();
+    let m = module(&f, &wasm);
+    // The module's own tag (9e12) is beyond this node's maximum.
+    let raw = f
+        .user
+        .sign_data_item(b"x", &[("Type", "Process"), ("Module", m.as_str())], None, None)
+        .unwrap();
+    let refused = f.node.ingest(&raw).unwrap_err();
+    assert_eq!(refused.status(), 413);
+    assert!(
+        refused
+            .to_string()
+            .contains("exceeds the maximum of 1000000000000"),
+        "{refused}"
+    );
+    let pid = spawn(&f, &m, &[("Compute-Limit", "1000000000000")]);
+    let looped = rt
+        .block_on(f.node.dry_run(
+            &pid,
+            json!({"Owner": f.user.address(), "Tags": [{"name": "Action", "value": "Loop"}]}),
+        ))
+        .unwrap_err();
+    assert_eq!(looped.status(), 422, "{looped}");
+    assert_eq!(looped.to_string(), "dry-run exceeded its 1 s time limit");
+    let out = rt
+        .block_on(f.node.dry_run(
+            &pid,
+            json!({"Owner": f.user.address(), "Tags": [{"name": "Action", "value": "Info"}]}),
+        ))
+        .unwrap();
+    assert_eq!(out["Output"]["readonly"], true, "{out}");
+}

@@ -13,6 +13,13 @@ pub struct InvalidComputeLimit(pub String);
 /// The reference loader's gas limit when a process has no `Compute-Limit`.
 pub const DEFAULT_COMPUTE_LIMIT: u64 = 9_000_000_000_000_000;
 
+/// The reference CU's default `PROCESS_WASM_COMPUTE_MAX_LIMIT`: the largest `Compute-Limit` it accepts.
+pub const COMPUTE_MAX_LIMIT: u64 = 9_000_000_000_000;
+
+/// The reference CU's default `PROCESS_WASM_MEMORY_MAX_LIMIT` (1 GiB): the largest `Memory-Limit` it
+/// accepts.
+pub const MEMORY_MAX_LIMIT: u64 = 1 << 30;
+
 /// Limits that apply to one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Limits {

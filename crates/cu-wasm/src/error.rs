@@ -45,6 +45,11 @@ pub enum WasmError {
     /// Replaying messages after a rollback did not reproduce the earlier run: a determinism bug.
     #[error("replay after a failed message diverged: {0}")]
     Replay(String),
+    /// The process's watch stopped the evaluation (a dry-run's time limit or cancellation, an engine
+    /// shutdown). The process is left in the middle of the message: drop it (a [`crate::DryRunner`] is
+    /// reset by its next run anyway).
+    #[error("the evaluation was stopped: {0}")]
+    Interrupted(crate::watch::Stop),
     /// An I/O error on a file the caller named.
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -31,6 +31,7 @@ use cu_types::EvalOutput;
 use crate::error::WasmError;
 use crate::module::CompiledModule;
 use crate::process::{Process, ProcessConfig, ProcessMeta};
+use crate::watch::Watch;
 
 /// Host page size the image is written and mapped in.
 const PAGE: usize = 4096;
@@ -143,6 +144,10 @@ impl DryRunner {
     /// A runner for processes of `module` run with `config` (instantiated, never started: every dry-run
     /// brings its state from an image).
     pub fn new(module: Arc<CompiledModule>, config: ProcessConfig) -> Result<DryRunner, WasmError> {
+        let config = ProcessConfig {
+            watch: None,
+            ..config
+        };
         let mut process = Process::instantiate(module, config)?;
         process.make_disposable();
         Ok(DryRunner {
@@ -175,6 +180,19 @@ impl DryRunner {
     /// Evaluates `msg` on the state frozen in `image`. Nothing of a previous dry-run survives: memory is
     /// remapped from the image, globals and glue state are reset from it.
     pub fn run(&mut self, image: &ForkImage, msg: &str, env: &str) -> Result<EvalOutput, WasmError> {
+        self.run_watched(image, msg, env, None)
+    }
+
+    /// [`DryRunner::run`] under `watch` (a time limit, a cancel flag: see [`crate::watch`]). A stopped
+    /// dry-run is [`WasmError::Interrupted`]; the runner stays usable.
+    pub fn run_watched(
+        &mut self,
+        image: &ForkImage,
+        msg: &str,
+        env: &str,
+        watch: Option<Watch>,
+    ) -> Result<EvalOutput, WasmError> {
+        self.process.set_watch(watch);
         if !self.fits(image) {
             return Err(WasmError::Snapshot(format!(
                 "a dry-run instance of {} bytes cannot take an image of {} bytes of this module",

@@ -16,6 +16,8 @@
 //! - [`process`]: start-up, string marshalling, `{ok, response}` parsing, gas and fuel, rollback.
 //! - [`snapshot`]: ao-cu's own snapshot format.
 //! - [`fork`]: copy-on-write forks for dry-runs ([`ForkImage`], [`DryRunner`]): no memory copy per dry-run.
+//! - [`watch`]: stopping (dry-run time limits, cancellation) or pausing (preemption) an evaluation from
+//!   outside through epoch interruption, never visible to the module.
 //!
 //! Instantiation uses wasmtime's on-demand allocator with copy-on-write memory images (see
 //! `docs/ARCHITECTURE.md` for the choice against the pooling allocator and memfd-backed memories).
@@ -31,6 +33,7 @@ pub mod prepare;
 pub mod process;
 pub mod snapshot;
 pub mod state;
+pub mod watch;
 
 /// The tensor crate `ao_tensor` computes with, re-exported so embedders can open a GPU device.
 pub use cu_gpu;
@@ -42,3 +45,4 @@ pub use fork::{DryRunner, ForkImage};
 pub use module::{CompiledModule, Loader, Origin};
 pub use process::{Process, ProcessConfig, ProcessMeta, StateSource, THIS_PROGRAM};
 pub use snapshot::{GlobalValue, Snapshot};
+pub use watch::{Stop, Watch};

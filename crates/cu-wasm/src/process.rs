@@ -13,7 +13,7 @@ use std::sync::Arc;
 use cu_types::result::parse_json_like_js;
 use cu_types::{EvalOutput, Limits, StringSizeRule};
 use serde_json::Value;
-use wasmtime::{Extern, Func, Instance, Store, Trap, TypedFunc, Val};
+use wasmtime::{Extern, Func, Instance, Store, Trap, TypedFunc, UpdateDeadline, Val};
 
 use crate::engine::{FUEL_PER_GAS, Metering};
 use crate::error::WasmError;
@@ -21,6 +21,7 @@ use crate::host::{HostTrap, call_int};
 use crate::module::CompiledModule;
 use crate::snapshot::{GlobalValue, Snapshot};
 use crate::state::{Asyncify, Exports, HostState};
+use crate::watch::{Stop, Watch};
 
 /// `argv[0]` passed to `main` (and the `_` environment variable). The reference passes the path of its
 /// own Node script, which differs between deployments; ao-cu passes Emscripten's own default.
@@ -40,6 +41,9 @@ pub struct ProcessConfig {
     /// The device `ao_tensor` imports compute on; by default a CPU twin shared by the node
     /// ([`crate::host::tensor::default_device`]). GPU or CPU, the bytes are the same.
     pub tensor: cu_gpu::TensorDevice,
+    /// Called about every [`crate::engine::EPOCH_TICK`] while the module runs (start-up included); see
+    /// [`crate::watch`]. `None`: nothing watches.
+    pub watch: Option<Watch>,
 }
 
 impl Default for ProcessConfig {
@@ -50,6 +54,7 @@ impl Default for ProcessConfig {
             journal_limit: 1000,
             journal_max_bytes: 64 << 20,
             tensor: crate::host::tensor::default_device(),
+            watch: None,
         }
     }
 }
@@ -101,14 +106,18 @@ enum CallError {
     Message(Value),
     /// The host itself failed (cannot happen for a healthy instance).
     Host(WasmError),
+    /// The watch stopped the evaluation.
+    Stopped(Stop),
 }
 
 impl Process {
     /// Instantiates the module and runs its start-up.
     pub fn boot(module: Arc<CompiledModule>, config: ProcessConfig) -> Result<Self, WasmError> {
         let (mut store, instance, handle) = instantiate(&module, &config)?;
-        start(&module, &config, &mut store, &instance)
-            .map_err(|e| WasmError::Boot(error_value(&e).to_string()))?;
+        start(&module, &config, &mut store, &instance).map_err(|e| match stopped(&e) {
+            Some(stop) => WasmError::Interrupted(stop),
+            None => WasmError::Boot(error_value(&e).to_string()),
+        })?;
         Self::assemble(module, config, (store, instance, handle), Base::Fresh, true)
     }
 
@@ -218,9 +227,16 @@ impl Process {
         &self.config
     }
 
+    /// Replaces the watch of this process (its later instances too: rollbacks, forks).
+    pub fn set_watch(&mut self, watch: Option<Watch>) {
+        self.store.data_mut().watch = watch.clone();
+        self.config.watch = watch;
+    }
+
     /// Evaluates one message. `msg` and `env` are the JSON texts passed to `handle`.
     /// Message failures are in the result's `Error`; `Err` means the host could not keep the process
-    /// consistent (a replay diverged) and the process must be discarded.
+    /// consistent (a replay diverged) or the watch stopped the evaluation
+    /// ([`WasmError::Interrupted`]), and the process must be discarded.
     pub fn handle(&mut self, msg: &str, env: &str) -> Result<EvalOutput, WasmError> {
         let result = self.call(msg, env);
         let gas_used = self.store.data().gas.used.max(0.0) as u64;
@@ -241,6 +257,7 @@ impl Process {
                 EvalOutput::failed(error, gas_used)
             }
             Err(CallError::Host(e)) => return Err(e),
+            Err(CallError::Stopped(stop)) => return Err(WasmError::Interrupted(stop)),
         };
         if output.keeps_previous_state() {
             if self.disposable {
@@ -362,8 +379,10 @@ impl Process {
                 .set_fuel(fuel)
                 .map_err(|e| CallError::Host(WasmError::Boot(e.to_string())))?;
         }
-        let text = call_handle(&mut self.store, &self.abi, msg, env)
-            .map_err(|e| CallError::Message(error_value(&e)))?;
+        let text = call_handle(&mut self.store, &self.abi, msg, env).map_err(|e| match stopped(&e) {
+            Some(stop) => CallError::Stopped(stop),
+            None => CallError::Message(error_value(&e)),
+        })?;
         let gas_used = self.store.data().gas.used.max(0.0) as u64;
         let reply = match parse_json_like_js(&text) {
             Ok(v) => v,
@@ -404,6 +423,7 @@ impl Process {
         for (i, (msg, env)) in journal.iter().enumerate() {
             match self.call(msg, env) {
                 Ok(out) if !out.keeps_previous_state() => {}
+                Err(CallError::Stopped(stop)) => return Err(WasmError::Interrupted(stop)),
                 _ => {
                     return Err(WasmError::Replay(format!(
                         "message {} of {} since the base",
@@ -443,6 +463,14 @@ fn truthy(v: &Value) -> bool {
         Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()),
         Value::String(s) => !s.is_empty(),
         _ => true,
+    }
+}
+
+/// Whether a call failed because its watch stopped it.
+fn stopped(e: &wasmtime::Error) -> Option<Stop> {
+    match e.downcast_ref::<HostTrap>() {
+        Some(HostTrap::Interrupted(stop)) => Some(*stop),
+        _ => None,
     }
 }
 
@@ -498,8 +526,18 @@ fn instantiate(
         config.limits.gas_limit(),
     );
     state.tensor = config.tensor.clone();
+    state.watch = config.watch.clone();
     let mut store = Store::new(engine, state);
     store.limiter(|s| s);
+    // Every epoch tick (the engines are built with epoch interruption) asks the watch; without one the
+    // evaluation simply continues. Nothing here touches fuel, gas or anything the module can read.
+    store.epoch_deadline_callback(|ctx| {
+        if let Some(watch) = ctx.data().watch.clone() {
+            watch.check().map_err(HostTrap::Interrupted)?;
+        }
+        Ok(UpdateDeadline::Continue(1))
+    });
+    store.set_epoch_deadline(1);
     if module.metering == Metering::Fuel {
         let fuel = config.limits.gas_limit().saturating_mul(FUEL_PER_GAS);
         store.set_fuel(fuel).map_err(|e| WasmError::Boot(e.to_string()))?;

@@ -134,6 +134,8 @@ pub struct HostState {
     pub asyncify: Asyncify,
     /// The device `ao_tensor` calls compute on (`ProcessConfig::tensor`).
     pub tensor: TensorDevice,
+    /// Called about every epoch tick while the module runs (`ProcessConfig::watch`); never seen by it.
+    pub watch: Option<crate::watch::Watch>,
 }
 
 impl HostState {
@@ -152,6 +154,7 @@ impl HostState {
             stdout: Vec::new(),
             asyncify: Asyncify::Normal,
             tensor: crate::host::tensor::default_device(),
+            watch: None,
         }
     }
 

@@ -60,6 +60,10 @@ pub enum HostTrap {
     /// A module export the host needs is missing.
     #[error("RuntimeError: the module does not export {0}")]
     MissingExport(&'static str),
+    /// The process's watch stopped the evaluation from outside (never a message result: see
+    /// [`crate::watch`]).
+    #[error("the evaluation was stopped: {0}")]
+    Interrupted(crate::watch::Stop),
 }
 
 /// Looks up the host function for an import name (already un-minified).
