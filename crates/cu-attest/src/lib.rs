@@ -14,6 +14,8 @@
 //!   Turin), the VCEK chain, the report signature over the exact signed bytes, `reported_tcb` against the
 //!   VCEK and a minimum, guest policy (debug, migration agent, SMT), VMPL, measurement allow-list, optional
 //!   `host_data`/ID-key digests and the `report_data` binding, each a separate check in a JSON verdict.
+//!   Each check is a small function listed in [`verify::CHECKS`] ([`verify::checks`]); `Verifier::verify`
+//!   runs the list over one [`verify::Context`], and any check can run alone.
 //! * [`policy`]: the verifier's TOML policy.
 //! * [`httpsig`]: RFC 9421 HTTP Message Signatures (ed25519) over an RFC 9530 `Content-Digest` and the
 //!   process/position headers of every served result.
