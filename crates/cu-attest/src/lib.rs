@@ -19,13 +19,14 @@
 //! * [`policy`]: the verifier's TOML policy.
 //! * [`httpsig`]: RFC 9421 HTTP Message Signatures (ed25519) over an RFC 9530 `Content-Digest` and the
 //!   process/position headers of every served result.
-//! * [`cli`]: `ao-cu attest verify` arguments and entry point.
+//!
+//! The `ao-cu attest verify` command line lives in the binary (`crates/ao-cu/src/attest.rs`); it reads files
+//! and prints, and leaves every judgement to [`Verifier`] (with [`policy::hex_n`] for `--report-data`).
 //!
 //! The byte layouts and the step-by-step client procedure are in `docs/attestation.md`.
 
 pub mod binding;
 pub mod certs;
-pub mod cli;
 pub mod evidence;
 pub mod guest;
 pub mod httpsig;
@@ -36,7 +37,6 @@ pub mod report;
 pub mod verify;
 
 pub use binding::{NodeConfig, report_data};
-pub use cli::{VerifyArgs, run_verify};
 pub use evidence::{Attestor, CertBundle, Evidence, verify_evidence};
 pub use httpsig::{Position, SignedResult, sign_response, verify_response};
 pub use key::NodeKey;
