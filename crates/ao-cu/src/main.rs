@@ -9,8 +9,10 @@
 //!   `@permaweb/aoconnect` talks to unchanged (see [`serve`]).
 //! - `ao-cu bench`: a load generator, N processes × M messages through the engine in process and through
 //!   the HTTP API; throughput, latency percentiles, memory and checkpoint bytes (see [`bench`]).
-//! - `ao-cu attest verify`: verify an AMD SEV-SNP attestation report (see `cu-attest`).
+//! - `ao-cu attest verify`: verify an AMD SEV-SNP attestation report with `cu-attest`'s verifier; prints the
+//!   verdict as JSON (see [`attest`]).
 
+mod attest;
 mod bench;
 mod eval;
 mod run;
@@ -51,7 +53,7 @@ enum Command {
 #[derive(Subcommand)]
 enum AttestCommand {
     /// Verify an SEV-SNP attestation report; prints the verdict as JSON, exits 0 when every check passes.
-    Verify(cu_attest::VerifyArgs),
+    Verify(attest::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,10 +99,6 @@ fn main() -> ExitCode {
         },
         Command::Attest {
             command: AttestCommand::Verify(args),
-        } => {
-            let (code, verdict) = cu_attest::run_verify(&args);
-            println!("{verdict}");
-            ExitCode::from(code.clamp(0, 255) as u8)
-        }
+        } => attest::run(&args),
     }
 }

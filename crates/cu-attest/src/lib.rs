@@ -14,16 +14,19 @@
 //!   Turin), the VCEK chain, the report signature over the exact signed bytes, `reported_tcb` against the
 //!   VCEK and a minimum, guest policy (debug, migration agent, SMT), VMPL, measurement allow-list, optional
 //!   `host_data`/ID-key digests and the `report_data` binding, each a separate check in a JSON verdict.
+//!   Each check is a small function listed in [`verify::CHECKS`] ([`verify::checks`]); `Verifier::verify`
+//!   runs the list over one [`verify::Context`], and any check can run alone.
 //! * [`policy`]: the verifier's TOML policy.
 //! * [`httpsig`]: RFC 9421 HTTP Message Signatures (ed25519) over an RFC 9530 `Content-Digest` and the
 //!   process/position headers of every served result.
-//! * [`cli`]: `ao-cu attest verify` arguments and entry point.
+//!
+//! The `ao-cu attest verify` command line lives in the binary (`crates/ao-cu/src/attest.rs`); it reads files
+//! and prints, and leaves every judgement to [`Verifier`] (with [`policy::hex_n`] for `--report-data`).
 //!
 //! The byte layouts and the step-by-step client procedure are in `docs/attestation.md`.
 
 pub mod binding;
 pub mod certs;
-pub mod cli;
 pub mod evidence;
 pub mod guest;
 pub mod httpsig;
@@ -34,7 +37,6 @@ pub mod report;
 pub mod verify;
 
 pub use binding::{NodeConfig, report_data};
-pub use cli::{VerifyArgs, run_verify};
 pub use evidence::{Attestor, CertBundle, Evidence, verify_evidence};
 pub use httpsig::{Position, SignedResult, sign_response, verify_response};
 pub use key::NodeKey;

@@ -94,8 +94,9 @@ fn hex_list<const N: usize>(field: &str, list: &[String]) -> Result<Vec<[u8; N]>
     list.iter().map(|h| hex_n::<N>(field, h)).collect()
 }
 
-/// Decodes exactly `N` bytes of hex, naming `field` in the error.
-pub(crate) fn hex_n<const N: usize>(field: &str, h: &str) -> Result<[u8; N], AttestError> {
+/// Decodes exactly `N` bytes of hex (surrounding white space ignored), naming `field` in the error: how the
+/// policy's values are read, and how a caller reads an expected `report_data` it was given as text.
+pub fn hex_n<const N: usize>(field: &str, h: &str) -> Result<[u8; N], AttestError> {
     let bytes =
         hex::decode(h.trim()).map_err(|e| AttestError::Policy(format!("{field}: invalid hex {h:?}: {e}")))?;
     <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {

@@ -3,87 +3,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use common::local_kds::{LocalKds, milan_route};
 use common::*;
 use cu_attest::kds::{CertCache, KdsFetcher};
-use cu_attest::{Product, Tcb, VerifyArgs, run_verify};
-
-/// A tiny HTTP/1.1 server on loopback that answers from `route` and records request targets. It stops when
-/// dropped, after 30 s, or after 50 connections, whichever comes first.
-struct LocalKds {
-    url: String,
-    seen: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl LocalKds {
-    fn start(route: impl Fn(&str) -> (u16, Vec<u8>) + Send + 'static) -> LocalKds {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen2, stop2) = (seen.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let mut served = 0;
-            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline && served < 50 {
-                let Ok((mut s, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                served += 1;
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf);
-                let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
-                seen2.lock().unwrap().push(target.clone());
-                let (status, body) = route(&target);
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(&body);
-            }
-        });
-        LocalKds { url, seen, stop }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for LocalKds {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn milan_route(target: &str) -> (u16, Vec<u8>) {
-    let chip = hex::encode(milan_report().chip_id);
-    if target == format!("/vcek/v1/Milan/{chip}?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115") {
-        (200, sample("vcek_milan.der"))
-    } else if target == "/vcek/v1/Milan/cert_chain" {
-        (200, sample("cert_chain_milan"))
-    } else {
-        (404, b"not found".to_vec())
-    }
-}
+use cu_attest::{Product, Tcb};
 
 fn milan_tcb() -> Tcb {
     Tcb::decode(milan_report().reported_tcb, Product::Milan)
@@ -175,25 +101,6 @@ fn prefetch_runs_on_its_own_thread() {
         .unwrap();
     assert_eq!(handle.thread().name(), Some("kds-fetch"));
     assert_eq!(handle.join().unwrap().unwrap(), sample("vcek_milan.der"));
-}
-
-#[test]
-fn cli_fetches_a_missing_vcek_from_the_configured_kds() {
-    let kds = LocalKds::start(milan_route);
-    let args = VerifyArgs {
-        report: samples_dir().join("report_milan.hex"),
-        vcek: None,
-        chain: Some(samples_dir().join("cert_chain_milan")),
-        policy: None,
-        report_data: None,
-        offline: false,
-        kds_url: kds.url.clone(),
-        cert_cache: None,
-    };
-    let (code, out) = run_verify(&args);
-    assert_eq!(code, 0, "{out}");
-    assert_eq!(kds.requests().len(), 1);
-    assert!(kds.requests()[0].contains("ucodeSPL=115"));
 }
 
 #[test]

@@ -1,52 +1,17 @@
-//! Shared test helpers: the real AMD samples and a home-made (non-AMD) chain built with rcgen.
+//! Shared test helpers: the real AMD samples ([`samples`]), a local KDS ([`local_kds`]) and a home-made
+//! (non-AMD) chain built with rcgen.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+pub mod local_kds;
+pub mod samples;
+
+#[allow(unused_imports)] // not every test binary uses the samples
+pub use samples::*;
 
 use cu_attest::SnpReport;
 use cu_attest::certs::Cert;
 use p384::ecdsa::signature::Signer as _;
-
-/// `shared/samples/sev-snp` beside the repository (CI places `shared/` next to the clone).
-pub fn samples_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/samples/sev-snp");
-    assert!(
-        dir.join("report_milan.hex").is_file(),
-        "the SEV-SNP samples are missing: expected {} (shared/samples/sev-snp beside the repository)",
-        dir.display()
-    );
-    dir
-}
-
-pub fn sample(name: &str) -> Vec<u8> {
-    let path = samples_dir().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-pub fn milan_report_bytes() -> Vec<u8> {
-    hex::decode(String::from_utf8(sample("report_milan.hex")).unwrap().trim()).unwrap()
-}
-
-pub fn milan_report() -> SnpReport {
-    SnpReport::from_bytes(&milan_report_bytes()).unwrap()
-}
-
-pub fn milan_vcek() -> Cert {
-    Cert::from_der(&sample("vcek_milan.der")).unwrap()
-}
-
-pub fn milan_chain() -> Vec<Cert> {
-    Cert::load_all(&sample("cert_chain_milan")).unwrap()
-}
-
-pub fn turin_chain() -> Vec<Cert> {
-    Cert::load_all(&sample("cert_chain_turin")).unwrap()
-}
-
-pub fn turin_vcek() -> Cert {
-    Cert::from_der(&sample("vcek_turin.der")).unwrap()
-}
 
 /// A P-384 key usable by rcgen (no crypto backend needed).
 pub struct P384Key {
