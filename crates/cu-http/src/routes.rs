@@ -228,6 +228,13 @@ impl QueryParams {
     }
 }
 
+/// The query parser every route uses ([`QueryParams`]), as its decoded pairs: the entry point of the
+/// `http_query` fuzz target (`fuzz/`). Not an API; re-exported hidden from the crate root.
+#[doc(hidden)]
+pub fn parse_query(raw: Option<&str>) -> Result<Vec<(String, String)>, HttpError> {
+    QueryParams::parse(raw).map(|q| q.0)
+}
+
 /// Splits and percent-decodes a query string (`+` is a space).
 fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, HttpError> {
     let mut out = Vec::new();
