@@ -74,9 +74,9 @@ use std::time::Duration;
 pub use client::TrustedProxies;
 pub use cu_attest::Attestor;
 pub use error::HttpError;
-pub use routes::router;
 #[doc(hidden)]
 pub use routes::parse_query;
+pub use routes::router;
 pub use server::{ConnectionStats, ServerLimits, serve};
 pub use upload::UploadBudget;
 

@@ -253,8 +253,10 @@ fn percent_decode(s: &str) -> Result<String, HttpError> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
+                // Two hex digits, nothing else: `from_str_radix` alone also takes a sign (`%+f`).
                 let hex = bytes
                     .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| HttpError::bad_request("malformed percent-encoding in the query"))?;
