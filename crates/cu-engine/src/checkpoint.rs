@@ -212,15 +212,13 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EngineError> {
         return Err(bad("checkpoint header hash mismatch (corrupt)".into()));
     }
     let header: Header = serde_json::from_slice(json).map_err(|e| bad(format!("checkpoint header: {e}")))?;
-    let count: u64 = header.runs.iter().map(|r| r[1] as u64).sum();
-    if header.payload_len > count * CHUNK as u64 || header.payload_len > header.memory_len {
+    let count: u64 = header.runs.iter().map(|r| u64::from(r[1])).sum();
+    if header.payload_len > count.saturating_mul(CHUNK as u64) || header.payload_len > header.memory_len {
         return Err(bad("checkpoint payload larger than its chunks".into()));
     }
-    let payload = zstd::bulk::decompress(&bytes[16 + len + 32..], header.payload_len as usize)
+    // The payload grows with what the stream yields: `payload_len` is not reserved up front.
+    let payload = cu_wasm::snapshot::decompress_exact(&bytes[16 + len + 32..], header.payload_len)
         .map_err(|e| bad(format!("checkpoint payload: {e}")))?;
-    if payload.len() as u64 != header.payload_len {
-        return Err(bad("checkpoint payload shorter than declared (corrupt)".into()));
-    }
     Ok(Decoded { header, payload })
 }
 
@@ -335,6 +333,28 @@ mod tests {
         }
         assert!(restore(&bytes[..bytes.len() - 9]).is_err());
         assert!(decode(b"AOCUCKPT").is_err());
+    }
+
+    /// Regression (found reviewing `decode` after the snapshot fuzz target's finding, the same pattern): a
+    /// header claiming a huge `payload_len` (with runs and `memory_len` to match) was reserved before
+    /// anything was decompressed, which aborted the process.
+    #[test]
+    fn a_payload_length_is_not_reserved_before_it_is_decompressed() {
+        let memory = vec![5u8; 2 * CHUNK];
+        let bytes = encode(&state(&memory, 1), None, &nonzero_chunks(&memory)).unwrap();
+        let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        let mut header: Header = serde_json::from_slice(&bytes[16..16 + len]).unwrap();
+        header.runs = vec![[0, u32::MAX]; 4096];
+        header.payload_len = 1 << 62;
+        header.memory_len = 1 << 62;
+        let json = serde_json::to_vec(&header).unwrap();
+        let mut forged = bytes[..12].to_vec();
+        forged.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        forged.extend_from_slice(&json);
+        forged.extend_from_slice(blake3::hash(&json).as_bytes());
+        forged.extend_from_slice(&bytes[16 + len + 32..]);
+        let err = decode(&forged).unwrap_err().to_string();
+        assert!(err.contains("checkpoint payload"), "{err}");
     }
 
     #[test]

@@ -75,6 +75,8 @@ use std::time::Duration;
 pub use client::TrustedProxies;
 pub use cu_attest::Attestor;
 pub use error::HttpError;
+#[doc(hidden)]
+pub use query::parse_query;
 pub use routes::router;
 pub use server::{ConnectionStats, ServerLimits, serve};
 pub use upload::UploadBudget;

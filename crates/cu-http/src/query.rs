@@ -192,6 +192,13 @@ impl QueryParams {
     }
 }
 
+/// The query parser every route uses ([`QueryParams`]), as its decoded pairs: the entry point of the
+/// `http_query` fuzz target (`fuzz/`). Not an API; re-exported hidden from the crate root.
+#[doc(hidden)]
+pub fn parse_query(raw: Option<&str>) -> Result<Vec<(String, String)>, HttpError> {
+    QueryParams::parse(raw).map(|q| q.0)
+}
+
 /// Splits and percent-decodes a query string (`+` is a space).
 fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, HttpError> {
     let mut out = Vec::new();
@@ -210,8 +217,10 @@ fn percent_decode(s: &str) -> Result<String, HttpError> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
+                // Two hex digits, nothing else: `from_str_radix` alone also takes a sign (`%+f`).
                 let hex = bytes
                     .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| HttpError::bad_request("malformed percent-encoding in the query"))?;

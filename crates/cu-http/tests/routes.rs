@@ -387,6 +387,27 @@ async fn result_shape_and_errors() {
     let (status, v) = f.get(&format!("/result/{id}?process-id=%zz")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&v, "percent");
+    let (status, v) = f.get(&format!("/result/{id}?process-id=%+f{}", f.pid)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_error(&v, "percent");
+}
+
+/// Regression (found by the http_query fuzz target): `%` must be followed by two hex digits; a sign was
+/// taken as part of the number, so `%+f` decoded to U+000F instead of being refused.
+#[test]
+fn a_percent_escape_is_exactly_two_hex_digits() {
+    for q in ["a=%+f", "a=%-1", "a=%+", "%+0=1", "a=% f", "a=%f", "a=%"] {
+        let err = cu_http::parse_query(Some(q)).unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{q}");
+    }
+    let pairs = cu_http::parse_query(Some("a=%2B%2f+%E2%9C%93&b")).unwrap();
+    assert_eq!(
+        pairs,
+        [
+            ("a".to_string(), "+/ ✓".to_string()),
+            ("b".to_string(), String::new())
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

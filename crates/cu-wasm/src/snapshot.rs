@@ -96,11 +96,9 @@ impl Snapshot {
         let len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
         let json = bytes.get(16..16 + len).ok_or_else(|| bad("truncated header"))?;
         let header: Header = serde_json::from_slice(json).map_err(|e| bad(&format!("header: {e}")))?;
-        let memory = zstd::bulk::decompress(&bytes[16 + len..], header.memory_len as usize)
+        let memory = decompress_exact(&bytes[16 + len..], header.memory_len)
             .map_err(|e| bad(&format!("memory: {e}")))?;
-        if memory.len() as u64 != header.memory_len
-            || blake3::hash(&memory).to_hex().as_str() != header.memory_blake3
-        {
+        if blake3::hash(&memory).to_hex().as_str() != header.memory_blake3 {
             return Err(bad("memory hash mismatch (corrupt)"));
         }
         let mut module_sha256 = [0u8; 32];
@@ -113,6 +111,36 @@ impl Snapshot {
             glue: header.glue,
         })
     }
+}
+
+/// Decompresses a zstd stream that must hold exactly `len` bytes (a length read from the file being
+/// decoded). The buffer grows with the bytes the stream really yields: `len` itself is never reserved up
+/// front beyond a bound set by the input's size, so a header that claims terabytes costs nothing (zstd's
+/// bulk API reserved `len` at once: a capacity overflow, or an abort when the allocation failed).
+pub fn decompress_exact(src: &[u8], len: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    // Most process memory compresses less than 64:1; a larger ratio only costs the buffer regrowing.
+    let hint = (src.len() as u64)
+        .saturating_mul(64)
+        .saturating_add(1 << 20)
+        .min(len);
+    let mut out = Vec::new();
+    out.try_reserve_exact(usize::try_from(hint).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(src).map_err(|e| e.to_string())?;
+    (&mut decoder)
+        .take(len)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if (out.len() as u64) < len {
+        return Err(format!("{} bytes, {len} expected", out.len()));
+    }
+    let mut more = [0u8; 1];
+    if decoder.read(&mut more).map_err(|e| e.to_string())? != 0 {
+        return Err(format!("more than the {len} bytes expected"));
+    }
+    out.shrink_to_fit();
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -136,5 +164,49 @@ mod tests {
         broken[last] ^= 0xff;
         assert!(Snapshot::decode(&broken).is_err());
         assert!(Snapshot::decode(b"AOCUSNAP").is_err());
+    }
+
+    fn with_memory_len(bytes: &[u8], memory_len: &str) -> Vec<u8> {
+        let len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
+        let mut header: serde_json::Value = serde_json::from_slice(&bytes[16..16 + len]).unwrap();
+        header["memory_len"] = serde_json::from_str(memory_len).unwrap();
+        let json = serde_json::to_vec(&header).unwrap();
+        let mut out = bytes[..12].to_vec();
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&bytes[16 + len..]);
+        out
+    }
+
+    /// Regression (found by the snapshot fuzz target): the header's `memory_len` was reserved before a
+    /// byte was decompressed, so a snapshot claiming 2^63 bytes aborted the process (a failed allocation),
+    /// and any claim cost that much memory whatever the stream held.
+    #[test]
+    fn a_memory_length_is_not_reserved_before_it_is_decompressed() {
+        let snap = Snapshot {
+            format: ModuleFormat::Emscripten2,
+            module_sha256: [3; 32],
+            memory: vec![7; 65536],
+            globals: Vec::new(),
+            glue: GlueState::new(ModuleFormat::Emscripten2),
+        };
+        let bytes = snap.encode().unwrap();
+        for claim in [
+            "9223372036854775807",
+            "18446744073709551615",
+            "1099511627776",
+            "65537",
+            "65535",
+        ] {
+            let err = Snapshot::decode(&with_memory_len(&bytes, claim))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("memory:"), "{claim}: {err}");
+        }
+        assert_eq!(Snapshot::decode(&with_memory_len(&bytes, "65536")).unwrap(), snap);
+        assert_eq!(
+            decompress_exact(&zstd::bulk::compress(&[], 3).unwrap(), 0).unwrap(),
+            b""
+        );
     }
 }
