@@ -20,6 +20,7 @@ Everything targets 127.0.0.0/8 only and stops by itself.
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import re
@@ -30,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -44,7 +44,12 @@ def rss_mib(pid):
 
 
 def metrics(url):
-    text = urllib.request.urlopen(f"{url}/metrics", timeout=30).read().decode()
+    # From the victim's address: the attacker's own address may be at its connection cap.
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30, source_address=("127.0.0.250", 0))
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
     out = {}
     for name in [
         "ao_cu_http_connections_open",
