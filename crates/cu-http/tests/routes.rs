@@ -1617,7 +1617,11 @@ async fn stalled_uploads_hold_bounded_memory_and_time_out() {
     let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
     stalled.write_all(head(3 << 20).as_bytes()).await.unwrap();
     stalled.write_all(&[0u8; 1_000]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The reservation is made when the head reaches the middleware: wait for it (generously, under load).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while budget.used() != 3 << 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(budget.used(), 3 << 20);
     let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
     second.write_all(head(3 << 20).as_bytes()).await.unwrap();
