@@ -249,6 +249,19 @@ pub fn seed_process(
     format: ModuleFormat,
     log: &[(String, String)],
 ) {
+    seed_process_tagged(store, process_id, module_id, wasm, format, log, Vec::new());
+}
+
+/// [`seed_process`] with `tags` on the process (a `Compute-Limit`, say).
+pub fn seed_process_tagged(
+    store: &cu_store::Store,
+    process_id: &str,
+    module_id: &str,
+    wasm: &[u8],
+    format: ModuleFormat,
+    log: &[(String, String)],
+    tags: Vec<cu_store::Tag>,
+) {
     store
         .put_module(&cu_store::ModuleRecord {
             id: module_id.into(),
@@ -263,7 +276,7 @@ pub fn seed_process(
             id: process_id.into(),
             module_id: module_id.into(),
             owner: "test-owner".into(),
-            tags: vec![],
+            tags,
             env_json: log.first().map(|(_, e)| e.clone()).unwrap_or_else(|| "{}".into()),
             block_height: 0,
             timestamp: 0,

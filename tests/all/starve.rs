@@ -44,33 +44,13 @@ fn start(dir: &std::path::Path, config: EngineConfig) -> Engine {
     Engine::start(config, store, Arc::new(Loader::new(None).unwrap())).unwrap()
 }
 
-/// [`seed_process`] with a `Compute-Limit` tag on the process.
+/// The Lua process `pid` with a `Compute-Limit` tag.
 fn seed_limited(store: &Store, pid: &str, wasm: &[u8], log: &[(String, String)], compute: u64) {
-    store
-        .put_module(&cu_store::ModuleRecord {
-            id: format!("lua-{pid}"),
-            format: LUA.as_str().into(),
-            owner: "test-owner".into(),
-            tags: vec![],
-            wasm: wasm.to_vec(),
-        })
-        .unwrap();
-    store
-        .put_process(&cu_store::ProcessRecord {
-            id: pid.into(),
-            module_id: format!("lua-{pid}"),
-            owner: "test-owner".into(),
-            tags: vec![Tag {
-                name: "Compute-Limit".into(),
-                value: compute.to_string(),
-            }],
-            env_json: log[0].1.clone(),
-            block_height: 0,
-            timestamp: 0,
-            spawn_json: "{}".into(),
-        })
-        .unwrap();
-    append_log(store, pid, log);
+    let tags = vec![Tag {
+        name: "Compute-Limit".into(),
+        value: compute.to_string(),
+    }];
+    seed_process_tagged(store, pid, &format!("lua-{pid}"), wasm, LUA, log, tags);
 }
 
 fn dry_msg(pid: &str, action: &str) -> String {
