@@ -267,6 +267,7 @@ pub fn seed_process_tagged(
             id: module_id.into(),
             format: format.as_str().into(),
             owner: "test-owner".into(),
+            owner_key: None,
             tags: vec![],
             wasm: wasm.to_vec(),
         })

@@ -107,6 +107,7 @@ fn seed_attacker(store: &Store, wasm: &[u8], gas: u64) {
             id: "lua-attacker".into(),
             format: LUA.as_str().into(),
             owner: "o".into(),
+            owner_key: None,
             tags: vec![],
             wasm: wasm.to_vec(),
         })

@@ -199,6 +199,7 @@ fn register(
                 id: module_id.to_string(),
                 format: format.as_str().to_string(),
                 owner: text(&env, &["Module", "Owner"]),
+                owner_key: None,
                 tags: tags_of(env.get("Module").and_then(|m| m.get("Tags"))),
                 wasm,
             })

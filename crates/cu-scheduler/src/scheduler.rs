@@ -378,6 +378,7 @@ impl Scheduler {
             cron_marks: vec![(pid.clone(), timestamp)],
             delivered: std::mem::take(&mut req.delivered),
             outbox_cursors: Vec::new(),
+            upstream: Vec::new(),
         };
         self.store.commit_schedule(batch)?;
         if let Some(p) = &req.spawn {

@@ -20,6 +20,10 @@ pub struct ModuleRecord {
     pub format: String,
     /// The owner's address.
     pub owner: String,
+    /// The owner's public key (base64url), as a gateway's `owner { key }` answers it; `None` for a
+    /// module stored from a local file (`ao-cu run`, benchmarks), not from a signed data item.
+    #[serde(default)]
+    pub owner_key: Option<String>,
     /// All tags of the module transaction.
     pub tags: Vec<Tag>,
     /// The WASM binary.

@@ -8,7 +8,7 @@ use crate::records::{
 };
 
 /// Columns of `modules`, in the order [`module`] reads them.
-pub const MODULE_COLS: &str = "id, format, owner, tags, wasm";
+pub const MODULE_COLS: &str = "id, format, owner, tags, wasm, owner_key";
 /// Columns of `processes`, in the order [`process`] reads them.
 pub const PROCESS_COLS: &str = "id, module_id, owner, tags, env_json, block_height, timestamp, spawn_json";
 /// Columns of `log`, in the order [`log_entry`] reads them.
@@ -44,6 +44,7 @@ pub fn module(row: &Row<'_>) -> rusqlite::Result<ModuleRecord> {
         owner: row.get(2)?,
         tags: get_tags(row, 3)?,
         wasm: row.get(4)?,
+        owner_key: row.get(5)?,
     })
 }
 

@@ -8,6 +8,10 @@
 //!   whose outbox was delivered completely. Delivery marks commit in the same transaction as what they
 //!   delivered, so a restart never delivers twice.
 //!
+//! - `upstream`: per process computed from a remote SU (network mode), the SU's URL, the page cursor
+//!   and the nonce of the last slot appended, and that slot's assignment id and hash chain (what the
+//!   next slot must follow from). It commits in the same transaction as the slots it covers.
+//!
 //! [`Store::commit_schedule`] writes a [`ScheduleBatch`] (a new process, log entries with their
 //! assignments, a cron mark, delivery marks) all or nothing, durable on return. Reads go through
 //! [`ScheduleReads`], which keeps its own read connections.
@@ -83,6 +87,25 @@ pub struct ScheduleBatch {
     pub delivered: Vec<DeliveryMark>,
     /// New outbox cursors `(process, pos)`.
     pub outbox_cursors: Vec<(String, u64)>,
+    /// Where remote schedules were read up to (inserted or replaced).
+    pub upstream: Vec<UpstreamCursor>,
+}
+
+/// How far a remote SU's schedule of a process was read and appended (network mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamCursor {
+    /// The process.
+    pub process_id: String,
+    /// The SU it is read from.
+    pub su_url: String,
+    /// The page cursor of the last slot appended (the next page's `from`).
+    pub cursor: String,
+    /// The nonce of the last slot appended.
+    pub nonce: u64,
+    /// Its assignment id.
+    pub assignment_id: String,
+    /// Its `Hash-Chain` (`None` when the SU does not chain).
+    pub hash_chain: Option<String>,
 }
 
 const SCHEDULE_COLS: &str = "process_id, nonce, epoch, message_id, assignment_id, timestamp, block_height, \
@@ -260,6 +283,25 @@ fn write_batch(conn: &Connection, batch: &ScheduleBatch) -> Result<(), StoreErro
         .and_then(|mut st| st.execute(params![pid, to_i64(*pos)]))
         .map_err(|e| StoreError::sqlite(format!("storing the outbox cursor of {pid}"), e))?;
     }
+    for u in &batch.upstream {
+        conn.prepare_cached(
+            "INSERT INTO upstream (process_id, su_url, cursor, nonce, assignment_id, hash_chain) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (process_id) DO UPDATE SET su_url = excluded.su_url, \
+             cursor = excluded.cursor, nonce = excluded.nonce, assignment_id = excluded.assignment_id, \
+             hash_chain = excluded.hash_chain",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                u.process_id,
+                u.su_url,
+                u.cursor,
+                to_i64(u.nonce),
+                u.assignment_id,
+                u.hash_chain
+            ])
+        })
+        .map_err(|e| StoreError::sqlite(format!("storing the upstream cursor of {}", u.process_id), e))?;
+    }
     Ok(())
 }
 
@@ -424,6 +466,37 @@ impl ScheduleReads {
         })
     }
 
+    /// Where the remote schedule of `process_id` was read up to; `None` for a process not read from a
+    /// remote SU.
+    pub fn upstream_cursor(&self, process_id: &str) -> Result<Option<UpstreamCursor>, StoreError> {
+        self.read("reading an upstream cursor", |c| {
+            c.prepare_cached(
+                "SELECT process_id, su_url, cursor, nonce, assignment_id, hash_chain FROM upstream \
+                 WHERE process_id = ?1",
+            )?
+            .query_row([process_id], |r| {
+                Ok(UpstreamCursor {
+                    process_id: r.get(0)?,
+                    su_url: r.get(1)?,
+                    cursor: r.get(2)?,
+                    nonce: get_u64(r, 3)?,
+                    assignment_id: r.get(4)?,
+                    hash_chain: r.get(5)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    /// The processes read from remote SUs, sorted.
+    pub fn upstream_processes(&self) -> Result<Vec<String>, StoreError> {
+        self.read("listing upstream processes", |c| {
+            c.prepare_cached("SELECT process_id FROM upstream ORDER BY process_id")?
+                .query_map([], |r| r.get(0))?
+                .collect()
+        })
+    }
+
     /// The last result position whose outbox was delivered completely (0 if none).
     pub fn outbox_cursor(&self, process_id: &str) -> Result<u64, StoreError> {
         self.read("reading an outbox cursor", |c| {
@@ -510,6 +583,7 @@ mod tests {
                     item: "m0".into(),
                 }],
                 outbox_cursors: vec![("p0".into(), 7)],
+                upstream: Vec::new(),
             })
             .unwrap();
         assert_eq!(store.last_pos("p1").unwrap(), 2);
@@ -540,7 +614,7 @@ mod tests {
             let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
             conn.execute_batch(
                 "DROP TABLE schedule; DROP TABLE cron_marks; DROP TABLE outbox; DROP TABLE outbox_cursor; \
-                 PRAGMA user_version = 1;",
+                 DROP TABLE upstream; ALTER TABLE modules DROP COLUMN owner_key; PRAGMA user_version = 1;",
             )
             .unwrap();
         }
@@ -551,6 +625,89 @@ mod tests {
         let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
+    }
+
+    #[test]
+    fn version_2_databases_gain_the_upstream_table_and_cursors_commit_with_their_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(
+                "DROP TABLE upstream; ALTER TABLE modules DROP COLUMN owner_key; \
+                 INSERT INTO modules (id, format, owner, tags, wasm) VALUES ('m2', 'f', 'o', '[]', x'00'); \
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        // A module stored by version 2 reads with no owner key.
+        let m2 = store.module("m2").unwrap().unwrap();
+        assert_eq!((m2.owner.as_str(), m2.owner_key), ("o", None));
+        let reads = ScheduleReads::new(&store);
+        assert!(reads.upstream_cursor("p").unwrap().is_none());
+        let cursor = UpstreamCursor {
+            process_id: "p".into(),
+            su_url: "http://su".into(),
+            cursor: "17".into(),
+            nonce: 0,
+            assignment_id: "a0".into(),
+            hash_chain: Some("h0".into()),
+        };
+        // An entry for an unknown process fails the batch: the cursor is not written either.
+        let entry = |pos: u64| ScheduledEntry {
+            entry: LogEntry {
+                process_id: "p".into(),
+                pos,
+                message_id: Some(format!("m{pos}")),
+                nonce: Some(pos - 1),
+                timestamp: 17,
+                block_height: 1,
+                cron: None,
+                msg_json: "{}".into(),
+            },
+            schedule: None,
+        };
+        let failed = store.commit_schedule(ScheduleBatch {
+            entries: vec![entry(1)],
+            upstream: vec![cursor.clone()],
+            ..Default::default()
+        });
+        assert!(failed.is_err());
+        assert!(reads.upstream_cursor("p").unwrap().is_none());
+        store
+            .commit_schedule(ScheduleBatch {
+                process: Some(crate::ProcessRecord {
+                    id: "p".into(),
+                    module_id: "m".into(),
+                    owner: "o".into(),
+                    tags: Vec::new(),
+                    env_json: "{}".into(),
+                    block_height: 1,
+                    timestamp: 17,
+                    spawn_json: String::new(),
+                }),
+                entries: vec![entry(1)],
+                upstream: vec![cursor.clone()],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(reads.upstream_cursor("p").unwrap(), Some(cursor.clone()));
+        let moved = UpstreamCursor {
+            cursor: "18".into(),
+            nonce: 1,
+            hash_chain: None,
+            ..cursor
+        };
+        store
+            .commit_schedule(ScheduleBatch {
+                entries: vec![entry(2)],
+                upstream: vec![moved.clone()],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(reads.upstream_cursor("p").unwrap(), Some(moved));
+        assert_eq!(reads.upstream_processes().unwrap(), vec!["p".to_string()]);
     }
 }

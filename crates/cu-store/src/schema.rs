@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::StoreError;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for a lock held by another connection (another `Store` on the same
 /// directory, a WAL checkpoint) before failing with `SQLITE_BUSY`.
@@ -110,6 +110,21 @@ CREATE TABLE outbox_cursor (
 );
 ";
 
+/// Version 3 (added to version 2): per process computed from a remote SU, where its schedule was read up
+/// to (`upstream`: the SU, the page cursor, the last nonce and its hash-chain link; see
+/// `crate::schedule`), and the module owner's public key (`modules.owner_key`, NULL when unknown).
+const SCHEMA_V3: &str = "
+ALTER TABLE modules ADD COLUMN owner_key TEXT;
+CREATE TABLE upstream (
+    process_id TEXT PRIMARY KEY NOT NULL,
+    su_url TEXT NOT NULL,
+    cursor TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    assignment_id TEXT NOT NULL,
+    hash_chain TEXT
+);
+";
+
 fn ctx(what: &str, db: &Path) -> String {
     format!("{what} (database {})", db.display())
 }
@@ -203,6 +218,10 @@ fn apply_schema(conn: &Connection, db: &Path) -> Result<(), StoreError> {
             // Migration 1 -> 2 (and part of a fresh schema): only new tables.
             conn.execute_batch(SCHEMA_V2)
                 .map_err(|e| StoreError::sqlite(ctx("migrating the schema to version 2", db), e))?;
+        }
+        if found < 3 {
+            conn.execute_batch(SCHEMA_V3)
+                .map_err(|e| StoreError::sqlite(ctx("migrating the schema to version 3", db), e))?;
         }
         if found < SCHEMA_VERSION {
             conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))

@@ -276,9 +276,9 @@ impl Store {
             Job::single(
                 Box::new(move |conn| {
                     conn.prepare_cached(
-                        "INSERT OR IGNORE INTO modules (id, format, owner, tags, wasm) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT OR IGNORE INTO modules (id, format, owner, tags, wasm, owner_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )
-                    .and_then(|mut st| st.execute(params![m.id, m.format, m.owner, tags, m.wasm]))
+                    .and_then(|mut st| st.execute(params![m.id, m.format, m.owner, tags, m.wasm, m.owner_key]))
                     .map(|_| ())
                     .map_err(|e| StoreError::sqlite(ctx, e))
                 }),

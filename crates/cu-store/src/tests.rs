@@ -81,6 +81,7 @@ fn modules_round_trip_and_put_is_idempotent() {
         id: "m1".into(),
         format: "wasm64-unknown-emscripten-draft_2024_02_15".into(),
         owner: "me".into(),
+        owner_key: Some("key".into()),
         tags: tags(5),
         wasm: (0..=255u8).cycle().take(70_000).collect(),
     };
@@ -584,6 +585,7 @@ fn data_survives_drop_and_reopen() {
         id: "m".into(),
         format: "f".into(),
         owner: "o".into(),
+        owner_key: None,
         tags: tags(1),
         wasm: vec![0; 9],
     };
