@@ -113,6 +113,7 @@ impl Fixture {
             public_url: "http://localhost:6363".into(),
             hbu_verify_signatures: verify_hbu,
             upload_quota: None,
+            network: None,
         };
         let node = tokio::task::spawn_blocking(move || Node::open(node_config))
             .await
@@ -814,10 +815,11 @@ async fn graphql_and_su_routes() {
 
     let (status, v) = f.get("/timestamp").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        v.get("timestamp").is_some() && v.get("block_height").is_some(),
-        "{v}"
-    );
+    // Both strings, as the SU sends them: ms, and the height padded to 12 digits.
+    let ts = v["timestamp"].as_str().expect("timestamp is a string");
+    assert!(ts.parse::<u64>().is_ok(), "{v}");
+    let height = v["block_height"].as_str().expect("block_height is a string");
+    assert!(height.len() == 12 && height.parse::<u64>().is_ok(), "{v}");
 
     let (status, v) = f.get(&format!("/processes/{}", f.pid)).await;
     assert_eq!(status, StatusCode::OK, "{v}");

@@ -2,8 +2,11 @@
 //! `transactions(ids:, owners:, tags: [{name, values}], first:, sort:, after:)` with any selection of
 //! `pageInfo{hasNextPage}`, `edges{cursor node{id anchor signature recipient owner{address key}
 //! fee{winston ar} quantity{winston ar} data{size type} tags{name value} block{id timestamp height
-//! previous} parent{id}}}`. Variables (`$name`) are resolved from the request's `variables`. The answer
-//! holds exactly the selected fields (aliases are not supported), served from the local store.
+//! previous} parent{id}}}`, and `blocks(height: {min, max}, first:, sort:)` (the reference CU's cron
+//! block metadata). Variables (`$name`) are resolved from the request's `variables`, with the defaults
+//! of the variable definitions; `@skip(if:)` and `@include(if:)` drop or keep a field, as the reference
+//! CU's `GetProcesses` query uses them. The answer holds exactly the selected fields (aliases are not
+//! supported), served from the local store.
 //!
 //! Every bound is checked before any work is done, so a hostile query is a 400, never a stack overflow or
 //! an unbounded scan: at most [`MAX_QUERY_BYTES`] of query text and [`MAX_TOKENS`] tokens, selections and
@@ -104,10 +107,11 @@ pub struct Field {
     selection: Vec<Field>,
 }
 
-struct Parser<'a> {
+struct Parser {
     toks: Vec<Tok>,
     pos: usize,
-    vars: &'a Value,
+    /// The request's variables, with the definitions' defaults added.
+    vars: Value,
 }
 
 fn syntax(what: &str) -> NodeError {
@@ -120,7 +124,7 @@ fn too_deep(what: &str) -> NodeError {
     ))
 }
 
-impl Parser<'_> {
+impl Parser {
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos)
     }
@@ -160,19 +164,87 @@ impl Parser<'_> {
                 self.pos += 1;
             }
             if self.eat('(') {
-                // Variable definitions: skipped up to the matching ')'.
-                let mut depth = 1;
-                while depth > 0 {
-                    match self.next() {
-                        Some(Tok::Punct('(')) => depth += 1,
-                        Some(Tok::Punct(')')) => depth -= 1,
-                        None => return Err(syntax("unterminated variable definitions")),
-                        _ => {}
-                    }
-                }
+                self.variable_definitions()?;
             }
         }
         self.selection(0)
+    }
+
+    /// `($name: Type = default, ...)`: the types are not checked; a default fills a variable the
+    /// request's `variables` leave out.
+    fn variable_definitions(&mut self) -> Result<(), NodeError> {
+        while !self.eat(')') {
+            self.expect('$')?;
+            let name = self.name()?;
+            self.expect(':')?;
+            self.skip_type(0)?;
+            if self.eat('=') {
+                let default = self.value(0)?;
+                if let Value::Object(vars) = &mut self.vars
+                    && !vars.contains_key(&name)
+                {
+                    vars.insert(name, default);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A type reference: `Name`, `[Type]`, each maybe followed by `!`.
+    fn skip_type(&mut self, depth: usize) -> Result<(), NodeError> {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep("types"));
+        }
+        if self.eat('[') {
+            self.skip_type(depth + 1)?;
+            self.expect(']')?;
+        } else {
+            self.name()?;
+        }
+        self.eat('!');
+        Ok(())
+    }
+
+    /// `@skip(if: Boolean)` / `@include(if: Boolean)` after a field; whether the field stays.
+    fn directives(&mut self) -> Result<bool, NodeError> {
+        let mut keep = true;
+        while self.eat('@') {
+            let directive = self.name()?;
+            let mut condition = None;
+            if self.eat('(') {
+                while !self.eat(')') {
+                    let a = self.name()?;
+                    self.expect(':')?;
+                    let v = self.value(0)?;
+                    if a == "if" {
+                        condition = Some(v);
+                    }
+                }
+            }
+            let cond = match condition {
+                Some(Value::Bool(b)) => b,
+                Some(other) => {
+                    return Err(NodeError::BadRequest(format!(
+                        "GraphQL: @{directive}(if:) needs a Boolean, got {other}"
+                    )));
+                }
+                None => {
+                    return Err(NodeError::BadRequest(format!(
+                        "GraphQL: @{directive} needs an `if` argument"
+                    )));
+                }
+            };
+            match directive.as_str() {
+                "skip" => keep &= !cond,
+                "include" => keep &= cond,
+                other => {
+                    return Err(NodeError::BadRequest(format!(
+                        "GraphQL: directive @{other} is not supported (only @skip and @include)"
+                    )));
+                }
+            }
+        }
+        Ok(keep)
     }
 
     fn selection(&mut self, depth: usize) -> Result<Vec<Field>, NodeError> {
@@ -191,16 +263,19 @@ impl Parser<'_> {
                     args.push((a, self.value(0)?));
                 }
             }
+            let keep = self.directives()?;
             let selection = if self.peek() == Some(&Tok::Punct('{')) {
                 self.selection(depth + 1)?
             } else {
                 Vec::new()
             };
-            fields.push(Field {
-                name,
-                args,
-                selection,
-            });
+            if keep {
+                fields.push(Field {
+                    name,
+                    args,
+                    selection,
+                });
+            }
         }
         Ok(fields)
     }
@@ -245,10 +320,14 @@ impl Parser<'_> {
 
 /// Parses a query document into its top-level fields.
 pub fn parse(query: &str, variables: &Value) -> Result<Vec<Field>, NodeError> {
+    let vars = match variables {
+        Value::Object(_) => variables.clone(),
+        _ => Value::Object(Map::new()),
+    };
     let mut p = Parser {
         toks: tokenize(query)?,
         pos: 0,
-        vars: variables,
+        vars,
     };
     p.document()
 }
@@ -373,6 +452,76 @@ pub fn transactions_answer(field: &Field, nodes: Vec<Value>, first: usize) -> Va
     field.project(&full)
 }
 
+/// Most blocks one `blocks` page answers.
+pub const MAX_BLOCKS_PAGE: u64 = 1_000;
+
+/// `blocks(height: {min, max}, first:, sort: HEIGHT_ASC | HEIGHT_DESC)` over the node's local chain
+/// (heights `0..=current`, block `h` at `timestamp_of(h)` ms, answered in seconds as a gateway does),
+/// projected on the selection. `first` defaults to 10 and is capped at [`MAX_BLOCKS_PAGE`].
+pub fn blocks_answer(
+    field: &Field,
+    current: u64,
+    timestamp_of: impl Fn(u64) -> u64,
+) -> Result<Value, NodeError> {
+    let mut min = 0u64;
+    let mut max = current;
+    let mut first = 10u64;
+    let mut descending = false;
+    let int = |what: &str, v: &Value| {
+        v.as_u64().ok_or_else(|| {
+            NodeError::BadRequest(format!(
+                "GraphQL: blocks {what} must be a non-negative integer, got {v}"
+            ))
+        })
+    };
+    for (k, v) in &field.args {
+        match k.as_str() {
+            "height" => {
+                if let Some(m) = v.get("min").filter(|m| !m.is_null()) {
+                    min = int("height.min", m)?;
+                }
+                if let Some(m) = v.get("max").filter(|m| !m.is_null()) {
+                    max = max.min(int("height.max", m)?);
+                }
+            }
+            "first" => first = int("first", v)?.min(MAX_BLOCKS_PAGE),
+            "sort" => {
+                descending = match v.as_str() {
+                    Some("HEIGHT_ASC") => false,
+                    Some("HEIGHT_DESC") => true,
+                    _ => {
+                        return Err(NodeError::BadRequest(format!(
+                            "GraphQL: blocks sort {v} is not HEIGHT_ASC or HEIGHT_DESC"
+                        )));
+                    }
+                }
+            }
+            "ids" | "after" => {
+                return Err(NodeError::BadRequest(format!(
+                    "GraphQL: blocks argument {k:?} is not supported"
+                )));
+            }
+            _ => {}
+        }
+    }
+    let count = if min > max { 0 } else { max - min + 1 };
+    let take = count.min(first);
+    let node = |h: u64| {
+        json!({
+            "id": format!("local-{h}"),
+            "timestamp": timestamp_of(h) / 1000,
+            "height": h,
+            "previous": if h == 0 { Value::Null } else { format!("local-{}", h - 1).into() },
+        })
+    };
+    let edges: Vec<Value> = (0..take)
+        .map(|i| if descending { max - i } else { min + i })
+        .map(|h| json!({"cursor": h.to_string(), "node": node(h)}))
+        .collect();
+    let full = json!({"pageInfo": {"hasNextPage": count > take}, "edges": edges});
+    Ok(field.project(&full))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,5 +590,112 @@ mod tests {
         )
         .unwrap();
         assert_eq!(fields[0].tx_filter().unwrap().ids.unwrap().len(), MAX_IDS);
+    }
+
+    /// The reference CU's `GetProcesses` query (servers/cu `effects/arweave.js`), verbatim.
+    const GET_PROCESSES: &str = "query GetProcesses (
+      $processIds: [ID!]!
+      $skipTags: Boolean!
+      $skipSignature: Boolean!
+      $skipAnchor: Boolean!
+    ) {
+      transactions(ids: $processIds) {
+        edges {
+          node {
+            id
+            signature @skip (if: $skipSignature)
+            anchor @skip (if: $skipAnchor)
+            owner { address key }
+            tags @skip (if: $skipTags) { name value }
+            recipient
+          }
+        }
+      }
+    }";
+
+    fn node_fields(fields: &[Field]) -> Vec<String> {
+        let edges = &fields[0].selection[0];
+        edges.selection[0]
+            .selection
+            .iter()
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn skip_and_include_directives_drop_or_keep_fields() {
+        let vars =
+            json!({"processIds": ["p"], "skipTags": false, "skipSignature": true, "skipAnchor": false});
+        let fields = parse(GET_PROCESSES, &vars).unwrap();
+        assert_eq!(
+            node_fields(&fields),
+            ["id", "anchor", "owner", "tags", "recipient"]
+        );
+        let vars = json!({"processIds": ["p"], "skipTags": true, "skipSignature": false, "skipAnchor": true});
+        let fields = parse(GET_PROCESSES, &vars).unwrap();
+        assert_eq!(node_fields(&fields), ["id", "signature", "owner", "recipient"]);
+        let q = "{ transactions { edges { node { id tags @include(if: false) { name } owner @include(if: true) { address } } } } }";
+        assert_eq!(node_fields(&parse(q, &Value::Null).unwrap()), ["id", "owner"]);
+        // A non-Boolean condition, a missing `if` and an unknown directive are 400s.
+        assert!(rejected("{ a @skip(if: \"yes\") }", &Value::Null).contains("Boolean"));
+        assert!(rejected("{ a @skip }", &Value::Null).contains("`if`"));
+        assert!(rejected("{ a @deprecated(if: true) }", &Value::Null).contains("not supported"));
+    }
+
+    #[test]
+    fn variable_defaults_fill_what_the_request_leaves_out() {
+        let q = "query Q($skip: Boolean = true, $ids: [ID!]! = [\"x\"]) { transactions(ids: $ids) { edges { node { id tags @skip(if: $skip) { name } } } } }";
+        let fields = parse(q, &json!({})).unwrap();
+        assert_eq!(node_fields(&fields), ["id"]);
+        assert_eq!(fields[0].tx_filter().unwrap().ids, Some(vec!["x".to_owned()]));
+        // A given variable wins over the default.
+        let fields = parse(q, &json!({"skip": false, "ids": ["y"]})).unwrap();
+        assert_eq!(node_fields(&fields), ["id", "tags"]);
+        assert_eq!(fields[0].tx_filter().unwrap().ids, Some(vec!["y".to_owned()]));
+    }
+
+    #[test]
+    fn blocks_pages_the_local_chain_in_seconds() {
+        // The reference CU's GetBlocks query (effects/ao-block.js).
+        let q = "query GetBlocks($min: Int!, $limit: Int!) { blocks(height: { min: $min }, first: $limit, sort: HEIGHT_ASC) { pageInfo { hasNextPage } edges { node { timestamp height } } } }";
+        let field = |vars: Value| parse(q, &vars).unwrap().remove(0);
+        let at = |h: u64| h * 120_000;
+        let v = blocks_answer(&field(json!({"min": 10, "limit": 3})), 20, at).unwrap();
+        assert_eq!(
+            v,
+            json!({"pageInfo": {"hasNextPage": true}, "edges": [
+                {"node": {"timestamp": 1200, "height": 10}},
+                {"node": {"timestamp": 1320, "height": 11}},
+                {"node": {"timestamp": 1440, "height": 12}},
+            ]})
+        );
+        // The last page ends at the current height; above it there are no blocks.
+        let v = blocks_answer(&field(json!({"min": 19, "limit": 5})), 20, at).unwrap();
+        assert_eq!(v["edges"].as_array().unwrap().len(), 2);
+        assert_eq!(v["pageInfo"]["hasNextPage"], false);
+        let v = blocks_answer(&field(json!({"min": 21, "limit": 5})), 20, at).unwrap();
+        assert_eq!(v["edges"], json!([]));
+        // Descending with a max; a bad sort or a negative height is a 400.
+        let q2 = "{ blocks(height: {min: 5, max: 7}, sort: HEIGHT_DESC) { edges { node { height } } } }";
+        let v = blocks_answer(&parse(q2, &Value::Null).unwrap()[0], 20, at).unwrap();
+        let heights: Vec<u64> = v["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["height"].as_u64().unwrap())
+            .collect();
+        assert_eq!(heights, [7, 6, 5]);
+        for bad in [
+            "{ blocks(sort: NEWEST) { edges } }",
+            "{ blocks(height: {min: -1}) { edges } }",
+        ] {
+            assert!(
+                matches!(
+                    blocks_answer(&parse(bad, &Value::Null).unwrap()[0], 20, at),
+                    Err(NodeError::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 }

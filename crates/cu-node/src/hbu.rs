@@ -205,7 +205,8 @@ pub fn msg_of(message: &Value, assignment: &Value) -> Result<(String, u64, u64, 
     }
     m.insert("Owner".into(), owner.clone().into());
     m.insert("Target".into(), tag(at, "Process").unwrap_or_default().into());
-    if let Some(a) = message.get("anchor").filter(|s| !s.is_null()) {
+    // `Anchor: path(['anchor'])`: kept when the key is there, `null` included.
+    if let Some(a) = message.get("anchor") {
         m.insert("Anchor".into(), a.clone());
     }
     m.insert(

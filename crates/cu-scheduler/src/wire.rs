@@ -126,7 +126,8 @@ pub fn page_json(records: &[ScheduleRecord], has_next_page: bool) -> Result<Valu
     Ok(json!({"page_info": {"has_next_page": has_next_page}, "edges": edges}))
 }
 
-/// `GET /timestamp`: `{timestamp, block_height}` (the SU sends both as numbers).
+/// `GET /timestamp`: `{timestamp, block_height}`, both strings as the SU sends them
+/// (`servers/su` `flows::timestamp`: milliseconds, and the height left-padded to 12 digits).
 pub fn timestamp_json(now: u64) -> Value {
-    json!({"timestamp": now, "block_height": block_height(now)})
+    json!({"timestamp": now.to_string(), "block_height": format!("{:0>12}", block_height(now))})
 }

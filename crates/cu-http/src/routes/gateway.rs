@@ -1,11 +1,15 @@
-//! The gateway surface: `POST /graphql`, the subset aoconnect sends (`cu_node::graphql`).
+//! The gateway surface: `POST /graphql` (the subset aoconnect and the reference CU send,
+//! `cu_node::graphql`) and `GET /raw/{id}` (the data of a stored module, process or message).
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::post;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
 use serde_json::Value;
 
 use super::{AppState, Reply, Shared, blocking, body_bytes, json_ok};
@@ -13,10 +17,21 @@ use crate::HttpConfig;
 use crate::error::HttpError;
 
 pub(super) fn routes(config: &HttpConfig) -> Router<Arc<AppState>> {
-    Router::new().route(
-        "/graphql",
-        post(graphql).layer(DefaultBodyLimit::max(config.graphql_body_limit)),
-    )
+    Router::new()
+        .route(
+            "/graphql",
+            post(graphql).layer(DefaultBodyLimit::max(config.graphql_body_limit)),
+        )
+        .route("/raw/{id}", get(raw))
+}
+
+async fn raw(State(state): Shared, Path(id): Path<String>) -> Reply {
+    let node = state.node.clone();
+    let (data, content_type) = blocking(move || node.raw(&id)).await?;
+    // A tag value that is no valid header value (it is the uploader's text) is served as bytes.
+    let content_type = header::HeaderValue::from_str(&content_type)
+        .unwrap_or(header::HeaderValue::from_static("application/octet-stream"));
+    Ok(([(header::CONTENT_TYPE, content_type)], data).into_response())
 }
 
 async fn graphql(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Reply {

@@ -27,10 +27,19 @@ pub(super) fn metrics_routes() -> Router<Arc<AppState>> {
 }
 
 async fn root(State(state): Shared) -> Response {
+    let now = state.node.now();
     let mut v = serde_json::json!({
         "address": state.node.address(),
-        "timestamp": state.node.now(),
+        "timestamp": now,
+        "roles": state.config.roles.to_string(),
     });
+    // As a gateway's `GET /` (Arweave's `/info`) does: the reference CU reads the current height here
+    // for cron (`getLatestBlockWith`).
+    if state.config.roles.gateway
+        && let Value::Object(out) = &mut v
+    {
+        out.insert("height".into(), state.node.block_height_at(now).into());
+    }
     if let (Some(Value::Object(id)), Value::Object(out)) = (&state.identity, &mut v) {
         out.extend(id.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
