@@ -595,6 +595,7 @@ fn engine_row(plan: &Plan, loader: &Arc<Loader>, workers: usize) -> Result<Value
             id: plan.module_id.clone(),
             format: plan.format.as_str().to_string(),
             owner: OWNER.into(),
+            owner_key: None,
             tags: store_tags(&module_tags(plan.format)),
             wasm: plan.wasm.clone(),
         })
@@ -924,6 +925,7 @@ fn http_row(plan: &Plan, wallet: &Wallet, aot: &Path, workers: usize) -> Result<
         public_url: format!("http://{local}"),
         hbu_verify_signatures: false,
         upload_quota: None,
+        network: None,
     };
     let node = {
         let _inside = rt.enter();

@@ -92,6 +92,37 @@ pub struct ServeArgs {
     #[arg(long, env = "DRY_RUN_RESULT_MAX_AGE", default_value = "60000", value_parser = parse_u64)]
     pub dry_run_cache_ms: u64,
 
+    // --- Roles and network mode.
+    /// Roles served: `all` (the embedded MU + SU + CU + gateway on one store) or a comma-separated list of
+    /// `mu`, `su`, `cu`, `gateway`. A network CU is `--roles cu --gateway URL`.
+    #[arg(long, env = "AO_CU_ROLES", default_value = "all")]
+    pub roles: cu_http::Roles,
+    /// The gateway of the AO network (`GATEWAY_URL`): with it, processes this node does not schedule are
+    /// read from their SU (located through the gateway's Scheduler-Location records) and computed here.
+    #[arg(long, env = "GATEWAY_URL")]
+    pub gateway: Option<String>,
+    /// GraphQL endpoint (default `{gateway}/graphql`).
+    #[arg(long, env = "GRAPHQL_URL")]
+    pub graphql_url: Option<String>,
+    /// Where `/raw/:id` data is read (default the gateway).
+    #[arg(long, env = "ARWEAVE_URL")]
+    pub arweave_url: Option<String>,
+    /// One SU for every remote process, instead of locating each through the gateway.
+    #[arg(long, env = "AO_CU_SU_URL")]
+    pub su_url: Option<String>,
+    /// Background catch-up interval of remote processes, in ms (0: only when read).
+    #[arg(long, env = "AO_CU_UPSTREAM_POLL", default_value = "1000", value_parser = parse_u64)]
+    pub upstream_poll_ms: u64,
+    /// Timeout of one upstream request, in ms.
+    #[arg(long, env = "AO_CU_UPSTREAM_TIMEOUT", default_value = "30000", value_parser = parse_u64)]
+    pub upstream_timeout_ms: u64,
+    /// Retries of a failed upstream request (backoff from 500 ms, doubling).
+    #[arg(long, env = "AO_CU_UPSTREAM_RETRIES", default_value_t = 5)]
+    pub upstream_retries: u32,
+    /// Slots per SU page read.
+    #[arg(long, env = "LOAD_MESSAGES_PAGE_SIZE", default_value_t = 1000)]
+    pub page_size: usize,
+
     // --- Unit mode and the hbu route.
     /// `cu`: the embedded MU + SU + CU; `hbu`: also compute for a HyperBEAM node beside this one, through
     /// `POST /result/:slot` (only callers on this host, or holding `--hbu-token`).
@@ -266,7 +297,35 @@ fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConf
             bytes: args.upload_quota_bytes,
             window_ms: args.upload_quota_window_ms.max(1),
         }),
+        network: network_config(args),
     }
+}
+
+/// Network mode's settings, when a gateway is given.
+fn network_config(args: &ServeArgs) -> Option<cu_node::NetworkConfig> {
+    let gateway = args.gateway.as_deref()?;
+    let mut upstream = cu_node::UpstreamConfig::for_gateway(gateway);
+    if let Some(url) = &args.graphql_url {
+        upstream.graphql_url = url.clone();
+    }
+    if let Some(url) = &args.arweave_url {
+        upstream.arweave_url = url.trim_end_matches('/').to_owned();
+    }
+    upstream.su_url = args.su_url.clone();
+    upstream.page_size = args.page_size.max(1);
+    upstream.http = cu_node::HttpOptions {
+        timeout: Duration::from_millis(args.upstream_timeout_ms.max(1)),
+        retries: args.upstream_retries,
+        ..cu_node::HttpOptions::default()
+    };
+    let poll = (args.upstream_poll_ms > 0).then(|| Duration::from_millis(args.upstream_poll_ms));
+    Some(cu_node::NetworkConfig {
+        upstream,
+        poll,
+        fresh_for: poll
+            .unwrap_or(Duration::from_millis(1000))
+            .min(Duration::from_millis(1000)),
+    })
 }
 
 /// What the node's attestation binds (`docs/attestation.md` §2.2): the engine and its version, every module
@@ -356,6 +415,7 @@ async fn serve(args: ServeArgs, wallet: Wallet, attestor: Arc<Attestor>) -> Resu
         trusted_proxies: args.trusted_proxies.clone(),
         upload_budget: Arc::new(cu_http::UploadBudget::new(args.upload_budget)),
         body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
+        roles: args.roles,
         ..HttpConfig::default()
     };
     let connections = http.connections.clone();
@@ -460,6 +520,36 @@ fn validate(args: &ServeArgs) -> Result<()> {
     }
     if args.dry_run_timeout_ms == 0 || args.time_slice_ms == 0 {
         bail!("--dry-run-timeout-ms and --time-slice-ms must be positive");
+    }
+    let roles = args.roles;
+    if roles.mu && !roles.su {
+        bail!(
+            "--roles {roles}: the mu role schedules on this node's own SU, so it needs su too (forwarding to a remote SU is not built yet)"
+        );
+    }
+    if roles.cu && !roles.su && args.gateway.is_none() {
+        bail!(
+            "--roles {roles}: a CU without this node's SU computes the network's processes and needs --gateway URL (GATEWAY_URL)"
+        );
+    }
+    for (flag, url) in [
+        ("--gateway", &args.gateway),
+        ("--graphql-url", &args.graphql_url),
+        ("--arweave-url", &args.arweave_url),
+        ("--su-url", &args.su_url),
+    ] {
+        if let Some(u) = url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            bail!("{flag} {u:?}: expected an http:// or https:// URL");
+        }
+    }
+    if args.gateway.is_none()
+        && (args.graphql_url.is_some() || args.arweave_url.is_some() || args.su_url.is_some())
+    {
+        bail!(
+            "--graphql-url, --arweave-url and --su-url are read in network mode only: give --gateway URL too"
+        );
     }
     Ok(())
 }

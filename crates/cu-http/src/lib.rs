@@ -21,13 +21,14 @@
 //! | `GET /metrics` | node | Prometheus text (on by default; [`HttpConfig::metrics`]) |
 //! | `POST /` | MU | body = a signed ANS-104 data item; 202 `{"message": "Processing DataItem", "id"}` |
 //! | `POST /?process-id=&assign=` | MU | aoconnect's `assign`: assigns message `assign` (stored on this node) to process `process-id`, no body; 202 `{"message": "Processing Assignment", "id": <assignment id>}`; 404 for an unknown process or message, 400 when only one of the two is given, the message is already on that process, or `exclude` / `base-layer` is given (not supported: the scheduler signs no `Exclude` tags and there is no Arweave gateway) |
-//! | `POST /graphql` | gateway | `{query, variables}` → `{"data": ...}` (the subset aoconnect sends) |
+//! | `POST /graphql` | gateway | `{query, variables}` → `{"data": ...}` (the subset aoconnect and the reference CU send) |
+//! | `GET /raw/{id}` | gateway | the data of a stored module, process or message, with its `Content-Type` |
 //! | `GET /timestamp` | SU | `{timestamp, block_height}` |
 //! | `GET /processes/{pid}` | SU | the process record |
 //! | `GET /{pid}/latest` | SU | the latest scheduled message |
 //! | `GET /{id}?process-id=&from&to&limit` | SU | as the SU: when `process-id` names another id, the message `id` of that process; otherwise (or when no such message exists) the page of process `id`'s schedule |
 //!
-//! Static paths (`/metrics`, `/timestamp`, `/graphql`, `/healthcheck`, `/health`) win over the SU's
+//! Static paths (`/metrics`, `/timestamp`, `/graphql`, `/raw/…`, `/healthcheck`, `/health`) win over the SU's
 //! `/{id}`: an id is 43 base64url characters and never equals one of them. `/~snp@1.0/report` is a static
 //! two-segment path, so neither `/{id}` nor `/{pid}/latest` takes it.
 //!
@@ -65,6 +66,7 @@ mod client;
 mod error;
 mod metrics;
 mod query;
+mod roles;
 mod routes;
 pub mod server;
 mod upload;
@@ -77,6 +79,7 @@ pub use cu_attest::Attestor;
 pub use error::HttpError;
 #[doc(hidden)]
 pub use query::parse_query;
+pub use roles::Roles;
 pub use routes::router;
 pub use server::{ConnectionStats, ServerLimits, serve};
 pub use upload::UploadBudget;
@@ -114,6 +117,8 @@ pub struct HttpConfig {
     pub graphql_body_limit: usize,
     /// Counters of the listener ([`serve`]), rendered on `GET /metrics`.
     pub connections: Arc<ConnectionStats>,
+    /// The unit roles whose routes are served (all by default; a network CU serves `cu`).
+    pub roles: Roles,
 }
 
 /// Who may call the hbu route. HyperBEAM runs beside the node and calls it on `localhost`, so by default
@@ -140,6 +145,7 @@ impl Default for HttpConfig {
             body_timeout: Duration::from_secs(60),
             graphql_body_limit: 1 << 20,
             connections: Arc::new(ConnectionStats::default()),
+            roles: Roles::ALL,
         }
     }
 }

@@ -46,6 +46,7 @@ fn main() {
         public_url: "http://localhost:6363".into(),
         hbu_verify_signatures: false,
         upload_quota: None,
+        network: None,
     })
     .unwrap();
     let module = user

@@ -26,6 +26,12 @@ pub enum NodeError {
     /// The dry-run queue is full (429).
     #[error("{0}")]
     RateLimited(String),
+    /// An upstream SU or gateway answered badly (502).
+    #[error("{0}")]
+    BadGateway(String),
+    /// An upstream SU or gateway could not be reached (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything else (500).
     #[error("{0}")]
     Internal(String),
@@ -41,7 +47,8 @@ impl NodeError {
             NodeError::TooLarge(_) => 413,
             NodeError::Unprocessable(_) => 422,
             NodeError::RateLimited(_) => 429,
-            NodeError::Busy(_) => 503,
+            NodeError::Busy(_) | NodeError::Unavailable(_) => 503,
+            NodeError::BadGateway(_) => 502,
             NodeError::Internal(_) => 500,
         }
     }

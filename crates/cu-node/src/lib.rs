@@ -15,6 +15,9 @@
 //!   to other local processes). Each delivered item is marked in the same transaction that schedules
 //!   it, so a restart never delivers twice; outboxes to processes that are not local are not delivered.
 //! - [`hbu`]: HyperBEAM's `POST /result/:slot` (evaluate SU-wire pages scheduled elsewhere).
+//! - Network mode ([`NetworkConfig`]): processes scheduled by remote SUs are read from them and the
+//!   gateway (`cu-upstream`), checked slot by slot (hash chain, nonces) and appended before they are
+//!   evaluated; reads sync lazily and a background thread keeps them caught up.
 //! - [`graphql`]: the gateway GraphQL subset aoconnect needs, from the local store.
 //! - Edges: an ingested item whose tags are not valid UTF-8 is refused (the signature covers the raw
 //!   bytes); an optional per-wallet [`UploadQuota`] bounds what one signer may post per window.
@@ -22,10 +25,13 @@
 mod error;
 pub mod graphql;
 pub mod hbu;
+mod network;
 mod node;
 mod quota;
 
+pub use cu_upstream::{UpstreamConfig, http::HttpOptions};
 pub use error::NodeError;
+pub use network::NetworkConfig;
 pub use node::{
     COMPUTE_MAX_LIMIT, DEFAULT_MAX_ITEM_BYTES, IngestKind, Ingested, MEMORY_MAX_LIMIT, Node, NodeConfig,
     ResultsParams, StateReply, build_msg,

@@ -14,6 +14,7 @@ use cu_wasm::Loader;
 use serde_json::{Map, Value, json};
 
 use crate::error::NodeError;
+use crate::network::Refresh;
 use crate::quota::{QuotaBook, UploadQuota};
 use crate::{graphql, hbu};
 
@@ -53,6 +54,8 @@ pub struct NodeConfig {
     /// Bytes of data items one wallet may post per window through [`Node::ingest`] (429 beyond);
     /// `None`: no quota.
     pub upload_quota: Option<UploadQuota>,
+    /// Network mode: compute processes that remote SUs schedule ([`crate::network`]); `None`: off.
+    pub network: Option<crate::NetworkConfig>,
 }
 
 /// What [`Node::ingest`] did.
@@ -101,25 +104,27 @@ pub struct StateReply {
     pub memory: Vec<u8>,
 }
 
-struct Inner {
-    store: Store,
-    engine: Engine,
-    scheduler: Scheduler,
-    wallet: Arc<Wallet>,
-    address: String,
-    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
-    max_item_bytes: usize,
-    limits: cu_engine::LimitPolicy,
-    public_url: String,
-    hbu_verify_signatures: bool,
-    upload_quota: Option<QuotaBook>,
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) engine: Engine,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) wallet: Arc<Wallet>,
+    pub(crate) address: String,
+    pub(crate) clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    pub(crate) max_item_bytes: usize,
+    pub(crate) limits: cu_engine::LimitPolicy,
+    pub(crate) public_url: String,
+    pub(crate) hbu_verify_signatures: bool,
+    pub(crate) upload_quota: Option<QuotaBook>,
     /// hbu mode: the last slot evaluated per process, with its assignment id and hash chain, so the next
     /// slot's `Hash-Chain` is checked against it (after a restart only its presence is, as the reference
     /// CU does on a hot start that lacks them).
     hbu_chain: std::sync::Mutex<std::collections::HashMap<String, HbuLink>>,
-    ingested: AtomicU64,
-    delivered: AtomicU64,
-    outbox: std::sync::Mutex<Option<std::sync::mpsc::Sender<String>>>,
+    pub(crate) ingested: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) outbox: std::sync::Mutex<Option<std::sync::mpsc::Sender<String>>>,
+    /// Network mode: the upstream SU and gateway (`None`: only local and hbu processes).
+    pub(crate) network: Option<crate::network::Network>,
 }
 
 /// The last hbu slot evaluated for a process: what the next slot's `Hash-Chain` must follow from.
@@ -132,7 +137,7 @@ struct HbuLink {
 /// A running node. Cheap to clone.
 #[derive(Clone)]
 pub struct Node {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 fn bad(e: impl std::fmt::Display) -> NodeError {
@@ -178,9 +183,12 @@ fn build_msg_map(item: &DataItem, a: &Assigned) -> Map<String, Value> {
     );
     m.insert("Owner".into(), owner.clone().into());
     m.insert("Target".into(), a.process_id.clone().into());
-    if let Some(anchor) = wire::anchor_of(item) {
-        m.insert("Anchor".into(), anchor.into());
-    }
+    // The SU serves `"anchor": null` for an item without one and the reference keeps that null
+    // (`Anchor: path(['anchor'])`), so the key is always there.
+    m.insert(
+        "Anchor".into(),
+        wire::anchor_of(item).map_or(Value::Null, Value::from),
+    );
     m.insert(
         "From".into(),
         from_process.map_or(owner.clone(), str::to_string).into(),
@@ -246,9 +254,11 @@ impl Node {
                 ingested: AtomicU64::new(0),
                 delivered: AtomicU64::new(0),
                 outbox: std::sync::Mutex::new(None),
+                network: config.network.map(crate::network::Network::new).transpose()?,
             }),
         };
         node.start_outbox()?;
+        node.start_catch_up()?;
         Ok(node)
     }
 
@@ -446,6 +456,12 @@ impl Node {
         self.inner.address.clone()
     }
 
+    /// The local chain's block height at `now` (ms): what `GET /timestamp`, `GET /` and GraphQL
+    /// `blocks` report.
+    pub fn block_height_at(&self, now: u64) -> u64 {
+        cu_scheduler::block_height(now)
+    }
+
     /// The node's clock (ms).
     pub fn now(&self) -> u64 {
         (self.inner.clock)()
@@ -489,6 +505,7 @@ impl Node {
                     id: id.clone(),
                     format: format.to_string(),
                     owner: item.owner_address(),
+                    owner_key: Some(item.owner_b64url()),
                     tags: store_tags(&tags),
                     wasm: item.data().to_vec(),
                 })?;
@@ -679,6 +696,8 @@ impl Node {
         process_id: &str,
         message_id: &str,
     ) -> Result<(Value, Option<u64>), NodeError> {
+        self.refresh_remote(process_id, Refresh::UnlessKnown(message_id))
+            .await?;
         self.known_process(process_id)?;
         let entry = self
             .inner
@@ -700,6 +719,7 @@ impl Node {
 
     /// `GET /results/:pid`: cached results, cursor paging (does not evaluate, as the reference).
     pub fn results(&self, process_id: &str, q: ResultsParams) -> Result<Value, NodeError> {
+        self.refresh_remote_blocking(process_id)?;
         self.known_process(process_id)?;
         self.results_page(process_id, q, false, 25, usize::MAX)
     }
@@ -793,6 +813,7 @@ impl Node {
         process_id: &str,
         body: Value,
     ) -> Result<(Value, Option<u64>), NodeError> {
+        self.refresh_remote(process_id, Refresh::IfStale).await?;
         self.known_process(process_id)?;
         let Value::Object(body) = body else {
             return Err(bad("the dry-run body must be a JSON object"));
@@ -818,6 +839,7 @@ impl Node {
 
     /// `GET /state/:pid`: evaluates to the end; memory and the last message's position.
     pub async fn state(&self, process_id: &str) -> Result<StateReply, NodeError> {
+        self.refresh_remote(process_id, Refresh::IfStale).await?;
         self.known_process(process_id)?;
         let rx = self.inner.engine.state(process_id)?;
         let (pos, memory) = rx
@@ -1098,6 +1120,15 @@ impl Node {
                         graphql::transactions_answer(&f, nodes, filter.first),
                     );
                 }
+                "blocks" => {
+                    let now = self.now();
+                    let answer = graphql::blocks_answer(
+                        &f,
+                        cu_scheduler::chain::block_height(now),
+                        cu_scheduler::chain::block_timestamp,
+                    )?;
+                    data.insert("blocks".into(), answer);
+                }
                 other => return Err(bad(format!("GraphQL: field {other:?} is not supported"))),
             }
         }
@@ -1124,6 +1155,34 @@ impl Node {
             ],
             "block": null, "parent": null,
         })
+    }
+
+    /// `GET /raw/{id}` as a gateway serves it: the data of a stored module (its WASM), process or
+    /// message, with its `Content-Type` tag (`application/octet-stream` when none).
+    pub fn raw(&self, id: &str) -> Result<(Vec<u8>, String), NodeError> {
+        let reads = self.inner.scheduler.reads();
+        let raw = match reads.by_nonce(id, 0)? {
+            Some(r) => r.message,
+            None => reads.message_item(id)?,
+        };
+        if let Some(raw) = raw {
+            let item = DataItem::parse(&raw).map_err(|e| NodeError::Internal(e.to_string()))?;
+            let ty = item
+                .tag("Content-Type")
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            return Ok((item.data().to_vec(), ty));
+        }
+        if let Some(m) = self.inner.store.module(id)? {
+            let ty = m
+                .tags
+                .iter()
+                .find(|t| t.name == "Content-Type")
+                .map_or("application/wasm", |t| t.value.as_str())
+                .to_owned();
+            return Ok((m.wasm, ty));
+        }
+        Err(NodeError::NotFound(format!("transaction {id} was not found")))
     }
 
     /// The gateway node of a stored item: a module, a process (its spawn) or a scheduled message.
@@ -1157,7 +1216,7 @@ impl Node {
         if let Some(m) = self.inner.store.module(id)? {
             return Ok(Some(json!({
                 "id": m.id, "anchor": null, "signature": null, "recipient": "",
-                "owner": {"address": m.owner, "key": null},
+                "owner": {"address": m.owner, "key": m.owner_key},
                 "fee": {"winston": "0", "ar": "0"}, "quantity": {"winston": "0", "ar": "0"},
                 "data": {"size": m.wasm.len().to_string(), "type": null},
                 "tags": tags_value(&m.tags), "block": null, "parent": null,
@@ -1221,6 +1280,26 @@ impl Node {
             "counter",
             self.inner.ingested.load(Relaxed),
         );
+        if let Some((pages, slots, failures)) = self.network_stats() {
+            line(
+                "upstream_pages_total",
+                "SU pages read (network mode).",
+                "counter",
+                pages,
+            );
+            line(
+                "upstream_slots_total",
+                "Remote slots checked and appended.",
+                "counter",
+                slots,
+            );
+            line(
+                "upstream_failures_total",
+                "Upstream syncs that failed.",
+                "counter",
+                failures,
+            );
+        }
         out
     }
 
@@ -1272,7 +1351,7 @@ fn filtered_tags(m: &Value, drop: &[&str]) -> Vec<(String, String)> {
 
 /// Refuses a spawn whose `Memory-Limit` or `Compute-Limit` (the process's tag, else the module's) exceeds
 /// the operator's maximum (413), as the reference does with `PROCESS_WASM_*_MAX_LIMIT`.
-fn check_limits(
+pub(crate) fn check_limits(
     process_tags: &[(String, String)],
     module_tags: &[Tag],
     limits: &cu_engine::LimitPolicy,
@@ -1517,6 +1596,7 @@ mod tests {
                 "Data",
                 "Owner",
                 "Target",
+                "Anchor",
                 "From",
                 "Tags",
                 "Epoch",

@@ -65,6 +65,7 @@ fn node_config(data_dir: std::path::PathBuf, cron: bool, clock: &Arc<AtomicU64>)
         public_url: "http://localhost:6363".into(),
         hbu_verify_signatures: false,
         upload_quota: None,
+        network: None,
     }
 }
 

@@ -85,13 +85,20 @@ pub fn router(node: Node, config: HttpConfig) -> Router {
 /// The route table: each role's routes (see the crate docs). Paths two roles share (`/`: `GET` node,
 /// `POST` MU; `/result/{id}`: `GET` CU, `POST` hbu) merge their methods.
 fn routes(config: &HttpConfig) -> Router<Arc<AppState>> {
-    let mut app = Router::new()
-        .merge(node::routes(config))
-        .merge(cu::routes())
-        .merge(hbu::routes(config))
-        .merge(mu::routes())
-        .merge(gateway::routes(config))
-        .merge(su::routes());
+    let roles = config.roles;
+    let mut app = Router::new().merge(node::routes(config));
+    if roles.cu {
+        app = app.merge(cu::routes()).merge(hbu::routes(config));
+    }
+    if roles.mu {
+        app = app.merge(mu::routes());
+    }
+    if roles.gateway {
+        app = app.merge(gateway::routes(config));
+    }
+    if roles.su {
+        app = app.merge(su::routes());
+    }
     if config.metrics {
         app = app.merge(node::metrics_routes());
     }
