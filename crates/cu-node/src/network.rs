@@ -146,15 +146,46 @@ impl Node {
             if !node.is_remote(&pid)? {
                 return Ok(());
             }
-            if let Some(m) = known
-                && node.inner.store.log_entry_by_message(&pid, &m)?.is_some()
-            {
+            let Some(m) = known else {
+                return node.sync_remote(&pid).map(|_| ());
+            };
+            if node.inner.store.log_entry_by_message(&pid, &m)?.is_some() {
                 return Ok(());
             }
-            node.sync_remote(&pid).map(|_| ())
+            match node.sync_remote(&pid) {
+                // The sync stopped later in the schedule (a break, an unreachable SU) but brought
+                // this message: its result stands on verified slots.
+                Err(_) if node.inner.store.log_entry_by_message(&pid, &m)?.is_some() => Ok(()),
+                other => other.map(|_| ()),
+            }
         })
         .await
         .map_err(|e| NodeError::Internal(format!("the upstream sync task failed: {e}")))?
+    }
+
+    /// Where `pid`'s schedule ends, as `<nonce>:<timestamp or cursor>:<assignment id>` (the dry-run
+    /// cache key: a dry-run evaluates on the state after it). A remote process is synced first (unless
+    /// fresh) and answered from its upstream cursor; a local one from its latest assignment.
+    pub async fn schedule_position(&self, pid: &str) -> Result<String, NodeError> {
+        self.refresh_remote(pid, Refresh::IfStale).await?;
+        let node = self.clone();
+        let pid = pid.to_owned();
+        tokio::task::spawn_blocking(move || {
+            if let Some(c) = node.inner.scheduler.reads().upstream_cursor(&pid)? {
+                return Ok(format!("{}:{}:{}", c.nonce, c.cursor, c.assignment_id));
+            }
+            let latest = node
+                .inner
+                .scheduler
+                .latest(&pid)?
+                .ok_or_else(|| NodeError::NotFound(format!("Process {pid} not found")))?;
+            Ok(format!(
+                "{}:{}:{}",
+                latest.nonce, latest.timestamp, latest.assignment_id
+            ))
+        })
+        .await
+        .map_err(|e| NodeError::Internal(format!("the schedule position task failed: {e}")))?
     }
 
     /// The blocking form of [`Node::refresh_remote`] with [`Refresh::IfStale`], for sync reads.

@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use cu_attest::Position;
-use cu_node::{Node, NodeError, ResultsParams};
+use cu_node::ResultsParams;
 use serde_json::Value;
 
 use super::{AppState, DryRunAnswer, Reply, Shared, blocking, body_bytes, json_ok, result_response};
@@ -28,28 +28,6 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/cron/{pid}", get(cron))
         .route("/dry-run", post(dry_run))
         .route("/state/{pid}", get(state_route))
-}
-
-/// Where a process's schedule ends: `<nonce>:<timestamp>:<assignment id>` of its latest scheduled message
-/// (from the SU's `/latest` record), the state a dry-run evaluates on.
-fn schedule_position(node: &Node, pid: &str) -> Result<String, NodeError> {
-    let latest = node.su_latest(pid)?;
-    let assignment = latest.get("assignment").unwrap_or(&Value::Null);
-    let tag = |name: &str| {
-        assignment
-            .get("tags")
-            .and_then(Value::as_array)
-            .and_then(|tags| {
-                tags.iter()
-                    .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
-            })
-            .and_then(|t| t.get("value"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
-    let id = assignment.get("id").and_then(Value::as_str).unwrap_or("");
-    Ok(format!("{}:{}:{id}", tag("Nonce"), tag("Timestamp")))
 }
 
 async fn result(
@@ -102,9 +80,7 @@ async fn dry_run(
     let key = if state.config.dry_run_cache_max_age.is_zero() {
         None
     } else {
-        let node = state.node.clone();
-        let p = pid.clone();
-        let position = blocking(move || schedule_position(&node, &p)).await?;
+        let position = state.node.schedule_position(&pid).await?;
         Some(DryRunKey {
             process: pid.clone(),
             position,

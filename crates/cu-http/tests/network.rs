@@ -1,0 +1,478 @@
+//! Network mode over real HTTP on loopback: node A is the embedded local AO (MU + SU + CU + gateway), node B
+//! is a network CU (`--roles cu`, gateway = A) that computes A's processes from A's SU and gateway routes.
+//! B must answer `/result`, `/results`, `/dry-run` and `/state` exactly as A does, resume from its stored
+//! upstream cursor after a restart, refuse a schedule whose hash chain breaks (422, nothing stored past the
+//! break) and answer 503 when its gateway is unreachable.
+//!
+//! Uses the Lua test process (`tests/modules/build/lua-process.wasm`); without it the tests print SKIPPED, or
+//! fail when `CI` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cu_ans104::{DataItem, Wallet};
+use cu_http::{HttpConfig, Roles};
+use cu_node::{HttpOptions, NetworkConfig, Node, NodeConfig, UpstreamConfig};
+use serde_json::{Value, json};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn lua_wasm() -> Option<Vec<u8>> {
+    let path = repo().join("tests/modules/build/lua-process.wasm");
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+            assert!(
+                !ci,
+                "required under CI: {} ({e}); run tests/modules/build.sh",
+                path.display()
+            );
+            println!("SKIPPED: {} missing (run tests/modules/build.sh)", path.display());
+            None
+        }
+    }
+}
+
+/// The nodes' wallet and the client's, generated once per test binary (RSA-4096 keygen is slow).
+fn wallets() -> &'static (Wallet, Wallet) {
+    static W: OnceLock<(Wallet, Wallet)> = OnceLock::new();
+    W.get_or_init(|| (Wallet::generate().unwrap(), Wallet::generate().unwrap()))
+}
+
+const TAGS_MODULE: [(&str, &str); 8] = [
+    ("Data-Protocol", "ao"),
+    ("Variant", "ao.TN.1"),
+    ("Type", "Module"),
+    ("Module-Format", "wasm32-unknown-emscripten2"),
+    ("Input-Encoding", "JSON-1"),
+    ("Output-Encoding", "JSON-1"),
+    ("Memory-Limit", "1-gb"),
+    ("Compute-Limit", "9000000000000"),
+];
+
+/// A node served over HTTP on a loopback port. Shut down off the async runtime when dropped (the
+/// engine's shutdown blocks).
+struct Served {
+    url: String,
+    node: Option<Node>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.server.abort();
+        if let Some(node) = self.node.take() {
+            let _ = std::thread::spawn(move || node.shutdown()).join();
+        }
+    }
+}
+
+impl Served {
+    fn node(&self) -> &Node {
+        self.node.as_ref().expect("the node runs until dropped")
+    }
+}
+
+fn node_config(dir: &Path, public_url: &str, network: Option<NetworkConfig>) -> NodeConfig {
+    // Each node has its own clock; A's decides every timestamp B sees (B takes them from A's SU).
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    NodeConfig {
+        data_dir: dir.to_path_buf(),
+        wallet: wallets().0.clone(),
+        engine: cu_engine::EngineConfig {
+            workers: 1,
+            pin_cores: false,
+            dry_run_workers: 1,
+            ..cu_engine::EngineConfig::default()
+        },
+        store: cu_store::StoreOptions::default(),
+        aot_cache: Some(repo().join("target/aot-cache-cu-http-tests")),
+        max_item_bytes: 64 << 20,
+        cron: false,
+        clock: Arc::new(move || clock.fetch_add(1_000, Ordering::SeqCst)),
+        public_url: public_url.to_owned(),
+        hbu_verify_signatures: false,
+        upload_quota: None,
+        network,
+    }
+}
+
+/// Opens a node on `dir` and serves it with `roles` on a fresh loopback port.
+async fn serve(dir: &Path, roles: Roles, network: impl FnOnce(&str) -> Option<NetworkConfig>) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let config = node_config(dir, &url, network(&url));
+    let node = tokio::task::spawn_blocking(move || Node::open(config))
+        .await
+        .unwrap()
+        .unwrap();
+    let app = cu_http::router(
+        node.clone(),
+        HttpConfig {
+            roles,
+            ..HttpConfig::default()
+        },
+    );
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .unwrap();
+    });
+    Served {
+        url,
+        node: Some(node),
+        server,
+    }
+}
+
+/// A network CU's settings for a gateway at `gateway`: no background polling (every sync in these tests
+/// is caused by a read), a fresh sync on every read, fast retries.
+fn network(gateway: &str, retries: u32) -> NetworkConfig {
+    let mut upstream = UpstreamConfig::for_gateway(gateway);
+    upstream.page_size = 3; // several pages for a handful of slots
+    upstream.http = HttpOptions {
+        timeout: Duration::from_secs(20),
+        retries,
+        backoff: Duration::from_millis(50),
+        ..HttpOptions::default()
+    };
+    NetworkConfig {
+        upstream,
+        poll: None,
+        fresh_for: Duration::ZERO,
+    }
+}
+
+const CU_ONLY: Roles = Roles {
+    mu: false,
+    su: false,
+    cu: true,
+    gateway: false,
+};
+
+/// One HTTP exchange, blocking (run off the async workers): status, content type and body.
+fn http(method: &str, url: &str, body: Option<(&str, Vec<u8>)>) -> (u16, String, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    let response = match (method, body) {
+        ("GET", None) => agent.get(url).call(),
+        ("POST", Some((ct, bytes))) => agent.post(url).header("content-type", ct).send(&bytes[..]),
+        other => panic!("unsupported request {other:?}"),
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let ct = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap();
+    (status, ct, body)
+}
+
+async fn call(method: &'static str, url: String, body: Option<(&'static str, Vec<u8>)>) -> (u16, Vec<u8>) {
+    tokio::task::spawn_blocking(move || {
+        let (status, _, body) = http(method, &url, body);
+        (status, body)
+    })
+    .await
+    .unwrap()
+}
+
+async fn get_json(url: String) -> (u16, Value) {
+    let (status, body) = call("GET", url.clone(), None).await;
+    let v = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| panic!("{url}: not JSON: {}", String::from_utf8_lossy(&body)));
+    (status, v)
+}
+
+async fn ingest(mu: &Served, item: Vec<u8>) -> String {
+    let (status, body) = call(
+        "POST",
+        format!("{}/", mu.url),
+        Some(("application/octet-stream", item)),
+    )
+    .await;
+    assert_eq!(status, 202, "POST /: {}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// A second connection to a node's database (WAL: it reads what the node committed).
+fn sqlite(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join(cu_store::DB_FILE)).unwrap()
+}
+
+fn user() -> &'static Wallet {
+    &wallets().1
+}
+
+async fn spawn(a: &Served, module: &str, name: &str) -> String {
+    let item = user()
+        .sign_data_item(
+            name.as_bytes(),
+            &[
+                ("Data-Protocol", "ao"),
+                ("Variant", "ao.TN.1"),
+                ("Type", "Process"),
+                ("Module", module),
+                ("Scheduler", a.node().address().as_str()),
+                ("Name", name),
+            ],
+            None,
+            Some(format!("{name:0>32}").as_bytes()),
+        )
+        .unwrap();
+    ingest(a, item).await
+}
+
+async fn send(a: &Served, pid: &str, action: &str, data: &str) -> String {
+    let item = user()
+        .sign_data_item(
+            data.as_bytes(),
+            &[
+                ("Data-Protocol", "ao"),
+                ("Variant", "ao.TN.1"),
+                ("Type", "Message"),
+                ("Action", action),
+            ],
+            Some(pid),
+            None,
+        )
+        .unwrap();
+    ingest(a, item).await
+}
+
+async fn result(node: &Served, pid: &str, msg: &str) -> (u16, Value) {
+    get_json(format!("{}/result/{msg}?process-id={pid}", node.url)).await
+}
+
+async fn dry_run(node: &Served, pid: &str, action: &str) -> (u16, Value) {
+    let body = json!({"Owner": user().address(), "Tags": [{"name": "Action", "value": action}]});
+    let (status, body) = call(
+        "POST",
+        format!("{}/dry-run?process-id={pid}", node.url),
+        Some(("application/json", body.to_string().into_bytes())),
+    )
+    .await;
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// A's module and one process with a few messages: `(module, pid, message ids)`.
+async fn seed(a: &Served, wasm: Vec<u8>) -> (String, String, Vec<String>) {
+    let module = ingest(a, user().sign_data_item(&wasm, &TAGS_MODULE, None, None).unwrap()).await;
+    let pid = spawn(a, &module, "net").await;
+    let mut msgs = Vec::new();
+    for (action, data) in [
+        ("Count", ""),
+        ("Echo", "hello"),
+        ("Count", ""),
+        ("Info", ""),
+        ("Send", "x"),
+        ("Count", ""),
+    ] {
+        msgs.push(send(a, &pid, action, data).await);
+    }
+    (module, pid, msgs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_network_cu_computes_what_the_scheduling_node_computes() {
+    let Some(wasm) = lua_wasm() else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = serve(dir_a.path(), Roles::ALL, |_| None).await;
+    let (module, pid, msgs) = seed(&a, wasm).await;
+    let gateway = a.url.clone();
+    let b = serve(dir_b.path(), CU_ONLY, |_| Some(network(&gateway, 2))).await;
+
+    // A network CU serves no MU, SU or gateway routes.
+    let (status, _) = call("GET", format!("{}/processes/{pid}", b.url), None).await;
+    assert_eq!(status, 404);
+    let (status, root) = get_json(format!("{}/", b.url)).await;
+    assert_eq!((status, root["roles"].as_str()), (200, Some("cu")), "{root}");
+    assert!(root.get("height").is_none(), "{root}");
+    let (_, root) = get_json(format!("{}/", a.url)).await;
+    assert!(root["height"].as_u64().is_some_and(|h| h > 1_440_000), "{root}");
+
+    // Every result, read first on B (cold: B locates the SU, loads the module from A's gateway and
+    // reads the schedule in pages of 3), equals A's.
+    for m in &msgs {
+        let (sb, rb) = result(&b, &pid, m).await;
+        let (sa, ra) = result(&a, &pid, m).await;
+        assert_eq!((sa, sb), (200, 200), "A: {ra}\nB: {rb}");
+        assert_eq!(rb, ra, "result of {m}");
+    }
+    let (_, info) = result(&b, &pid, &msgs[3]).await;
+    assert!(info["Output"].to_string().contains(&user().address()), "{info}");
+    let (_, sent) = result(&b, &pid, &msgs[4]).await;
+    assert_eq!(sent["Messages"].as_array().map(Vec::len), Some(1), "{sent}");
+
+    // B holds the module A's gateway served, with its owner key.
+    let key: Option<String> = sqlite(dir_b.path())
+        .query_row("SELECT owner_key FROM modules WHERE id = ?1", [&module], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(key.as_deref(), Some(user().owner_b64url().as_str()));
+
+    // /results, /dry-run and the memory after the last message are A's too.
+    let (_, pa) = get_json(format!("{}/results/{pid}?sort=ASC&limit=100", a.url)).await;
+    let (_, pb) = get_json(format!("{}/results/{pid}?sort=ASC&limit=100", b.url)).await;
+    assert_eq!(pa["edges"].as_array().map(Vec::len), Some(msgs.len() + 1), "{pa}");
+    assert_eq!(pb, pa);
+    let (da, db) = (dry_run(&a, &pid, "Count").await, dry_run(&b, &pid, "Count").await);
+    assert_eq!(da.0, 200, "{}", da.1);
+    assert_eq!(db, da);
+    let (sa, state_a) = call("GET", format!("{}/state/{pid}", a.url), None).await;
+    let (sb, state_b) = call("GET", format!("{}/state/{pid}", b.url), None).await;
+    assert_eq!((sa, sb), (200, 200));
+    assert!(state_a.len() > 1 << 20);
+    assert!(state_a == state_b, "the memories differ");
+
+    // A message sent after B caught up is fetched on its first read.
+    let late = send(&a, &pid, "Count", "").await;
+    let (_, ra) = result(&a, &pid, &late).await;
+    assert_eq!(result(&b, &pid, &late).await, (200, ra));
+
+    // Restarted on the same directory, B keeps what it stored and resumes from its cursor.
+    drop(b);
+    let later = send(&a, &pid, "Echo", "after restart").await;
+    let b = serve(dir_b.path(), CU_ONLY, |_| Some(network(&gateway, 2))).await;
+    let (_, ra) = result(&a, &pid, &later).await;
+    assert_eq!(result(&b, &pid, &later).await, (200, ra));
+    let (_, pa) = get_json(format!("{}/results/{pid}?sort=ASC&limit=100", a.url)).await;
+    let (_, pb) = get_json(format!("{}/results/{pid}?sort=ASC&limit=100", b.url)).await;
+    assert_eq!(pa["edges"].as_array().map(Vec::len), Some(msgs.len() + 3), "{pa}");
+    assert_eq!(pb, pa, "no slot lost or doubled across the restart");
+    let metrics = String::from_utf8(call("GET", format!("{}/metrics", b.url), None).await.1).unwrap();
+    assert!(
+        metrics.contains("ao_cu_upstream_slots_total 1\n"),
+        "only the new slot was read again:\n{metrics}"
+    );
+
+    // An unknown process is a 404 from the network CU, as from A.
+    let unknown = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let (status, v) = result(&b, unknown, unknown).await;
+    assert_eq!(status, 404, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broken_hash_chain_is_refused_and_nothing_past_it_is_stored() {
+    let Some(wasm) = lua_wasm() else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = serve(dir_a.path(), Roles::ALL, |_| None).await;
+    let (_, pid, msgs) = seed(&a, wasm).await;
+
+    // Replace slot 3's assignment on A by one signed by the same SU key with a wrong Hash-Chain: the
+    // signature verifies, the chain does not.
+    let db = sqlite(dir_a.path());
+    let raw: Vec<u8> = db
+        .query_row(
+            "SELECT assignment FROM schedule WHERE process_id = ?1 AND nonce = 3",
+            [&pid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let original = DataItem::parse(&raw).unwrap();
+    let tags: Vec<(String, String)> = original
+        .tags()
+        .iter()
+        .map(|(n, v)| {
+            let v = if n == "Hash-Chain" {
+                "A".repeat(43)
+            } else {
+                v.clone()
+            };
+            (n.clone(), v)
+        })
+        .collect();
+    let tag_refs: Vec<(&str, &str)> = tags.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let forged = wallets()
+        .0
+        .sign_data_item(original.data(), &tag_refs, None, None)
+        .unwrap();
+    let changed = db
+        .execute(
+            "UPDATE schedule SET assignment = ?1 WHERE process_id = ?2 AND nonce = 3",
+            rusqlite::params![forged, pid],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let gateway = a.url.clone();
+    let b = serve(dir_b.path(), CU_ONLY, |_| Some(network(&gateway, 0))).await;
+    // Slots before the break are computed (as A computes them) ...
+    let (sa, ra) = result(&a, &pid, &msgs[1]).await;
+    let (sb, rb) = result(&b, &pid, &msgs[1]).await;
+    assert_eq!((sa, sb), (200, 200), "{rb}");
+    assert_eq!(rb, ra);
+    // ... the slot at the break and after it are refused with a clear error, every time.
+    for m in [&msgs[2], &msgs[4]] {
+        let (status, v) = result(&b, &pid, m).await;
+        assert_eq!(status, 422, "{v}");
+        let e = v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase()
+            .replace([' ', '-'], "");
+        assert!(
+            e.contains("hashchaininvalid") && e.contains("slot 3".replace(' ', "").as_str()),
+            "{v}"
+        );
+    }
+    // Nothing past the break is stored: B's log ends at the slot before it (the process at nonce 0,
+    // then messages 0 and 1).
+    let last: i64 = sqlite(dir_b.path())
+        .query_row("SELECT max(pos) FROM log WHERE process_id = ?1", [&pid], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(last, 3, "B stored slots past the break");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_gateway_is_a_503_with_an_error() {
+    if lua_wasm().is_none() {
+        return;
+    }
+    // A port nothing listens on: bound, then closed.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let b = serve(dir.path(), CU_ONLY, |_| Some(network(&closed, 1))).await;
+    let pid = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+    let (status, v) = result(&b, pid, pid).await;
+    assert_eq!(status, 503, "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("127.0.0.1")),
+        "{v}"
+    );
+    let (status, v) = dry_run(&b, pid, "Count").await;
+    assert_eq!(status, 503, "{v}");
+    // Nothing was stored for it.
+    let n: i64 = sqlite(dir.path())
+        .query_row("SELECT count(*) FROM processes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0);
+}
