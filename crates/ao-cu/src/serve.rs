@@ -393,7 +393,7 @@ async fn serve(args: ServeArgs, wallet: Wallet, attestor: Arc<Attestor>) -> Resu
     let public_url = args
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://localhost:{}", local.port()));
+        .unwrap_or_else(|| default_public_url(local));
     let address = wallet.address();
     let config = node_config(&args, wallet, public_url.clone());
     let node = tokio::task::spawn_blocking(move || Node::open(config))
@@ -501,6 +501,16 @@ fn connection_cap(wanted: usize) -> usize {
 }
 
 /// Fails early on a bad combination of flags.
+/// The URL the node advertises (its `Scheduler-Location` record) when `--public-url` is not given: the
+/// bound address, or `localhost` when bound to every interface.
+fn default_public_url(local: SocketAddr) -> String {
+    match local.ip() {
+        ip if ip.is_unspecified() => format!("http://localhost:{}", local.port()),
+        std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{}", local.port()),
+        ip => format!("http://{ip}:{}", local.port()),
+    }
+}
+
 fn validate(args: &ServeArgs) -> Result<()> {
     if args.body_limit == 0 {
         bail!("--body-limit must be positive");

@@ -5,7 +5,9 @@
 //! upload, spawn, message, result, results paging, dryrun, outbox between two processes, `assign` of one
 //! process's message to another), SIGTERMs the server and checks it exits 0, restarts it on the same
 //! data directory and runs
-//! `tests/e2e/aoconnect.mjs verify`: every recorded result must read back identical. Attestation: the node
+//! `tests/e2e/aoconnect.mjs verify`: every recorded result must read back identical. Before the restart, a
+//! network CU (`ao-cu serve --roles cu --gateway <the first node>`) on another data directory runs the same
+//! `verify`: it computes every result from the first node's SU and gateway. Attestation: the node
 //! key is created on first run and kept across the restart, `GET /` publishes it, every recorded result
 //! fetched again carries a signature that verifies under it, and the evidence route says "no TEE" here.
 //!
@@ -53,10 +55,16 @@ struct Server {
 impl Server {
     /// Starts `ao-cu serve` on a free port over `data`; returns once it listens.
     fn start(data: &Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    /// [`Server::start`] with more `ao-cu serve` arguments.
+    fn start_with(data: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ao-cu"))
             .args(["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "2"])
             .arg("--data-dir")
             .arg(data)
+            .args(extra)
             .env_remove("PORT")
             .env_remove("WALLET_FILE")
             .env("AO_CU_LOG", "info")
@@ -214,6 +222,21 @@ fn aoconnect_against_serve_and_restart() {
     ]);
     assert!(status.success(), "aoconnect.mjs run: {status}");
     let keyid = check_attestation(&server.url, &data, &state);
+
+    // A network CU (`--roles cu --gateway A`) on its own data directory computes every recorded result
+    // from A's SU and gateway, through aoconnect, identically; it serves no MU, SU or gateway routes.
+    let network_data = tmp.path().join("network-cu");
+    let cu = Server::start_with(&network_data, &["--roles", "cu", "--gateway", &server.url]);
+    let status = node_script(&["verify", &cu.url, state.to_str().unwrap()]);
+    assert!(
+        status.success(),
+        "aoconnect.mjs verify on the network CU: {status}"
+    );
+    let (status, _, _) = http_get(&cu.url, "/graphql");
+    assert_eq!(status, 404, "a --roles cu node has no gateway routes");
+    let exit = cu.terminate();
+    assert!(exit.success(), "the network CU after SIGTERM: {exit}");
+
     let exit = server.terminate();
     assert!(exit.success(), "ao-cu serve after SIGTERM: {exit}");
 
