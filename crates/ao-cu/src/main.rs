@@ -40,7 +40,7 @@ enum Command {
     /// Evaluate a message log on the persistent engine (store, checkpoints); resumable after a crash.
     Run(run::RunArgs),
     /// Serve a complete local AO node (Messenger, Scheduler, Compute Unit) over HTTP.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Load generator: N processes × M messages through the engine and/or the HTTP API.
     Bench(bench::BenchArgs),
     /// Attestation tools.
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
                 ExitCode::from(e.exit_code())
             }
         },
-        Command::Serve(args) => match serve::run(args) {
+        Command::Serve(args) => match serve::run(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ao-cu serve: {e:#}");

@@ -123,6 +123,13 @@ pub struct ServeArgs {
     #[arg(long, env = "LOAD_MESSAGES_PAGE_SIZE", default_value_t = 1000)]
     pub page_size: usize,
 
+    /// `argv[0]` given to every process's `main` (Emscripten keeps it in memory, and metered modules
+    /// count its bytes). The reference CU passes its worker script's path, e.g.
+    /// `/usr/app/src/effects/worker/evaluator/index.js` in its Docker image: give that path to compute
+    /// memory and `GasUsed` identical to that deployment.
+    #[arg(long, env = "AO_CU_THIS_PROGRAM", default_value = cu_wasm::THIS_PROGRAM)]
+    pub this_program: String,
+
     // --- Unit mode and the hbu route.
     /// `cu`: the embedded MU + SU + CU; `hbu`: also compute for a HyperBEAM node beside this one, through
     /// `POST /result/:slot` (only callers on this host, or holding `--hbu-token`).
@@ -269,6 +276,7 @@ fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConf
         max_compute: args.max_compute_limit,
         max_memory: args.max_memory_limit,
     };
+    engine.this_program.clone_from(&args.this_program);
     engine.dry_run_timeout = Duration::from_millis(args.dry_run_timeout_ms);
     engine.time_slice = Duration::from_millis(args.time_slice_ms);
     if let Some(n) = args.long_evaluations {
@@ -530,6 +538,9 @@ fn validate(args: &ServeArgs) -> Result<()> {
     }
     if args.dry_run_timeout_ms == 0 || args.time_slice_ms == 0 {
         bail!("--dry-run-timeout-ms and --time-slice-ms must be positive");
+    }
+    if args.this_program.is_empty() || args.this_program.contains('\0') {
+        bail!("--this-program must be a non-empty path without NUL bytes");
     }
     let roles = args.roles;
     if roles.mu && !roles.su {

@@ -94,6 +94,10 @@ pub struct EngineConfig {
     /// Extra dry-run threads the pool may add while its threads are busy with dry-runs past their time
     /// slice.
     pub dry_run_overflow: usize,
+    /// `argv[0]` (and `_` in the environment) every process's `main` is given
+    /// ([`Engine::start`](crate::Engine::start)); the reference CU passes its worker script's path, so
+    /// memory and metered `GasUsed` match a given reference deployment only with the same value.
+    pub this_program: String,
 }
 
 /// Long evaluations that may wait for a slot, per slot of [`EngineConfig::long_evaluations`].
@@ -116,6 +120,7 @@ impl Default for EngineConfig {
             time_slice: Duration::from_millis(250),
             long_evaluations: cores,
             dry_run_overflow: cores.max(2),
+            this_program: cu_wasm::THIS_PROGRAM.to_owned(),
         }
     }
 }

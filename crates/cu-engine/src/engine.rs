@@ -68,9 +68,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts `config.workers` shards over `store`, compiling modules with `loader`.
+    /// Starts `config.workers` shards over `store`, compiling modules with `loader`; processes start with
+    /// `config.this_program` as `argv[0]`.
     pub fn start(config: EngineConfig, store: Store, loader: Arc<Loader>) -> Result<Engine, EngineError> {
-        Self::start_with(config, store, loader, ProcessConfig::default(), None)
+        let process_config = ProcessConfig {
+            this_program: config.this_program.clone(),
+            ..ProcessConfig::default()
+        };
+        Self::start_with(config, store, loader, process_config, None)
     }
 
     /// [`Engine::start`] with the settings every process starts from, and an optional crash-test phase

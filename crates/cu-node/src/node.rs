@@ -302,6 +302,10 @@ impl Node {
         let store = &self.inner.store;
         let last = store.last_pos(pid)?;
         let reads = self.inner.scheduler.reads();
+        // A process read from a remote SU: the network's MUs push its outbox, not its CUs.
+        if reads.upstream_cursor(pid)?.is_some() {
+            return Ok(());
+        }
         let cursor = reads.outbox_cursor(pid)?;
         if last <= cursor {
             return Ok(());
@@ -382,6 +386,16 @@ impl Node {
                 tags.push(("From-Process".into(), pid.into()));
                 if let Some(p) = &initial {
                     tags.push(("Pushed-For".into(), p.clone()));
+                }
+                // As the reference MU (`spawn-process.js`): `From-Module` names the spawning process's
+                // module, and a spawn without a `Scheduler` goes to the spawning process's SU (this node).
+                for (n, v) in tags.iter_mut() {
+                    if n == "From-Module" {
+                        v.clone_from(&record.module_id);
+                    }
+                }
+                if !tags.iter().any(|(n, _)| n == "Scheduler") {
+                    tags.push(("Scheduler".into(), self.inner.address.clone()));
                 }
                 let raw = self.sign(sp, &tags, None)?;
                 let item = DataItem::parse(&raw).map_err(|e| NodeError::Internal(e.to_string()))?;

@@ -692,6 +692,14 @@ fn outbox_spawns_and_assignments() {
             .unwrap()
             .contains(&json!({"name": "Pushed-For", "value": s}))
     );
+    // The spawn named no Scheduler: as the reference MU, the child goes to the spawner's SU (this
+    // node), which the child's own tag says, so another CU can locate it.
+    assert!(
+        tags.as_array()
+            .unwrap()
+            .contains(&json!({"name": "Scheduler", "value": f.node.address()})),
+        "{tags}"
+    );
     let out = rt.block_on(f.node.result(&child, &child)).unwrap();
     assert!(out.get("Error").is_none(), "{out}");
     assert_eq!(f.node.su_process(&child).unwrap()["data"], "child data");
