@@ -67,6 +67,19 @@ impl FromQuery for ResultsParams {
     }
 }
 
+/// `?to=` of `/state` (a timestamp in ms, optional).
+#[derive(Debug)]
+pub(crate) struct StateParams {
+    /// The timestamp the state is asked at.
+    pub to: Option<u64>,
+}
+
+impl FromQuery for StateParams {
+    fn from_query(q: &QueryParams) -> Result<Self, HttpError> {
+        Ok(StateParams { to: q.number("to")? })
+    }
+}
+
 /// `?nonce=HEX` of the evidence route (1 to 64 bytes).
 #[derive(Debug)]
 pub(crate) struct NonceParam {

@@ -651,6 +651,24 @@ async fn state_metrics_and_metrics_off() {
     assert!(headers.get("last-block-height").is_some());
     let (status, v) = f.get(&format!("/state/{UNKNOWN}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    // `to` at or after the newest message is that state; before it, a clear 422 (never a newer state
+    // passed off as the older one); not a number, a 400.
+    let (status, _, same) = f
+        .send(
+            Method::GET,
+            &format!("/state/{}?to={ts}", f.pid),
+            Body::empty(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(same == body, "to = the last timestamp is the same state");
+    let (status, v) = f.get(&format!("/state/{}?to={}", f.pid, ts - 1)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_error(&v, "newest state");
+    let (status, v) = f.get(&format!("/state/{}?to=yesterday", f.pid)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_error(&v, "to");
 
     let (status, headers, body) = f.send(Method::GET, "/metrics", Body::empty(), &[]).await;
     assert_eq!(status, StatusCode::OK);

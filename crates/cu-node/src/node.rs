@@ -851,6 +851,21 @@ impl Node {
         Ok((result_shape(&text, true)?, slot))
     }
 
+    /// `GET /state/:pid?to=`: [`Node::state`] when `to` (ms) is at or after the newest evaluated
+    /// message; a 422 when it is before, since a node keeps only the newest state of a process (the
+    /// reference evaluates a fresh copy up to `to`; a silently newer state would be wrong data).
+    pub async fn state_at(&self, process_id: &str, to: Option<u64>) -> Result<StateReply, NodeError> {
+        let reply = self.state(process_id).await?;
+        match to {
+            Some(to) if reply.timestamp > to => Err(NodeError::Unprocessable(format!(
+                "the state of process {process_id} at to={to} is not served: its newest evaluated message \
+                 (ordinate {}) is at {}, and this node keeps only the newest state; ask without `to`",
+                reply.ordinate, reply.timestamp
+            ))),
+            _ => Ok(reply),
+        }
+    }
+
     /// `GET /state/:pid`: evaluates to the end; memory and the last message's position.
     pub async fn state(&self, process_id: &str) -> Result<StateReply, NodeError> {
         self.refresh_remote(process_id, Refresh::IfStale).await?;

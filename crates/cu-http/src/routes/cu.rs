@@ -19,7 +19,7 @@ use super::{AppState, DryRunAnswer, Reply, Shared, blocking, body_bytes, json_ok
 use crate::cache::DryRunKey;
 use crate::client::client_ip;
 use crate::error::HttpError;
-use crate::query::{ProcessIdParam, Query};
+use crate::query::{ProcessIdParam, Query, StateParams};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -115,8 +115,12 @@ async fn dry_run(
     result_response(&state, answer.body, Vec::new(), &pid, position)
 }
 
-async fn state_route(State(state): Shared, Path(pid): Path<String>) -> Reply {
-    let reply = state.node.state(&pid).await?;
+async fn state_route(
+    State(state): Shared,
+    Path(pid): Path<String>,
+    Query(StateParams { to }): Query<StateParams>,
+) -> Reply {
+    let reply = state.node.state_at(&pid, to).await?;
     let mut response = Response::new(Body::from(reply.memory));
     let h = response.headers_mut();
     h.insert(
