@@ -182,5 +182,7 @@ fn main() {
         rates[0],
         rates[rates.len() - 1]
     );
+    // The server task holds a clone of A: stop it first.
+    drop(rt);
     a.shutdown().unwrap();
 }
