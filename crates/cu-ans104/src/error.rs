@@ -89,6 +89,9 @@ pub enum Ans104Error {
     /// An RSA operation (key validation, generation, signing) failed.
     #[error("RSA: {0}")]
     Rsa(#[from] rsa::Error),
+    /// AWS-LC refused a key or an operation.
+    #[error("crypto: {0}")]
+    Crypto(String),
     /// A secp256k1 key or signing operation failed.
     #[error("secp256k1: {0}")]
     Secp256k1(String),

@@ -15,8 +15,11 @@
 //! * [`Wallet`]: Arweave JWK (RSA 4096): generate, load/save JWK JSON, address, sign data items.
 //! * [`EthereumSigner`]: signs data items as arbundles' `EthereumSigner` does (tests, tooling).
 //!
-//! Pure Rust crypto (`rsa`, `k256`, `ed25519-dalek`, `sha2`, `sha3`); no OpenSSL.
+//! RSA signing and verification run on AWS-LC ([`awslc`], constant time, about 4× faster signing and 10×
+//! faster verification than the pure-Rust `rsa` crate, which still parses, validates and generates keys);
+//! `k256`, `ed25519-dalek`, `sha2` and `sha3` do the rest. No OpenSSL.
 
+pub mod awslc;
 pub mod deep_hash;
 pub mod error;
 pub mod item;
@@ -24,6 +27,8 @@ pub mod sig;
 pub mod tags;
 pub mod wallet;
 
+#[cfg(test)]
+mod pss_reference;
 #[cfg(test)]
 mod tests;
 

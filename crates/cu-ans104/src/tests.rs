@@ -490,3 +490,100 @@ fn random_mutations_never_panic_and_never_verify() {
         }
     }
 }
+
+/// Hand-built PSS encodings, valid and flawed in each way RFC 8017 §9.1.2 checks, signed with the raw
+/// private operation: AWS-LC's verdict must be the independent big-integer verifier's, and the expected one.
+#[test]
+fn rsa_pss_verdicts_match_the_reference_verifier() {
+    use rsa::hazmat::rsa_decrypt;
+    use rsa::rand_core::OsRng;
+    let key = rsa::RsaPrivateKey::from_components(
+        rsa::BigUint::from_bytes_be(&wallet().owner()),
+        rsa::BigUint::from(65537u32),
+        rsa::BigUint::from_bytes_be(&jwk_field("d")),
+        vec![
+            rsa::BigUint::from_bytes_be(&jwk_field("p")),
+            rsa::BigUint::from_bytes_be(&jwk_field("q")),
+        ],
+    )
+    .unwrap();
+    let msg = b"deep hash stand-in";
+    let m_hash = Sha256::digest(msg);
+    // emBits = 4095, so emLen = 512 and the top bit of the first byte must be zero.
+    let encode = |salt_len: usize, flaw: &str| -> Vec<u8> {
+        let salt: Vec<u8> = (0..salt_len).map(|i| (i * 7 + 3) as u8).collect();
+        let mut hp = Sha256::new();
+        hp.update([0u8; 8]);
+        hp.update(m_hash);
+        hp.update(&salt);
+        let mut h: [u8; 32] = hp.finalize().into();
+        if flaw == "hash" {
+            h[5] ^= 1;
+        }
+        let db_len = 512 - 32 - 1;
+        let mut db = vec![0u8; db_len];
+        let sep = db_len - salt_len - 1;
+        db[sep] = if flaw == "separator" { 0x02 } else { 0x01 };
+        db[sep + 1..].copy_from_slice(&salt);
+        if flaw == "padding" && sep > 0 {
+            db[sep - 1] = 0x01;
+        }
+        // MGF1-SHA-256 mask of H over DB.
+        for (counter, chunk) in db.chunks_mut(32).enumerate() {
+            let mut m = Sha256::new();
+            m.update(h);
+            m.update((counter as u32).to_be_bytes());
+            for (o, k) in chunk.iter_mut().zip(m.finalize()) {
+                *o ^= k;
+            }
+        }
+        db[0] &= 0x7f;
+        if flaw == "top-bit" {
+            // 0x80 exactly: the encoding stays below this modulus (its top byte is larger), so it can be signed.
+            db[0] = 0x80;
+        }
+        let mut em = db;
+        em.extend_from_slice(&h);
+        em.push(if flaw == "trailer" { 0xbd } else { 0xbc });
+        let s = rsa_decrypt(Some(&mut OsRng), &key, &rsa::BigUint::from_bytes_be(&em)).unwrap();
+        let mut sig = vec![0u8; 512];
+        let bytes = s.to_bytes_be();
+        sig[512 - bytes.len()..].copy_from_slice(&bytes);
+        sig
+    };
+    let owner = wallet().owner();
+    for salt_len in [0usize, 1, 32, 100, 478] {
+        for flaw in ["none", "hash", "separator", "padding", "top-bit", "trailer"] {
+            if flaw == "padding" && salt_len == 478 {
+                continue; // the maximum salt leaves no padding byte to flaw
+            }
+            let sig = encode(salt_len, flaw);
+            let fast = verify_rsa_pss_sha256(&owner, msg, &sig).is_ok();
+            let reference = crate::pss_reference::reference_verify(&owner, msg, &sig).is_ok();
+            assert_eq!(
+                fast, reference,
+                "salt {salt_len}, flaw {flaw}: AWS-LC {fast}, reference {reference}"
+            );
+            // A "padding" flaw moves the separator earlier: a longer salt and a hash that no longer matches.
+            assert_eq!(fast, flaw == "none", "salt {salt_len}, flaw {flaw}");
+        }
+    }
+}
+
+#[test]
+fn rsa_small_or_malformed_moduli_are_refused() {
+    let sig = wallet().sign(b"m").unwrap();
+    // Under 1024 bits (with leading zero bytes of a 512-byte owner, too).
+    let mut small = vec![0u8; 512];
+    small[400..].fill(0xff);
+    assert!(matches!(
+        verify_rsa_pss_sha256(&small, b"m", &sig),
+        Err(Ans104Error::BadOwner(_))
+    ));
+    // An even "modulus" AWS-LC refuses as a key, and a signature whose length is not the modulus's.
+    let mut even = wallet().owner();
+    even[511] &= 0xfe;
+    assert!(verify_rsa_pss_sha256(&even, b"m", &sig).is_err());
+    assert!(verify_rsa_pss_sha256(&wallet().owner(), b"m", &sig[1..]).is_err());
+    assert!(verify_rsa_pss_sha256(&wallet().owner(), b"m", &sig).is_ok());
+}

@@ -4,22 +4,25 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rsa::rand_core::OsRng;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
-use rsa::{BigUint, Pss, RsaPrivateKey};
+use rsa::{BigUint, RsaPrivateKey};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 use crate::Ans104Error;
+use crate::awslc::Signer;
 use crate::item::create_signed;
 use crate::sig::SignatureType;
 
 /// The PSS salt length this wallet signs with. 32 (= the hash length) is what arweave-js's WebCrypto driver,
 /// browser wallets and HyperBEAM use; verifiers (arbundles, Arweave nodes) recover the salt length, so
-/// aoconnect's maximum-salt signatures and these both verify.
+/// aoconnect's maximum-salt signatures and these both verify. (AWS-LC's `RSA_PSS_SHA256` signs with it.)
 pub const SIGN_SALT_LEN: usize = 32;
 
-/// An Arweave wallet (RSA 4096, e = 65537).
+/// An Arweave wallet (RSA 4096, e = 65537): the key (JWK fields, validation) and its AWS-LC signer.
 #[derive(Clone)]
 pub struct Wallet {
     key: RsaPrivateKey,
+    signer: Arc<Signer>,
 }
 
 impl std::fmt::Debug for Wallet {
@@ -75,7 +78,8 @@ impl Wallet {
         }
         key.validate()?;
         key.precompute()?;
-        Ok(Self { key })
+        let signer = Arc::new(Signer::new(&key)?);
+        Ok(Self { key, signer })
     }
 
     /// Load a JWK (`kty` RSA with `n`, `e`, `d`, `p`, `q`; `dp`, `dq`, `qi` checked when present).
@@ -165,10 +169,7 @@ impl Wallet {
 
     /// RSA-PSS-SHA-256 signature (salt [`SIGN_SALT_LEN`]) of `message`.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Ans104Error> {
-        let digest = Sha256::digest(message);
-        Ok(self
-            .key
-            .sign_with_rng(&mut OsRng, Pss::new_with_salt::<Sha256>(SIGN_SALT_LEN), &digest)?)
+        self.signer.sign(message)
     }
 
     /// Build and sign a data item (signature type 1). `target`: base64url of 32 bytes; `anchor`: exactly
