@@ -20,6 +20,9 @@ pub enum SchedError {
     /// Signing the assignment failed.
     #[error("signing the assignment: {0}")]
     Sign(String),
+    /// The commit of a message this call waited for (a duplicate of it was queued first) failed.
+    #[error("store: committing the first copy of this message: {0}")]
+    Commit(String),
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] cu_store::StoreError),

@@ -1,8 +1,17 @@
 //! [`Scheduler`]: per-process nonces, timestamps, block heights, the hash chain, signed assignments and
 //! interleaved cron messages, committed durably before a call returns.
+//!
+//! A process's lock is held while its next assignment is prepared and signed (each assignment's hash
+//! chain follows from the previous one, so this part is serial per process) and while the batch is
+//! queued at the store's writer; it is released before the commit is waited for, so the next message
+//! of the process is signed while this one commits (and the writer commits both in one group). Until
+//! its commit is known, a message is *pending*: a duplicate of it waits for that commit and answers the
+//! same assignment. A commit that fails drops the process's in-memory state (it is reloaded from the
+//! store); batches queued behind it fail too (their positions no longer follow), so nothing is stored
+//! out of order and no slot is signed twice into the store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use cu_ans104::Wallet;
 use cu_store::schedule::{DeliveryMark, ScheduleBatch, ScheduleReads, ScheduleRecord, ScheduledEntry};
@@ -80,7 +89,44 @@ struct ProcState {
     crons: Vec<Cron>,
 }
 
-type Slot = Arc<Mutex<Option<ProcState>>>;
+/// A message whose batch is queued at the writer, its commit not yet known.
+#[derive(Debug)]
+struct Pending {
+    assigned: Assigned,
+    outcome: Mutex<Option<Result<(), String>>>,
+    known: Condvar,
+}
+
+impl Pending {
+    fn publish(&self, outcome: Result<(), String>) {
+        *lock(&self.outcome) = Some(outcome);
+        self.known.notify_all();
+    }
+
+    fn wait(&self) -> Result<(), String> {
+        let mut outcome = lock(&self.outcome);
+        loop {
+            if let Some(o) = &*outcome {
+                return o.clone();
+            }
+            outcome = self.known.wait(outcome).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// The scheduler's view of one process.
+#[derive(Debug, Default)]
+struct SlotState {
+    /// The state after the last queued batch (`None`: load it from the store).
+    state: Option<ProcState>,
+    /// Bumped whenever `state` is dropped after a failed commit, so a later failure of a batch queued
+    /// before the drop does not drop the state reloaded since.
+    generation: u64,
+    /// Messages queued but not yet committed, by message id.
+    pending: HashMap<String, Arc<Pending>>,
+}
+
+type Slot = Arc<Mutex<SlotState>>;
 
 /// The embedded scheduler. Cheap to share (`Arc` it); one lock per process, so processes are scheduled
 /// in parallel.
@@ -257,7 +303,17 @@ impl Scheduler {
         let pid = req.process_id.clone();
         let slot = self.slot(&pid);
         let mut guard = lock(&slot);
-        let mut st = match (&*guard, &req.spawn) {
+        // A message queued but not yet committed (a retried push racing its first): wait for that
+        // commit and answer its assignment.
+        if let Some(p) = guard.pending.get(&req.message_id).cloned() {
+            drop(guard);
+            p.wait().map_err(SchedError::Commit)?;
+            return Ok(Scheduled {
+                assigned: p.assigned.clone(),
+                crons: 0,
+            });
+        }
+        let mut st = match (&guard.state, &req.spawn) {
             (Some(st), None) => st.clone(),
             (None, None) => self.load(&pid, None)?,
             (_, Some(p)) => {
@@ -380,7 +436,7 @@ impl Scheduler {
             outbox_cursors: Vec::new(),
             upstream: Vec::new(),
         };
-        self.store.commit_schedule(batch)?;
+        let queued = self.store.submit_schedule(batch)?;
         if let Some(p) = &req.spawn {
             st.origin = Point {
                 height: p.block_height,
@@ -396,7 +452,28 @@ impl Scheduler {
             hash_chain: assigned.hash_chain.clone(),
             assignment_id: assigned.assignment_id.clone(),
         });
-        *guard = Some(st);
+        guard.state = Some(st);
+        let generation = guard.generation;
+        let pending = Arc::new(Pending {
+            assigned: assigned.clone(),
+            outcome: Mutex::new(None),
+            known: Condvar::new(),
+        });
+        guard
+            .pending
+            .insert(assigned.message_id.clone(), Arc::clone(&pending));
+        drop(guard);
+
+        let outcome = queued.wait();
+        let mut guard = lock(&slot);
+        guard.pending.remove(&assigned.message_id);
+        if outcome.is_err() && guard.generation == generation {
+            guard.state = None;
+            guard.generation += 1;
+        }
+        drop(guard);
+        pending.publish(outcome.as_ref().map(|_| ()).map_err(ToString::to_string));
+        outcome?;
         Ok(Scheduled {
             assigned,
             crons: n_crons,
@@ -431,7 +508,7 @@ impl Scheduler {
     pub fn tick_crons(&self, process_id: &str, now: u64) -> Result<u64, SchedError> {
         let slot = self.slot(process_id);
         let mut guard = lock(&slot);
-        let mut st = match &*guard {
+        let mut st = match &guard.state {
             Some(st) => st.clone(),
             None => self.load(process_id, None)?,
         };
@@ -443,16 +520,23 @@ impl Scheduler {
             Vec::new()
         };
         if to > st.cron_mark && st.last.is_some() && !st.crons.is_empty() {
-            self.store.commit_schedule(ScheduleBatch {
+            // Committed under the lock: it follows whatever is queued for the process, and fails if
+            // an earlier queued batch failed (then the state is reloaded next time).
+            let committed = self.store.commit_schedule(ScheduleBatch {
                 entries,
                 cron_marks: vec![(process_id.to_string(), to)],
                 ..ScheduleBatch::default()
-            })?;
+            });
+            if let Err(e) = committed {
+                guard.state = None;
+                guard.generation += 1;
+                return Err(e.into());
+            }
             st.pos = pos;
             st.cron_mark = to;
         }
         let last = st.pos;
-        *guard = Some(st);
+        guard.state = Some(st);
         Ok(last)
     }
 
@@ -460,10 +544,10 @@ impl Scheduler {
     pub fn has_crons(&self, process_id: &str) -> Result<bool, SchedError> {
         let slot = self.slot(process_id);
         let mut guard = lock(&slot);
-        if guard.is_none() {
-            *guard = Some(self.load(process_id, None)?);
+        if guard.state.is_none() {
+            guard.state = Some(self.load(process_id, None)?);
         }
-        Ok(guard.as_ref().is_some_and(|s| !s.crons.is_empty()))
+        Ok(guard.state.as_ref().is_some_and(|s| !s.crons.is_empty()))
     }
 
     /// The last assignment of a process.

@@ -423,4 +423,100 @@ mod scheduling {
         };
         assert!(s.schedule(req, 1, |_| Ok("{}".into())).is_err());
     }
+
+    /// Many threads schedule onto one process at once, each message posted twice by different
+    /// threads: one nonce per message, no gap, one hash chain, and both posters of a message answered
+    /// its one assignment (a duplicate racing a queued, uncommitted first copy waits for it).
+    #[test]
+    fn concurrent_schedules_form_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let s = Scheduler::new(store.clone(), Arc::new(wallet()), false);
+        spawn(&s, &[], 1_000_000);
+        const THREADS: usize = 6;
+        const PER_THREAD: usize = 8;
+        let answers = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let (s, answers) = (&s, &answers);
+                scope.spawn(move || {
+                    for k in 0..PER_THREAD {
+                        // Thread t posts its own messages and those of thread t - 1.
+                        for owner in [t, (t + THREADS - 1) % THREADS] {
+                            let id = format!("m-{owner}-{k}");
+                            let a = msg(s, &id, 1_000_001).assigned;
+                            answers.lock().unwrap().push((id, a));
+                        }
+                    }
+                });
+            }
+        });
+        let n = (THREADS * PER_THREAD) as u64;
+        assert_eq!(store.last_pos(PID).unwrap(), n + 1);
+        let mut seen = std::collections::HashMap::new();
+        let mut prev = s.reads().by_nonce(PID, 0).unwrap().unwrap();
+        for nonce in 1..=n {
+            let r = s.reads().by_nonce(PID, nonce).unwrap().unwrap();
+            assert_eq!(r.pos, nonce + 1);
+            assert!(r.timestamp > prev.timestamp);
+            assert_eq!(
+                r.hash_chain,
+                hash_chain(&prev.hash_chain, Some(&prev.assignment_id)).unwrap()
+            );
+            assert!(
+                seen.insert(r.message_id.clone(), r.clone()).is_none(),
+                "{} scheduled twice",
+                r.message_id
+            );
+            prev = r;
+        }
+        let answers = answers.into_inner().unwrap();
+        assert_eq!(answers.len(), 2 * n as usize);
+        for (id, a) in answers {
+            let r = &seen[&id];
+            assert_eq!(
+                (a.nonce, a.assignment_id.as_str()),
+                (r.nonce, r.assignment_id.as_str())
+            );
+        }
+    }
+
+    /// A batch the store refuses (here: another writer took the next log position) is an error for
+    /// that call, writes nothing, and the scheduler reloads the process from the store, so the next
+    /// message follows what is really stored.
+    #[test]
+    fn a_refused_commit_reloads_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let s = Scheduler::new(store.clone(), Arc::new(wallet()), false);
+        spawn(&s, &[], 1_000_000);
+        let a = msg(&s, "m1", 1_000_500).assigned;
+        store
+            .append(&[cu_store::LogEntry {
+                process_id: PID.into(),
+                pos: 3,
+                message_id: Some("elsewhere".into()),
+                nonce: None,
+                timestamp: 1_000_600,
+                block_height: 0,
+                cron: None,
+                msg_json: "{}".into(),
+            }])
+            .unwrap();
+        let req = ScheduleRequest {
+            process_id: PID.into(),
+            message_id: "m2".into(),
+            message: Some(vec![2]),
+            ..Default::default()
+        };
+        let err = s.schedule(req, 1_000_700, |_| Ok("{}".into())).unwrap_err();
+        assert!(err.to_string().contains("pos"), "{err}");
+        assert!(s.reads().by_message(PID, "m2").unwrap().is_none());
+        let b = msg(&s, "m2", 1_000_800).assigned;
+        assert_eq!((b.nonce, b.pos), (2, 4));
+        assert_eq!(
+            b.hash_chain,
+            hash_chain(&a.hash_chain, Some(&a.assignment_id)).unwrap()
+        );
+    }
 }

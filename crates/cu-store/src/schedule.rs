@@ -13,7 +13,9 @@
 //!   next slot must follow from). It commits in the same transaction as the slots it covers.
 //!
 //! [`Store::commit_schedule`] writes a [`ScheduleBatch`] (a new process, log entries with their
-//! assignments, a cron mark, delivery marks) all or nothing, durable on return. Reads go through
+//! assignments, a cron mark, delivery marks) all or nothing, durable on return;
+//! [`Store::submit_schedule`] queues one and returns a [`Queued`] to wait on, so the scheduler can sign
+//! the next assignment while the writer commits this one. Reads go through
 //! [`ScheduleReads`], which keeps its own read connections.
 
 use std::path::PathBuf;
@@ -305,11 +307,38 @@ fn write_batch(conn: &Connection, batch: &ScheduleBatch) -> Result<(), StoreErro
     Ok(())
 }
 
+/// A [`ScheduleBatch`] queued at the writer ([`Store::submit_schedule`]); [`Queued::wait`] tells when it is
+/// durable (or why it failed). Batches commit in the order they were queued.
+#[derive(Debug)]
+#[must_use = "a queued batch is durable only once `wait` returns Ok"]
+pub struct Queued {
+    rx: mpsc::Receiver<Result<(), StoreError>>,
+    dir: PathBuf,
+}
+
+impl Queued {
+    /// Blocks until the batch committed (`Ok`) or failed; a failed batch wrote nothing.
+    pub fn wait(self) -> Result<(), StoreError> {
+        // A closed channel means the writer dropped the job without running it (it panicked).
+        self.rx
+            .recv()
+            .unwrap_or(Err(StoreError::WriterStopped { path: self.dir }))
+    }
+}
+
 impl Store {
     /// Writes `batch` in one transaction (all or nothing), durable on return. Log positions must follow
     /// the last one of their process ([`StoreError::OutOfOrder`]); the process must exist or be created
     /// by the batch ([`StoreError::UnknownProcess`]); a batch process that exists is [`StoreError::Exists`].
     pub fn commit_schedule(&self, batch: ScheduleBatch) -> Result<(), StoreError> {
+        self.submit_schedule(batch)?.wait()
+    }
+
+    /// Queues `batch` at the writer and returns at once (values that cannot be stored are refused
+    /// here); the batch is checked and written as [`Store::commit_schedule`] does, in queue order, so
+    /// a batch that follows a failed one of the same process fails too (its positions no longer
+    /// follow). This lets a caller prepare the next batch while this one commits.
+    pub fn submit_schedule(&self, batch: ScheduleBatch) -> Result<Queued, StoreError> {
         if let Some(p) = &batch.process {
             blobs::validate_process_id(&p.id)?;
         }
@@ -325,10 +354,9 @@ impl Store {
                 let _ = tx.send(outcome);
             }),
         ));
-        rx.recv().unwrap_or_else(|_| {
-            Err(StoreError::WriterStopped {
-                path: self.dir().to_path_buf(),
-            })
+        Ok(Queued {
+            rx,
+            dir: self.dir().to_path_buf(),
         })
     }
 }
