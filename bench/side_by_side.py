@@ -3,9 +3,12 @@
 
 Per-message time: each side runs the set-up messages (boot, and a Grow with --grow) followed by N
 measured messages and reports the evaluation time of the N alone (inside `handle`: `ao-cu eval --timing
---time-from K`, `tests/oracle/run.cjs --time-from K`), so start-up, compilation, the set-up messages, I/O
-and the memory hashing the reference driver adds are all left out on both sides. Runs each side `--repeat` times and keeps the
-fastest (these machines are shared and noisy). Reference modes: `hot` (one instance, no memory copies:
+--time-from K`, `tests/oracle/run.cjs --time-from K`), so start-up, compilation, the set-up messages and
+I/O are left out on both sides. Between two timed messages neither side does more than write the result
+line (the reference driver's memory hash is off: `--memory-hash none`; hashing ~100 MB there evicted the
+caches before every timed reference message). The sides run in `--repeat` interleaved rounds (ao-cu, then
+each reference mode) and each row gives the median with the spread; ratios are of medians (these
+machines are shared and noisy). Outputs must be identical, or the harness exits. Reference modes: `hot` (one instance, no memory copies:
 the loader's fast path) and `cu` (the reference CU's way: memory passed in and out for every message).
 
 Default: the Lua test process built from source (tests/modules/build.sh), message `Action=Eval`.
@@ -15,9 +18,9 @@ Any module: --module PATH --format FORMAT (e.g. aos 2, locally; never committed)
 How cost grows: --grow 0,64,256 (MiB the Lua test process grows its memory by first) and --data-kb 1,64,512
 (message size) give one table per combination.
 
-    python3 bench/side_by_side.py [--module M --format F] [-n 200] [--repeat 3] [--modes hot,cu] [--grow L] [--data-kb L]
+    python3 bench/side_by_side.py [--module M --format F] [-n 200] [--repeat 5] [--modes hot,cu] [--grow L] [--data-kb L]
 """
-import argparse, json, os, re, subprocess, sys, tempfile
+import argparse, json, os, re, statistics, subprocess, sys, tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PID = "KzXTVvxEXQVVE1zx0T5N2TxZPG_ncoG6fjqyiIRKu_c"
@@ -63,41 +66,49 @@ def measure(args, grow_mb, data_kb):
             f.write("\n".join(json.dumps(l) for l in lines) + "\n")
         paths.append(p)
 
-    def tail_time(cmd, side):
+    def run_once(cmd, side):
         # Each side times the measured messages itself (`--time-from`: evaluation inside `handle`, without
         # start-up, set-up messages or I/O), so a Grow of hundreds of MiB in the set-up, whose time varies
-        # by seconds, cannot swamp the figure. The fastest of `repeat` runs: noise only ever adds time.
-        best, out = None, None
-        for _ in range(args.repeat):
-            run = subprocess.run(cmd, capture_output=True, text=True)
-            if run.returncode != 0:
-                sys.exit(f"failed: {' '.join(cmd)}\n{run.stderr[-2000:]}")
-            m = re.search(r"evaluation from message \d+: ([0-9.]+) ms", run.stderr)
-            if not m:
-                sys.exit(f"no timing from {side}:\n{run.stderr[-2000:]}")
-            t = float(m.group(1)) / 1000 / args.n
-            best = t if best is None else min(best, t)
-            out = run.stdout.splitlines()
-        print(f"  {side}: {best * 1000:.3f} ms/message", file=sys.stderr)
-        return best, out
-
-    def reference(mode):
-        return tail_time(["node", os.path.join(REPO, "tests/oracle/run.cjs"), "--module", args.module,
-                          "--format", args.format, "--mode", mode, "--messages", paths[1],
-                          "--time-from", str(len(short))], f"reference {mode}")
+        # by seconds, cannot swamp the figure.
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0:
+            sys.exit(f"failed: {' '.join(cmd)}\n{run.stderr[-2000:]}")
+        m = re.search(r"evaluation from message \d+: ([0-9.]+) ms", run.stderr)
+        if not m:
+            sys.exit(f"no timing from {side}:\n{run.stderr[-2000:]}")
+        return float(m.group(1)) / 1000 / args.n, run.stdout.splitlines()
 
     cache = os.path.join(tmp, "cache")
-    ours, ours_out = tail_time([args.ao_cu, "eval", "--module", args.module, "--format", args.format,
-                                "--messages", paths[1], "--cache-dir", cache, "--timing",
-                                "--time-from", str(len(short))], "ao-cu")
-    rows = [("ao-cu (hot instance, Cranelift AOT)", ours)]
+    # Neither side does anything between two timed messages but write the result line: the reference
+    # driver hashes no memory (`--memory-hash none`) and ao-cu adds no MemoryHash.
+    sides = [("ao-cu (hot instance, Cranelift AOT)",
+              [args.ao_cu, "eval", "--module", args.module, "--format", args.format, "--messages", paths[1],
+               "--cache-dir", cache, "--timing", "--time-from", str(len(short))])]
     for mode in args.modes.split(","):
-        ref, ref_out = reference(mode)
-        rows.append((f"reference ao-loader 0.0.49, mode {mode}", ref))
-        same = [json.loads(l).get("Output") for l in ours_out] == [json.loads(l).get("Output") for l in ref_out]
-        print(f"outputs identical to reference ({mode}): {same}", file=sys.stderr)
+        sides.append((f"reference ao-loader 0.0.49, mode {mode}",
+                      ["node", os.path.join(REPO, "tests/oracle/run.cjs"), "--module", args.module,
+                       "--format", args.format, "--mode", mode, "--messages", paths[1],
+                       "--time-from", str(len(short)), "--memory-hash", "none"]))
+    # The AOT cache is filled outside the measured rounds, so no round pays for Cranelift.
+    run_once(sides[0][1], sides[0][0])
+    # Interleaved rounds (ao-cu, then each reference mode, `repeat` times): a burst of load from the
+    # shared machine falls on both sides alike instead of on one side's whole series.
+    times = {name: [] for name, _ in sides}
+    outputs = {}
+    for _ in range(args.repeat):
+        for name, cmd in sides:
+            t, out = run_once(cmd, name)
+            times[name].append(t)
+            outputs[name] = [json.loads(l).get("Output") for l in out]
+    ours_name = sides[0][0]
+    for name, _ in sides[1:]:
+        same = outputs[name] == outputs[ours_name]
+        print(f"outputs identical to the reference ({name}): {same}", file=sys.stderr)
         if not same:
-            sys.exit(f"outputs differ from the reference ({mode}) at memory +{grow_mb} MiB, data {data_kb} KiB")
+            sys.exit(f"outputs differ from {name} at memory +{grow_mb} MiB, data {data_kb} KiB")
+    rows = [(name, times[name]) for name, _ in sides]
+    for name, ts in rows:
+        print(f"  {name}: {' '.join(f'{t * 1000:.3f}' for t in ts)} ms/message", file=sys.stderr)
     return rows
 
 
@@ -122,7 +133,8 @@ def main():
     ap.add_argument("--module", default=os.path.join(REPO, "tests/modules/build/lua-process.wasm"))
     ap.add_argument("--format", default="wasm32-unknown-emscripten2")
     ap.add_argument("-n", type=int, default=200)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved runs per side (median and spread)")
+    ap.add_argument("--json", action="store_true", help="also print each table's raw times as a JSON line")
     ap.add_argument("--modes", default="hot,cu")
     ap.add_argument("--code", default="x = (x or 0) + 1; return x")
     ap.add_argument("--grow", default="0",
@@ -140,12 +152,16 @@ def main():
     for grow_mb in grows:
         for data_kb in sizes:
             rows = measure(args, grow_mb, data_kb)
-            ours = rows[0][1]
-            print(f"-- memory +{grow_mb} MiB, message data {data_kb or '<1'} KiB")
-            print(f"{'side':45} {'ms/message':>12} {'ratio vs ao-cu':>15}")
-            for name, t in rows:
-                print(f"{name:45} {t * 1000:12.3f} {t / ours:15.1f}x", flush=True)
-
+            ours = statistics.median(rows[0][1])
+            print(f"-- memory +{grow_mb} MiB, message data {data_kb or '<1'} KiB, {args.repeat} interleaved runs")
+            print(f"{'side':45} {'median ms/msg':>14} {'min-max':>17} {'time / ao-cu time':>18}")
+            for name, ts in rows:
+                med = statistics.median(ts)
+                spread = f"{min(ts) * 1000:.3f}-{max(ts) * 1000:.3f}"
+                print(f"{name:45} {med * 1000:14.3f} {spread:>17} {med / ours:17.2f}x", flush=True)
+            if args.json:
+                print(json.dumps({"grow_mb": grow_mb, "data_kb": data_kb,
+                                  "sides": {name: ts for name, ts in rows}}), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -7,9 +7,13 @@
  *
  *   node tests/oracle/run.cjs --module M.wasm --format FORMAT [--memory-limit BYTES]
  *        [--compute-limit N] [--mode cu|hot] [--messages FILE] [--this-program PATH] [--time-from K]
+ *        [--memory-hash each|none]
  *
  * --time-from K: the final summary also gives the evaluation time of messages K.. (0-based) alone, so a
  * benchmark can leave its set-up messages out without differencing two runs.
+ * --memory-hash none: no SHA-256 of the memory after each message (MemorySha256 is null). Benchmarks
+ * use it: hashing ~100 MB between two timed messages evicts the caches the next one would have found
+ * warm, which slowed the reference down by up to 2x against an ao-cu side that hashes nothing.
  * Input: one `{"msg": {...}, "env": {...}}` per line (blank lines ignored), from --messages or stdin.
  * Output (stdout), per message, keys in this order:
  *   {"Output":…,"Messages":[…],"Spawns":[…],"Assignments":[…],"GasUsed":n|null[,"Error":…],"MemorySha256":hex|null}
@@ -45,7 +49,8 @@ const FORMATS = [
 ]
 
 const USAGE = 'usage: node tests/oracle/run.cjs --module M.wasm --format FORMAT [--memory-limit BYTES] ' +
-  '[--compute-limit N] [--mode cu|hot] [--messages FILE] [--this-program PATH] [--time-from K]\n' +
+  '[--compute-limit N] [--mode cu|hot] [--messages FILE] [--this-program PATH] [--time-from K] ' +
+  '[--memory-hash each|none]\n' +
   `formats: ${FORMATS.join(', ')}`
 
 /** Writes all of `text` to a file descriptor synchronously (retrying on EAGAIN for non-blocking pipes). */
@@ -70,7 +75,7 @@ function fail (code, message) {
 }
 
 function parseArgs (argv) {
-  const opts = { mode: 'cu' }
+  const opts = { mode: 'cu', memoryHash: 'each' }
   const flags = {
     '--module': 'module',
     '--format': 'format',
@@ -79,7 +84,8 @@ function parseArgs (argv) {
     '--mode': 'mode',
     '--messages': 'messages',
     '--this-program': 'thisProgram',
-    '--time-from': 'timeFrom'
+    '--time-from': 'timeFrom',
+    '--memory-hash': 'memoryHash'
   }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
@@ -103,6 +109,9 @@ function parseArgs (argv) {
   if (!opts.format) fail(2, `--format is required\n${USAGE}`)
   if (!FORMATS.includes(opts.format)) fail(2, `unknown format '${opts.format}'\n${USAGE}`)
   if (opts.mode !== 'cu' && opts.mode !== 'hot') fail(2, `--mode must be cu or hot, got '${opts.mode}'`)
+  if (opts.memoryHash !== 'each' && opts.memoryHash !== 'none') {
+    fail(2, `--memory-hash must be each or none, got '${opts.memoryHash}'`)
+  }
   for (const key of ['memoryLimit', 'computeLimit']) {
     if (opts[key] === undefined) continue
     if (!/^[0-9]+$/.test(opts[key])) fail(2, `--${key === 'memoryLimit' ? 'memory' : 'compute'}-limit must be a non-negative integer, got '${opts[key]}'`)
@@ -285,8 +294,8 @@ async function main () {
     if (opts.mode === 'cu') {
       if (merged.Error === undefined && !isBufferAllocationError(res) && res.Memory) memory = res.Memory
       if (merged.Error !== undefined) handle = null // the CU drops the cached instance after an error
-      memoryHash = memory === null ? null : sha256(memory)
-    } else {
+      if (opts.memoryHash === 'each') memoryHash = memory === null ? null : sha256(memory)
+    } else if (opts.memoryHash === 'each') {
       memoryHash = liveMemory === null ? null : sha256(new Uint8Array(liveMemory.buffer))
     }
     const line = {

@@ -7,7 +7,8 @@
 //!   (throughput per message);
 //! - through the reference loader in the reference CU's way (`tests/oracle/run.cjs --mode cu`: the
 //!   whole memory passed in and out per message) and its fast path (`--mode hot`), per-message time by
-//!   differencing a log without and with the `Count` messages (start-up and `Grow` cancel out).
+//!   differencing a log without and with the `Count` messages (start-up and `Grow` cancel out); the
+//!   driver hashes no memory between messages (`--memory-hash none`), as the other sides do not.
 //!
 //! Bare and engine run in alternating blocks of `--block` messages, `--counts` x `--repeat` per side
 //! (the machine is shared and noisy).
@@ -284,6 +285,9 @@ fn reference(module: &std::path::Path, log: &std::path::Path, mode: &str) -> (f6
             mode,
             "--this-program",
             cu_wasm::THIS_PROGRAM,
+            // No memory hash between messages: the bare and engine sides hash nothing either.
+            "--memory-hash",
+            "none",
         ])
         .args(["--messages".as_ref(), log.as_os_str()])
         .env("TZ", "UTC")
