@@ -70,8 +70,9 @@ fi
 : > "$fetch_dir/src/lib.rs.tmp"
 cmp -s "$fetch_dir/src/lib.rs.tmp" "$fetch_dir/src/lib.rs" 2>/dev/null || cp "$fetch_dir/src/lib.rs.tmp" "$fetch_dir/src/lib.rs"
 rm -f "$fetch_dir/src/lib.rs.tmp"
+# First try without fetching: on a fresh machine the metadata is empty and this yields nothing (quietly).
 lua_crate_dir="$(cd "$fetch_dir" && cargo metadata --format-version 1 --locked 2>/dev/null \
-  | node -e 'const m=JSON.parse(require("fs").readFileSync(0,"utf8"));const p=m.packages.find(p=>p.name==="lua-src");if(p)process.stdout.write(require("path").dirname(p.manifest_path))' || true)"
+  | node -e 'const m=JSON.parse(require("fs").readFileSync(0,"utf8"));const p=m.packages.find(p=>p.name==="lua-src");if(p)process.stdout.write(require("path").dirname(p.manifest_path))' 2>/dev/null || true)"
 if [ -z "$lua_crate_dir" ] || [ ! -d "$lua_crate_dir/lua-5.3.6" ]; then
   log "fetching lua-src $LUA_SRC_VERSION from crates.io"
   (cd "$fetch_dir" && cargo fetch --quiet) || die "cargo fetch of lua-src $LUA_SRC_VERSION failed"
