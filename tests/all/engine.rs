@@ -96,6 +96,38 @@ fn many_processes_at_once_match_a_straight_run() {
 }
 
 #[test]
+fn failed_messages_roll_back_to_the_last_checkpoint_exactly() {
+    let Some(wasm) = built_module("lua-process.wasm") else {
+        return;
+    };
+    let log = lua_log();
+    let (want, want_hash) = straight_outputs(wasm.clone(), LUA, log.clone());
+    // A checkpoint after every message (bases and deltas) or every third: the log's failing messages
+    // (Error, Fail) roll back by reading the last checkpoint, not an in-memory copy.
+    for every in [1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = start(dir.path(), config(1, 4 << 30, every));
+        seed_process(engine.store(), "p", "lua", &wasm, LUA, &log);
+        let done = engine.evaluate_to("p", log.len() as u64).unwrap();
+        assert_eq!(done.blocking_recv().unwrap().unwrap(), log.len() as u64);
+        same(&outputs(engine.store(), "p"), &want, &format!("every {every}"));
+        let (pos, memory) = engine.state("p").unwrap().blocking_recv().unwrap().unwrap();
+        assert_eq!(pos, log.len() as u64);
+        assert_eq!(
+            blake3::hash(&memory).to_hex().to_string(),
+            want_hash,
+            "every {every}"
+        );
+        if every == 1 {
+            // The last message was checkpointed: the process holds its memory once, with no base copy.
+            let stats = engine.stats();
+            assert_eq!(stats.resident_bytes, memory.len() as u64, "{stats:?}");
+        }
+        engine.shutdown().unwrap();
+    }
+}
+
+#[test]
 fn eviction_under_a_tiny_budget_restores_exactly() {
     let Some(wasm) = built_module("lua-process.wasm") else {
         return;

@@ -96,6 +96,7 @@ impl Engine {
             .map(Probe::create)
             .transpose()
             .map_err(|e| EngineError::Config(format!("phase file: {e}")))?;
+        let process_config = journal_behind_checkpoints(process_config, &config.checkpoints);
         let (dry_tx, dry_rx) = bounded::<Option<DryRunJob>>(config.dry_run_queue.max(1));
         let workers = config.workers;
         let shared = Arc::new(Shared {
@@ -318,5 +319,50 @@ impl Drop for Engine {
         if let Err(e) = self.stop() {
             tracing::warn!(error = %e, "engine shutdown");
         }
+    }
+}
+
+/// A checkpoint becomes its process's rollback base (`Process::rebase_on`). When checkpoints are due every
+/// N messages and N is near the journal limit, the in-memory base the process would take at its limit
+/// (a copy of the whole memory) lands on the same message or just before the checkpoint that replaces
+/// it: move the limit just past N. Checkpoints much further apart keep the in-memory base, so that a
+/// failed message never replays more than a few journal limits of messages.
+fn journal_behind_checkpoints(
+    mut config: ProcessConfig,
+    policy: &crate::config::CheckpointPolicy,
+) -> ProcessConfig {
+    let every = usize::try_from(policy.every_messages).unwrap_or(usize::MAX);
+    if every > 0 && every <= config.journal_limit.saturating_mul(4) {
+        config.journal_limit = config.journal_limit.max(every.saturating_add(1));
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::journal_behind_checkpoints;
+    use crate::config::CheckpointPolicy;
+    use cu_wasm::ProcessConfig;
+
+    fn limit_with(every: u64) -> usize {
+        let policy = CheckpointPolicy {
+            every_messages: every,
+            ..CheckpointPolicy::default()
+        };
+        journal_behind_checkpoints(ProcessConfig::default(), &policy).journal_limit
+    }
+
+    #[test]
+    fn the_journal_limit_moves_just_past_nearby_checkpoints_only() {
+        let default = ProcessConfig::default().journal_limit;
+        assert_eq!(limit_with(0), default, "no message-count checkpoints");
+        assert_eq!(limit_with(10), default, "checkpoints come first anyway");
+        assert_eq!(limit_with(default as u64), default + 1);
+        assert_eq!(limit_with(3 * default as u64), 3 * default + 1);
+        assert_eq!(
+            limit_with(100 * default as u64),
+            default,
+            "too far apart: keep the base"
+        );
     }
 }

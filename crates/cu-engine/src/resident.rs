@@ -42,6 +42,8 @@ pub struct Resident {
     pub next_seq: u64,
     /// Deltas and their bytes since the current base, and the base's bytes.
     pub deltas: (u32, u64, u64),
+    /// The chain of the last checkpoint (its base first): what a failed message rolls back to, read back.
+    pub chain: Vec<CheckpointRecord>,
     /// Counters since the last checkpoint.
     pub since: Since,
     /// The shard's clock at the last use (for LRU eviction).
@@ -101,6 +103,7 @@ impl Resident {
             let parent = self.last.map(|(seq, _)| seq);
             (CheckpointKind::Delta, parent, table.diff_and_update(memory))
         };
+        let source_meta = meta.clone();
         let state = CheckpointState {
             format: module.format,
             module_sha256: module.sha256,
@@ -124,6 +127,13 @@ impl Resident {
             &bytes,
         )?;
         metrics.checkpoint_written(kind == CheckpointKind::Base, record.bytes);
+        if kind == CheckpointKind::Base {
+            self.chain.clear();
+        }
+        self.chain.push(record.clone());
+        // The checkpoint holds the current state: a failed message now rolls back by reading it.
+        self.process
+            .rebase_on(chain_source(store, self.chain.clone(), &module, source_meta));
         self.next_seq += 1;
         self.table = Some(table);
         self.last = Some((seq, self.pos));
@@ -157,6 +167,8 @@ pub struct Restored {
     pub bases: (Option<u64>, Option<u64>),
     /// Deltas since the base, their bytes, the base's bytes.
     pub deltas: (u32, u64, u64),
+    /// The chain restored (its base first).
+    pub chain: Vec<CheckpointRecord>,
     /// One more than the highest sequence number in the index.
     pub next_seq: u64,
 }
@@ -198,7 +210,7 @@ pub fn restore_newest(
             chain.iter().skip(1).map(|r| r.bytes).sum(),
             chain.first().map_or(0, |r| r.bytes),
         );
-        match restore_chain(store, chain, module, config) {
+        match restore_chain(store, chain.clone(), module, config) {
             Ok((process, table)) => {
                 let previous_base = records
                     .iter()
@@ -212,6 +224,7 @@ pub fn restore_newest(
                     seq: candidate.seq,
                     bases: (base, previous_base),
                     deltas,
+                    chain,
                     next_seq,
                 }));
             }
@@ -276,23 +289,7 @@ fn restore_chain(
     };
     let to_wasm = |e: EngineError| WasmError::Snapshot(e.to_string());
     // A rollback before the process's next base reads the same chain again (rare: a failed message).
-    let source: StateSource = {
-        let (store, chain, module) = (store.clone(), chain.clone(), module.clone());
-        let meta = meta.clone();
-        Arc::new(move || {
-            let len = usize::try_from(chain.last().map_or(0, |r| r.memory_len))
-                .map_err(|_| WasmError::Snapshot("memory too large".into()))?;
-            let mut memory = vec![0u8; len];
-            reassemble_into(&store, &chain, &mut memory).map_err(to_wasm)?;
-            Ok(Snapshot {
-                format: module.format,
-                module_sha256: module.sha256,
-                memory,
-                globals: meta.globals.clone(),
-                glue: meta.glue.clone(),
-            })
-        })
-    };
+    let source = chain_source(store, chain.clone(), module, meta.clone());
     let mut table = None;
     let process = Process::restore_with(
         module.clone(),
@@ -309,6 +306,30 @@ fn restore_chain(
     .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
     let table = table.ok_or_else(|| EngineError::Checkpoint("memory not filled".into()))?;
     Ok((process, table))
+}
+
+/// Reads the state a checkpoint chain holds back into a snapshot, when a rollback needs it.
+fn chain_source(
+    store: &Store,
+    chain: Vec<CheckpointRecord>,
+    module: &Arc<cu_wasm::CompiledModule>,
+    meta: ProcessMeta,
+) -> StateSource {
+    let (store, module) = (store.clone(), module.clone());
+    Arc::new(move || {
+        let to_wasm = |e: EngineError| WasmError::Snapshot(e.to_string());
+        let len = usize::try_from(chain.last().map_or(0, |r| r.memory_len))
+            .map_err(|_| WasmError::Snapshot("memory too large".into()))?;
+        let mut memory = vec![0u8; len];
+        reassemble_into(&store, &chain, &mut memory).map_err(to_wasm)?;
+        Ok(Snapshot {
+            format: module.format,
+            module_sha256: module.sha256,
+            memory,
+            globals: meta.globals.clone(),
+            glue: meta.glue.clone(),
+        })
+    })
 }
 
 /// Wall time of a closure, for the eval-time checkpoint trigger (never seen by a module).

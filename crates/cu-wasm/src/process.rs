@@ -276,6 +276,19 @@ impl Process {
         Ok(output)
     }
 
+    /// Makes `source` the state a failed message rolls back to, in place of the base this process holds:
+    /// the caller has just stored the current state (a checkpoint) and `source` reads it back. The held
+    /// copy of the memory and the journal are dropped, so a checkpointed process keeps one copy of its
+    /// memory, not two, and takes no in-memory base while its checkpoints come often enough.
+    pub fn rebase_on(&mut self, source: StateSource) {
+        if self.disposable {
+            return;
+        }
+        self.base = Base::Source(source);
+        self.journal.clear();
+        self.journal_bytes = 0;
+    }
+
     /// Marks this process as a dry-run fork: failures are not rolled back and nothing is journalled.
     pub(crate) fn make_disposable(&mut self) {
         self.disposable = true;
