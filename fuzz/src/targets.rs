@@ -270,7 +270,8 @@ fn with_header_digest(data: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Checkpoint files and restore validation: `checkpoint::decode`, then `apply` onto a zeroed memory of the
-/// header's size (up to [`RESTORE_CAP`]) and `verify`. Run on the input as is and with its header digest
+/// header's size (up to [`RESTORE_CAP`]) and `verify`; `decode_into` (the restore path) must agree with
+/// them. Run on the input as is and with its header digest
 /// fixed up.
 ///
 /// Properties: errors are values; no allocation follows `payload_len` or `memory_len` beyond what the
@@ -285,6 +286,9 @@ pub fn checkpoint(data: &[u8]) {
 }
 
 fn checkpoint_one(data: &[u8]) {
+    // Straight into a memory of any size (restore decodes before the file's hash is known): errors are
+    // values.
+    let _ = checkpoint::decode_into(&mut vec![0u8; 2 * CHUNK], data);
     let (decoded, largest) = largest_during(|| checkpoint::decode(data));
     assert_bounded("checkpoint::decode", data, largest, tail(data, 32));
     let Ok(decoded) = decoded else { return };
@@ -295,9 +299,22 @@ fn checkpoint_one(data: &[u8]) {
         return;
     }
     let mut memory = vec![0u8; h.memory_len as usize];
-    if checkpoint::apply(&mut memory, &decoded).is_err() {
+    let applied = checkpoint::apply(&mut memory, &decoded);
+    // decode_into is decode + apply in one pass: the same verdict, the same bytes.
+    let mut direct = vec![0u8; h.memory_len as usize];
+    let into = checkpoint::decode_into(&mut direct, data);
+    assert_eq!(
+        applied.is_ok(),
+        into.is_ok(),
+        "decode_into and decode + apply disagree"
+    );
+    if applied.is_err() {
         return;
     }
+    assert_eq!(
+        direct, memory,
+        "decode_into wrote other bytes than decode + apply"
+    );
     if checkpoint::verify(&memory, h).is_ok() {
         assert_eq!(blake3::hash(&memory).to_hex().as_str(), h.memory_blake3);
     }

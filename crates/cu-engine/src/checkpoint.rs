@@ -194,6 +194,72 @@ pub struct Decoded {
 /// Decodes and checks a checkpoint file.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, EngineError> {
     let bad = |why: String| EngineError::Checkpoint(why);
+    let (header, compressed) = decode_header(bytes)?;
+    // The payload grows with what the stream yields: `payload_len` is not reserved up front.
+    let payload = cu_wasm::snapshot::decompress_exact(compressed, header.payload_len)
+        .map_err(|e| bad(format!("checkpoint payload: {e}")))?;
+    Ok(Decoded { header, payload })
+}
+
+/// Decodes a checkpoint file straight into `memory` (a base onto zeroed memory, or a delta onto its
+/// parent's memory; `memory` has the size of the newest checkpoint of the chain): the payload is
+/// decompressed run by run into place, with no intermediate buffer. [`decode`] + [`apply`] in one pass.
+/// On an error `memory` holds part of the payload; the caller discards it.
+pub fn decode_into(memory: &mut [u8], bytes: &[u8]) -> Result<Header, EngineError> {
+    use std::io::Read as _;
+    let bad = |why: String| EngineError::Checkpoint(why);
+    let (header, compressed) = decode_header(bytes)?;
+    let spans = spans(&header, memory.len())?;
+    let total: u64 = spans.iter().map(|(a, b)| (b - a) as u64).sum();
+    if total != header.payload_len {
+        return Err(bad("payload length disagrees with its runs".into()));
+    }
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(compressed)
+        .map_err(|e| bad(format!("checkpoint payload: {e}")))?;
+    for (start, end) in spans {
+        decoder
+            .read_exact(&mut memory[start..end])
+            .map_err(|e| bad(format!("checkpoint payload shorter than its runs: {e}")))?;
+    }
+    let mut more = [0u8; 1];
+    if decoder
+        .read(&mut more)
+        .map_err(|e| bad(format!("checkpoint payload: {e}")))?
+        != 0
+    {
+        return Err(bad("payload longer than its runs".into()));
+    }
+    Ok(header)
+}
+
+/// The memory ranges a checkpoint's runs cover, checked against a memory of `memory_len` bytes.
+fn spans(h: &Header, memory_len: usize) -> Result<Vec<(usize, usize)>, EngineError> {
+    let len =
+        usize::try_from(h.memory_len).map_err(|_| EngineError::Checkpoint("memory too large".into()))?;
+    if len > memory_len {
+        return Err(EngineError::Checkpoint(
+            "a checkpoint is larger than the newest one of its chain".into(),
+        ));
+    }
+    h.runs
+        .iter()
+        .map(|&[first, count]| {
+            let start = (first as usize).saturating_mul(CHUNK);
+            let end = (first as usize)
+                .saturating_add(count as usize)
+                .saturating_mul(CHUNK)
+                .min(len);
+            if end < start {
+                return Err(EngineError::Checkpoint("chunk run beyond memory".into()));
+            }
+            Ok((start, end))
+        })
+        .collect()
+}
+
+/// The checked header of a checkpoint file and its compressed payload.
+fn decode_header(bytes: &[u8]) -> Result<(Header, &[u8]), EngineError> {
+    let bad = |why: String| EngineError::Checkpoint(why);
     if bytes.len() < 16 || &bytes[..8] != MAGIC {
         return Err(bad("not an ao-cu checkpoint".into()));
     }
@@ -216,10 +282,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EngineError> {
     if header.payload_len > count.saturating_mul(CHUNK as u64) || header.payload_len > header.memory_len {
         return Err(bad("checkpoint payload larger than its chunks".into()));
     }
-    // The payload grows with what the stream yields: `payload_len` is not reserved up front.
-    let payload = cu_wasm::snapshot::decompress_exact(&bytes[16 + len + 32..], header.payload_len)
-        .map_err(|e| bad(format!("checkpoint payload: {e}")))?;
-    Ok(Decoded { header, payload })
+    Ok((header, &bytes[16 + len + 32..]))
 }
 
 /// Applies a decoded checkpoint (a base onto zeroed memory, or a delta onto its parent's memory) to
@@ -308,6 +371,12 @@ mod tests {
         apply(&mut rebuilt, &decoded).unwrap();
         assert_eq!(rebuilt, memory);
         verify(&rebuilt, &decoded.header).unwrap();
+        // Straight into memory, without the payload buffer: the same bytes.
+        let mut direct = vec![0u8; memory.len()];
+        decode_into(&mut direct, &base).unwrap();
+        let header = decode_into(&mut direct, &delta).unwrap();
+        assert_eq!(direct, memory);
+        verify(&direct, &header).unwrap();
         assert_eq!(
             decoded.header.memory_blake3,
             blake3::hash(&memory).to_hex().to_string()
@@ -325,13 +394,24 @@ mod tests {
             apply(&mut rebuilt, &decoded)?;
             verify(&rebuilt, &decoded.header)
         };
+        let restore_into = |bytes: &[u8]| -> Result<(), EngineError> {
+            let mut rebuilt = vec![0u8; memory.len()];
+            let header = decode_into(&mut rebuilt, bytes)?;
+            verify(&rebuilt, &header)
+        };
         assert!(restore(&bytes).is_ok());
+        assert!(restore_into(&bytes).is_ok());
         for at in [3, 20, bytes.len() / 2, bytes.len() - 5] {
             let mut broken = bytes.clone();
             broken[at] ^= 0x55;
             assert!(restore(&broken).is_err(), "flip at {at}");
+            assert!(restore_into(&broken).is_err(), "flip at {at}, into memory");
         }
         assert!(restore(&bytes[..bytes.len() - 9]).is_err());
+        assert!(restore_into(&bytes[..bytes.len() - 9]).is_err());
+        // A memory smaller than the checkpoint's is refused, not overrun.
+        let mut small = vec![0u8; memory.len() / 2];
+        assert!(decode_into(&mut small, &bytes).is_err());
         assert!(decode(b"AOCUCKPT").is_err());
     }
 

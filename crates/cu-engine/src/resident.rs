@@ -237,20 +237,26 @@ pub fn restore_newest(
     Ok(None)
 }
 
-/// Reads, decodes and checks one checkpoint of a chain.
-fn load(store: &Store, record: &CheckpointRecord) -> Result<checkpoint::Decoded, EngineError> {
-    let bytes = store.read_checkpoint(record)?;
-    let decoded = checkpoint::decode(&bytes)?;
-    if decoded.header.pos != record.pos || decoded.header.memory_len != record.memory_len {
+/// Reads one checkpoint of a chain and decodes it straight into `memory`. The file's BLAKE3 is checked
+/// while it is decoded (the decoder takes any bytes safely; on a mismatch the error is returned and the
+/// caller discards `memory`).
+fn load_into(
+    store: &Store,
+    record: &CheckpointRecord,
+    memory: &mut [u8],
+) -> Result<checkpoint::Header, EngineError> {
+    let header = store.read_checkpoint_with(record, |bytes| checkpoint::decode_into(memory, bytes))??;
+    if header.pos != record.pos || header.memory_len != record.memory_len {
         return Err(EngineError::Checkpoint(format!(
             "checkpoint {} does not match its index row",
             record.seq
         )));
     }
-    Ok(decoded)
+    Ok(header)
 }
 
-/// Reassembles a chain into `memory` (sized as its newest checkpoint) and returns the newest header.
+/// Reassembles a chain into `memory` (sized as its newest checkpoint), checks it against the newest
+/// header's memory hash and returns that header.
 fn reassemble_into(
     store: &Store,
     chain: &[CheckpointRecord],
@@ -258,9 +264,7 @@ fn reassemble_into(
 ) -> Result<checkpoint::Header, EngineError> {
     let mut last = None;
     for record in chain {
-        let decoded = load(store, record)?;
-        checkpoint::apply(memory, &decoded)?;
-        last = Some(decoded.header);
+        last = Some(load_into(store, record, memory)?);
     }
     let header = last.ok_or_else(|| EngineError::Checkpoint("empty chain".into()))?;
     checkpoint::verify(memory, &header)?;
@@ -276,33 +280,26 @@ fn restore_chain(
     let newest = chain
         .last()
         .ok_or_else(|| EngineError::Checkpoint("empty chain".into()))?;
-    // The newest header names the module and carries the globals and glue state.
-    let header = load(store, newest)?.header;
-    if header.module_sha256 != hex::encode(module.sha256) || header.format != module.format {
-        return Err(EngineError::Checkpoint(
-            "the checkpoint belongs to another module".into(),
-        ));
-    }
-    let meta = ProcessMeta {
-        globals: header.globals,
-        glue: header.glue,
-    };
     let to_wasm = |e: EngineError| WasmError::Snapshot(e.to_string());
-    // A rollback before the process's next base reads the same chain again (rare: a failed message).
-    let source = chain_source(store, chain.clone(), module, meta.clone());
     let mut table = None;
-    let process = Process::restore_with(
-        module.clone(),
-        config.clone(),
-        newest.memory_len,
-        &meta,
-        |memory| {
-            reassemble_into(store, &chain, memory).map_err(to_wasm)?;
-            table = Some(ChunkTable::of(memory));
-            Ok(())
-        },
-        source,
-    )
+    let process = Process::restore_with(module.clone(), config.clone(), newest.memory_len, |memory| {
+        // The newest header (checked with the reassembled memory) names the module and carries the
+        // globals and glue state.
+        let header = reassemble_into(store, &chain, memory).map_err(to_wasm)?;
+        if header.module_sha256 != hex::encode(module.sha256) || header.format != module.format {
+            return Err(WasmError::Snapshot(
+                "the checkpoint belongs to another module".into(),
+            ));
+        }
+        table = Some(ChunkTable::of(memory));
+        let meta = ProcessMeta {
+            globals: header.globals,
+            glue: header.glue,
+        };
+        // A rollback before the process's next base reads the same chain again (rare: a failed message).
+        let source = chain_source(store, chain.clone(), module, meta.clone());
+        Ok((meta, source))
+    })
     .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
     let table = table.ok_or_else(|| EngineError::Checkpoint("memory not filled".into()))?;
     Ok((process, table))

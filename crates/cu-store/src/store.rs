@@ -817,6 +817,18 @@ impl Store {
         blobs::read_verified(&self.inner.dir, rec)
     }
 
+    /// [`Store::read_checkpoint`], handing the file's bytes to `use_bytes` (e.g. a decoder) while their
+    /// BLAKE3 is checked on another thread. When the check fails, what `use_bytes` returned is dropped
+    /// and the error returned, as `read_checkpoint` would have before decoding.
+    pub fn read_checkpoint_with<T>(
+        &self,
+        rec: &CheckpointRecord,
+        use_bytes: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, StoreError> {
+        blobs::validate_process_id(&rec.process_id)?;
+        blobs::read_verified_with(&self.inner.dir, rec, use_bytes)
+    }
+
     /// Removes the index rows and files of the process's checkpoints with seq < `seq`. Rows go first (durable
     /// on return), then files; files already missing are fine, and files left over by an earlier interrupted
     /// prune are removed too.

@@ -887,6 +887,39 @@ fn checkpoints_write_read_list_and_verify() {
 }
 
 #[test]
+fn checkpoints_read_with_a_use_are_verified_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Small (hashed first) and large (hashed on another thread while used).
+    for (seq, len) in [(1, 5000), (2, 3 << 20)] {
+        let data = blob(seq, len);
+        let rec = store
+            .write_checkpoint(meta("p", seq, CheckpointKind::Base, None), &data)
+            .unwrap();
+        let sum = store
+            .read_checkpoint_with(&rec, |b| b.iter().map(|&x| u64::from(x)).sum::<u64>())
+            .unwrap();
+        assert_eq!(sum, data.iter().map(|&x| u64::from(x)).sum::<u64>());
+        let path = dir.path().join(&rec.file);
+        let mut flipped = data.clone();
+        flipped[len / 2] ^= 0x01;
+        fs::write(&path, &flipped).unwrap();
+        let mut used = false;
+        let err = store
+            .read_checkpoint_with(&rec, |_| {
+                used = true;
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt { ref reason, .. } if reason.contains("BLAKE3")),
+            "{err}"
+        );
+        // The large blob was used while it was hashed; what the use made is not returned.
+        assert_eq!(used, len >= 1 << 20, "len {len}");
+    }
+}
+
+#[test]
 fn checkpoint_corruption_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

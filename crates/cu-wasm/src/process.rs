@@ -150,15 +150,13 @@ impl Process {
     }
 
     /// Resumes a process on a fresh instance whose memory (`memory_len` bytes, zero-filled) is written
-    /// by `fill` in place: no intermediate copy of the memory. A rollback before the next base reads the
-    /// state again from `source`.
+    /// by `fill` in place: no intermediate copy of the memory. `fill` answers the state's globals and
+    /// glue, and the `source` a rollback before the next base reads the state again from.
     pub fn restore_with(
         module: Arc<CompiledModule>,
         config: ProcessConfig,
         memory_len: u64,
-        meta: &ProcessMeta,
-        fill: impl FnOnce(&mut [u8]) -> Result<(), WasmError>,
-        source: StateSource,
+        fill: impl FnOnce(&mut [u8]) -> Result<(ProcessMeta, StateSource), WasmError>,
     ) -> Result<Self, WasmError> {
         let (mut store, instance, handle) = instantiate(&module, &config)?;
         let initial = exports(&store)
@@ -169,9 +167,9 @@ impl Process {
         let data = memory.data_mut(&mut store);
         // The initial memory holds the module's data segments: clear it (grown pages are zero).
         data[..initial].fill(0);
-        fill(data)?;
+        let (meta, source) = fill(data)?;
         set_globals(&mut store, &instance, &meta.globals)?;
-        store.data_mut().glue = meta.glue.clone();
+        store.data_mut().glue = meta.glue;
         Self::assemble(
             module,
             config,
