@@ -206,15 +206,41 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, EngineError> {
 /// decompressed run by run into place, with no intermediate buffer. [`decode`] + [`apply`] in one pass.
 /// On an error `memory` holds part of the payload; the caller discards it.
 pub fn decode_into(memory: &mut [u8], bytes: &[u8]) -> Result<Header, EngineError> {
+    decode_into_from(memory, &mut &bytes[..], bytes.len() as u64)
+}
+
+/// [`decode_into`] reading the file from `input` (`file_len` bytes in all), so that the file needs no
+/// buffer of its own either. Reads the header and the compressed payload, nothing after it.
+pub fn decode_into_from(
+    memory: &mut [u8],
+    input: &mut dyn std::io::BufRead,
+    file_len: u64,
+) -> Result<Header, EngineError> {
     use std::io::Read as _;
     let bad = |why: String| EngineError::Checkpoint(why);
-    let (header, compressed) = decode_header(bytes)?;
+    let truncated = |_| bad("truncated checkpoint header".into());
+    let mut head = [0u8; 16];
+    input
+        .read_exact(&mut head)
+        .map_err(|_| bad("not an ao-cu checkpoint".into()))?;
+    let json_len = u32::from_le_bytes([head[12], head[13], head[14], head[15]]) as u64;
+    // The header is read into memory: no more of it than the file holds.
+    if &head[..8] == MAGIC && json_len.saturating_add(16 + 32) > file_len {
+        return Err(bad("truncated checkpoint header".into()));
+    }
+    let mut bytes = head.to_vec();
+    if &head[..8] == MAGIC {
+        let mut rest = vec![0u8; json_len as usize + 32];
+        input.read_exact(&mut rest).map_err(truncated)?;
+        bytes.extend_from_slice(&rest);
+    }
+    let (header, _) = decode_header(&bytes)?;
     let spans = spans(&header, memory.len())?;
     let total: u64 = spans.iter().map(|(a, b)| (b - a) as u64).sum();
     if total != header.payload_len {
         return Err(bad("payload length disagrees with its runs".into()));
     }
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(compressed)
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(input)
         .map_err(|e| bad(format!("checkpoint payload: {e}")))?;
     for (start, end) in spans {
         decoder

@@ -237,15 +237,18 @@ pub fn restore_newest(
     Ok(None)
 }
 
-/// Reads one checkpoint of a chain and decodes it straight into `memory`. The file's BLAKE3 is checked
-/// while it is decoded (the decoder takes any bytes safely; on a mismatch the error is returned and the
-/// caller discards `memory`).
+/// Reads one checkpoint of a chain and decodes it straight into `memory`, streaming the file (no buffer
+/// of it). The file's BLAKE3 is computed over the bytes as they are decoded and checked at the end (the
+/// decoder takes any bytes safely; on a mismatch the error is returned and the caller discards
+/// `memory`).
 fn load_into(
     store: &Store,
     record: &CheckpointRecord,
     memory: &mut [u8],
 ) -> Result<checkpoint::Header, EngineError> {
-    let header = store.read_checkpoint_with(record, |bytes| checkpoint::decode_into(memory, bytes))??;
+    let header = store.read_checkpoint_stream(record, |input, len| {
+        checkpoint::decode_into_from(memory, input, len)
+    })??;
     if header.pos != record.pos || header.memory_len != record.memory_len {
         return Err(EngineError::Checkpoint(format!(
             "checkpoint {} does not match its index row",

@@ -2,7 +2,7 @@
 //! (`<name>.tmp`, fsync, rename, directory fsync) and verified by length and BLAKE3 on read.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
@@ -88,39 +88,75 @@ pub fn read_verified(store_dir: &Path, rec: &CheckpointRecord) -> Result<Vec<u8>
     Ok(bytes)
 }
 
-/// [`read_verified`] with `use_bytes` run on the blob while its BLAKE3 is computed on another thread
-/// (the two passes over the bytes overlap on two cores). Whatever `use_bytes` produced is dropped and the
-/// mismatch returned when the hash disagrees with the index, so nothing built from a corrupt blob
+/// [`read_verified`] as a stream: `use_stream` reads the blob from a buffered reader (the file's length is
+/// passed with it) while the bytes it consumes are hashed; whatever it leaves unread is hashed after it.
+/// No buffer of the whole blob is made. When the length or the BLAKE3 disagrees with the index, what
+/// `use_stream` produced is dropped and the mismatch returned, so nothing built from a corrupt blob
 /// escapes.
-pub fn read_verified_with<T>(
+pub fn read_verified_stream<T>(
     store_dir: &Path,
     rec: &CheckpointRecord,
-    use_bytes: impl FnOnce(&[u8]) -> T,
+    use_stream: impl FnOnce(&mut dyn BufRead, u64) -> T,
 ) -> Result<T, StoreError> {
-    let (path, bytes) = read_sized(store_dir, rec)?;
-    // Small blobs are not worth a thread.
-    if bytes.len() < OVERLAP_MIN_BYTES {
-        check_blake3(&path, rec, blake3::hash(&bytes))?;
-        return Ok(use_bytes(&bytes));
+    let path = checked_path(store_dir, rec)?;
+    let file = File::open(&path).map_err(|e| not_found_or_io(&path, rec, e))?;
+    let mut reader = HashingReader {
+        inner: BufReader::with_capacity(STREAM_BUFFER, file),
+        hasher: blake3::Hasher::new(),
+        count: 0,
+    };
+    let out = use_stream(&mut reader, rec.bytes);
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| StoreError::io(&path, e))?;
+    if reader.count != rec.bytes {
+        return Err(StoreError::Corrupt {
+            path,
+            reason: format!("length is {} bytes, the index says {}", reader.count, rec.bytes),
+        });
     }
-    let (hash, out) = std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| blake3::hash(&bytes));
-        let out = use_bytes(&bytes);
-        (hasher.join(), out)
-    });
-    let hash = hash.map_err(|_| StoreError::Corrupt {
-        path: path.clone(),
-        reason: "the BLAKE3 thread panicked".into(),
-    })?;
-    check_blake3(&path, rec, hash)?;
+    check_blake3(&path, rec, reader.hasher.finalize())?;
     Ok(out)
 }
 
-/// Blobs from this size on are hashed beside their use ([`read_verified_with`]).
-const OVERLAP_MIN_BYTES: usize = 1 << 20;
+/// The read buffer of [`read_verified_stream`]: large enough for BLAKE3's wide SIMD passes.
+const STREAM_BUFFER: usize = 1 << 20;
 
-/// The blob of `rec` with its path, its length checked against the index.
-fn read_sized(store_dir: &Path, rec: &CheckpointRecord) -> Result<(std::path::PathBuf, Vec<u8>), StoreError> {
+/// A buffered reader that hashes and counts every byte its user consumes.
+struct HashingReader<R> {
+    inner: BufReader<R>,
+    hasher: blake3::Hasher,
+    count: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let buf = self.fill_buf()?;
+            let n = buf.len().min(out.len());
+            out[..n].copy_from_slice(&buf[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for HashingReader<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        if let Ok(buf) = self.inner.fill_buf() {
+            let n = n.min(buf.len());
+            self.hasher.update(&buf[..n]);
+            self.count += n as u64;
+            self.inner.consume(n);
+        }
+    }
+}
+
+/// The path of `rec`'s file, rebuilt from the (validated) process id and seq; `rec.file` must name it.
+fn checked_path(store_dir: &Path, rec: &CheckpointRecord) -> Result<PathBuf, StoreError> {
     let rel = relative_path(&rec.process_id, rec.seq);
     let path = store_dir.join(&rel);
     if rec.file != rel {
@@ -132,16 +168,26 @@ fn read_sized(store_dir: &Path, rec: &CheckpointRecord) -> Result<(std::path::Pa
             ),
         });
     }
-    let bytes = fs::read(&path).map_err(|e| match e.kind() {
+    Ok(path)
+}
+
+fn not_found_or_io(path: &Path, rec: &CheckpointRecord, e: std::io::Error) -> StoreError {
+    match e.kind() {
         std::io::ErrorKind::NotFound => StoreError::Corrupt {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason: format!(
                 "checkpoint {} of process {} is indexed but its file is missing",
                 rec.seq, rec.process_id
             ),
         },
-        _ => StoreError::io(&path, e),
-    })?;
+        _ => StoreError::io(path, e),
+    }
+}
+
+/// The blob of `rec` with its path, its length checked against the index.
+fn read_sized(store_dir: &Path, rec: &CheckpointRecord) -> Result<(PathBuf, Vec<u8>), StoreError> {
+    let path = checked_path(store_dir, rec)?;
+    let bytes = fs::read(&path).map_err(|e| not_found_or_io(&path, rec, e))?;
     if bytes.len() as u64 != rec.bytes {
         return Err(StoreError::Corrupt {
             path,

@@ -817,16 +817,17 @@ impl Store {
         blobs::read_verified(&self.inner.dir, rec)
     }
 
-    /// [`Store::read_checkpoint`], handing the file's bytes to `use_bytes` (e.g. a decoder) while their
-    /// BLAKE3 is checked on another thread. When the check fails, what `use_bytes` returned is dropped
-    /// and the error returned, as `read_checkpoint` would have before decoding.
-    pub fn read_checkpoint_with<T>(
+    /// [`Store::read_checkpoint`] as a stream: `use_stream` reads the file (e.g. decodes it) from a
+    /// buffered reader, given the file's length, while the bytes are hashed; no buffer of the whole file
+    /// is made. When the length or the BLAKE3 disagrees with the index, what `use_stream` returned is
+    /// dropped and the error returned.
+    pub fn read_checkpoint_stream<T>(
         &self,
         rec: &CheckpointRecord,
-        use_bytes: impl FnOnce(&[u8]) -> T,
+        use_stream: impl FnOnce(&mut dyn std::io::BufRead, u64) -> T,
     ) -> Result<T, StoreError> {
         blobs::validate_process_id(&rec.process_id)?;
-        blobs::read_verified_with(&self.inner.dir, rec, use_bytes)
+        blobs::read_verified_stream(&self.inner.dir, rec, use_stream)
     }
 
     /// Removes the index rows and files of the process's checkpoints with seq < `seq`. Rows go first (durable

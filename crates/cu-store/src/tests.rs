@@ -887,35 +887,53 @@ fn checkpoints_write_read_list_and_verify() {
 }
 
 #[test]
-fn checkpoints_read_with_a_use_are_verified_beside_it() {
+fn checkpoints_read_as_a_stream_are_verified() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    // Small (hashed first) and large (hashed on another thread while used).
     for (seq, len) in [(1, 5000), (2, 3 << 20)] {
         let data = blob(seq, len);
         let rec = store
             .write_checkpoint(meta("p", seq, CheckpointKind::Base, None), &data)
             .unwrap();
-        let sum = store
-            .read_checkpoint_with(&rec, |b| b.iter().map(|&x| u64::from(x)).sum::<u64>())
+        // Read whole, or only a prefix (the rest is hashed after the use).
+        let all = store
+            .read_checkpoint_stream(&rec, |r, n| {
+                assert_eq!(n, len as u64);
+                let mut v = Vec::new();
+                r.read_to_end(&mut v).unwrap();
+                v
+            })
             .unwrap();
-        assert_eq!(sum, data.iter().map(|&x| u64::from(x)).sum::<u64>());
+        assert_eq!(all, data);
+        let head = store
+            .read_checkpoint_stream(&rec, |r, _| {
+                let mut v = vec![0u8; 100];
+                r.read_exact(&mut v).unwrap();
+                v
+            })
+            .unwrap();
+        assert_eq!(head, data[..100]);
+        // A flipped byte past what the use read still fails the check; a truncated file fails the length.
         let path = dir.path().join(&rec.file);
         let mut flipped = data.clone();
-        flipped[len / 2] ^= 0x01;
+        flipped[len - 1] ^= 0x01;
         fs::write(&path, &flipped).unwrap();
-        let mut used = false;
-        let err = store
-            .read_checkpoint_with(&rec, |_| {
-                used = true;
-            })
-            .unwrap_err();
+        let err = store.read_checkpoint_stream(&rec, |_, _| ()).unwrap_err();
         assert!(
             matches!(err, StoreError::Corrupt { ref reason, .. } if reason.contains("BLAKE3")),
             "{err}"
         );
-        // The large blob was used while it was hashed; what the use made is not returned.
-        assert_eq!(used, len >= 1 << 20, "len {len}");
+        fs::write(&path, &data[..len / 2]).unwrap();
+        let err = store.read_checkpoint_stream(&rec, |_, _| ()).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt { ref reason, .. } if reason.contains("length")),
+            "{err}"
+        );
+        fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            store.read_checkpoint_stream(&rec, |_, _| ()).unwrap_err(),
+            StoreError::Corrupt { .. }
+        ));
     }
 }
 
