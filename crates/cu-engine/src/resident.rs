@@ -265,13 +265,23 @@ fn reassemble_into(
     chain: &[CheckpointRecord],
     memory: &mut [u8],
 ) -> Result<checkpoint::Header, EngineError> {
+    let header = apply_chain(store, chain, memory)?;
+    checkpoint::verify(memory, &header)?;
+    Ok(header)
+}
+
+/// Applies every checkpoint of a chain to `memory` in order and returns the newest header, without the
+/// whole-memory check (the caller makes it).
+fn apply_chain(
+    store: &Store,
+    chain: &[CheckpointRecord],
+    memory: &mut [u8],
+) -> Result<checkpoint::Header, EngineError> {
     let mut last = None;
     for record in chain {
         last = Some(load_into(store, record, memory)?);
     }
-    let header = last.ok_or_else(|| EngineError::Checkpoint("empty chain".into()))?;
-    checkpoint::verify(memory, &header)?;
-    Ok(header)
+    last.ok_or_else(|| EngineError::Checkpoint("empty chain".into()))
 }
 
 fn restore_chain(
@@ -288,13 +298,24 @@ fn restore_chain(
     let process = Process::restore_with(module.clone(), config.clone(), newest.memory_len, |memory| {
         // The newest header (checked with the reassembled memory) names the module and carries the
         // globals and glue state.
-        let header = reassemble_into(store, &chain, memory).map_err(to_wasm)?;
+        let header = apply_chain(store, &chain, memory).map_err(to_wasm)?;
         if header.module_sha256 != hex::encode(module.sha256) || header.format != module.format {
             return Err(WasmError::Snapshot(
                 "the checkpoint belongs to another module".into(),
             ));
         }
-        table = Some(ChunkTable::of(memory));
+        // Two read-only passes over the memory side by side: the whole chain checked against the newest
+        // header's hash, and the chunk digests the next delta is taken against.
+        let memory: &[u8] = memory;
+        let (verified, digests) = std::thread::scope(|scope| {
+            let check = scope.spawn(|| checkpoint::verify(memory, &header));
+            let digests = ChunkTable::of(memory);
+            (check.join(), digests)
+        });
+        verified
+            .map_err(|_| WasmError::Snapshot("the memory check panicked".into()))?
+            .map_err(to_wasm)?;
+        table = Some(digests);
         let meta = ProcessMeta {
             globals: header.globals,
             glue: header.glue,
