@@ -249,6 +249,13 @@ impl Engine {
         rx.recv().map_err(|_| EngineError::Stopped)?
     }
 
+    /// Adopts a memory image made elsewhere as the starting state of `record`'s process, before the
+    /// process is stored (see [`crate::adopt`]): its log then begins with the message after the image.
+    /// Blocking (boots the module once); run it off async workers.
+    pub fn adopt_memory(&self, record: &cu_store::ProcessRecord, image: &[u8]) -> Result<(), EngineError> {
+        crate::adopt::adopt_memory(&self.shared, record, image)
+    }
+
     /// Counters and resident totals.
     pub fn stats(&self) -> EngineStats {
         let m = &self.shared.metrics;

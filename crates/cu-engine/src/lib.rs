@@ -17,9 +17,12 @@
 //! - Dry-runs evaluate on the [`dryrun`] pool, on a copy-on-write image of the process's latest state
 //!   ([`cu_wasm::ForkImage`], made once per state on the shard) mapped into a reusable instance
 //!   ([`cu_wasm::DryRunner`]): no memory copy per dry-run, never persisted.
+//! - A memory image made elsewhere (another CU's Arweave checkpoint) is adopted as a base checkpoint at
+//!   log position 0 ([`Engine::adopt_memory`]); the log then begins after it.
 //! - After a crash the log and the last checkpoint reproduce every result exactly (results already in the
 //!   store are rewritten identically and ignored).
 
+mod adopt;
 pub mod checkpoint;
 pub mod config;
 pub mod dryrun;

@@ -630,6 +630,14 @@ impl Shard {
                 }
             }
             None => {
+                if let Some(adopted) = store.adopted(process)? {
+                    // Its log begins after that checkpoint: booting fresh and replaying would be wrong.
+                    return Err(EngineError::Checkpoint(format!(
+                        "process {process} starts from checkpoint {} (nonce {}), and no usable local \
+                         checkpoint of it is left",
+                        adopted.checkpoint_id, adopted.nonce
+                    )));
+                }
                 let live = Process::boot(module, config).map_err(|e| match e {
                     WasmError::Interrupted(_) => EngineError::Stopped,
                     e => EngineError::Boot {

@@ -435,6 +435,7 @@ impl Scheduler {
             delivered: std::mem::take(&mut req.delivered),
             outbox_cursors: Vec::new(),
             upstream: Vec::new(),
+            adopted: None,
         };
         let queued = self.store.submit_schedule(batch)?;
         if let Some(p) = &req.spawn {

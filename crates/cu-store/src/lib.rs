@@ -15,12 +15,15 @@
 //! - Process ids name checkpoint folders, so they are validated (`[A-Za-z0-9_-]`, 1 to 64 characters,
 //!   [`StoreError::BadId`]) by [`Store::put_process`] and every checkpoint method.
 //!
+//! - Data items uploaded to the node ([`items`]): kept whole, indexed by tag for the gateway surface.
+//!
 //! Modules: [`records`] (the record and query types), [`error`], and internally `schema` (tables,
 //! pragmas), `writer` (the group-commit thread), `blobs` (checkpoint files), `rows` (row mapping) and
 //! `store` (the operations).
 
 mod blobs;
 pub mod error;
+pub mod items;
 pub mod records;
 mod rows;
 pub mod schedule;
@@ -30,6 +33,7 @@ mod writer;
 
 pub use blobs::validate_process_id;
 pub use error::StoreError;
+pub use items::{Adopted, ItemMeta, NewItem};
 pub use records::{
     Bound, CheckpointKind, CheckpointMeta, CheckpointRecord, LogEntry, ModuleRecord, ProcessRecord,
     ResultRecord, ResultsPage, ResultsQuery, Sort, Tag,

@@ -91,6 +91,8 @@ pub struct ScheduleBatch {
     pub outbox_cursors: Vec<(String, u64)>,
     /// Where remote schedules were read up to (inserted or replaced).
     pub upstream: Vec<UpstreamCursor>,
+    /// Marks the batch's process as beginning after an adopted checkpoint ([`crate::items::Adopted`]).
+    pub adopted: Option<crate::items::Adopted>,
 }
 
 /// How far a remote SU's schedule of a process was read and appended (network mode).
@@ -284,6 +286,9 @@ fn write_batch(conn: &Connection, batch: &ScheduleBatch) -> Result<(), StoreErro
         )
         .and_then(|mut st| st.execute(params![pid, to_i64(*pos)]))
         .map_err(|e| StoreError::sqlite(format!("storing the outbox cursor of {pid}"), e))?;
+    }
+    if let Some(a) = &batch.adopted {
+        crate::items::write_adopted(conn, a)?;
     }
     for u in &batch.upstream {
         conn.prepare_cached(
@@ -612,6 +617,7 @@ mod tests {
                 }],
                 outbox_cursors: vec![("p0".into(), 7)],
                 upstream: Vec::new(),
+                adopted: None,
             })
             .unwrap();
         assert_eq!(store.last_pos("p1").unwrap(), 2);
@@ -642,7 +648,8 @@ mod tests {
             let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
             conn.execute_batch(
                 "DROP TABLE schedule; DROP TABLE cron_marks; DROP TABLE outbox; DROP TABLE outbox_cursor; \
-                 DROP TABLE upstream; ALTER TABLE modules DROP COLUMN owner_key; PRAGMA user_version = 1;",
+                 DROP TABLE upstream; ALTER TABLE modules DROP COLUMN owner_key; DROP TABLE items; \
+                 DROP TABLE item_tags; DROP TABLE adopted; PRAGMA user_version = 1;",
             )
             .unwrap();
         }
@@ -653,7 +660,7 @@ mod tests {
         let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
     }
 
     #[test]
@@ -663,7 +670,8 @@ mod tests {
         {
             let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
             conn.execute_batch(
-                "DROP TABLE upstream; ALTER TABLE modules DROP COLUMN owner_key; \
+                "DROP TABLE upstream; ALTER TABLE modules DROP COLUMN owner_key; DROP TABLE items; \
+                 DROP TABLE item_tags; DROP TABLE adopted; \
                  INSERT INTO modules (id, format, owner, tags, wasm) VALUES ('m2', 'f', 'o', '[]', x'00'); \
                  PRAGMA user_version = 2;",
             )

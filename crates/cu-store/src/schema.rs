@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::StoreError;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for a lock held by another connection (another `Store` on the same
 /// directory, a WAL checkpoint) before failing with `SQLITE_BUSY`.
@@ -125,6 +125,39 @@ CREATE TABLE upstream (
 );
 ";
 
+/// Version 4 (added to version 3): data items uploaded to the node's bundler surface (`items`, newest
+/// last by `seq`, with their tags in `item_tags` for GraphQL's tag filters; see `crate::items`), and the
+/// processes whose log begins after a checkpoint adopted from elsewhere (`adopted`: such a process must
+/// never be booted fresh and replayed, since its log lacks the messages before that checkpoint).
+const SCHEMA_V4: &str = "
+CREATE TABLE items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    owner_key TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    target TEXT,
+    anchor TEXT,
+    tags TEXT NOT NULL,
+    data_size INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL,
+    block_height INTEGER NOT NULL,
+    raw BLOB NOT NULL
+);
+CREATE TABLE item_tags (
+    item_seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE INDEX item_tags_by_value ON item_tags (name, value, item_seq);
+CREATE TABLE adopted (
+    process_id TEXT PRIMARY KEY NOT NULL,
+    checkpoint_id TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL
+);
+";
+
 fn ctx(what: &str, db: &Path) -> String {
     format!("{what} (database {})", db.display())
 }
@@ -222,6 +255,10 @@ fn apply_schema(conn: &Connection, db: &Path) -> Result<(), StoreError> {
         if found < 3 {
             conn.execute_batch(SCHEMA_V3)
                 .map_err(|e| StoreError::sqlite(ctx("migrating the schema to version 3", db), e))?;
+        }
+        if found < 4 {
+            conn.execute_batch(SCHEMA_V4)
+                .map_err(|e| StoreError::sqlite(ctx("migrating the schema to version 4", db), e))?;
         }
         if found < SCHEMA_VERSION {
             conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))

@@ -197,7 +197,7 @@ impl Store {
         self.inner.stats.queued.load(Ordering::Relaxed)
     }
 
-    fn ctx(&self, what: impl fmt::Display) -> String {
+    pub(crate) fn ctx(&self, what: impl fmt::Display) -> String {
         format!("{what} (database {})", self.inner.db.display())
     }
 
@@ -210,7 +210,10 @@ impl Store {
     }
 
     /// Runs `f` on a read connection from the pool (opening one if none is idle).
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let idle = self.readers().pop();
         let conn = match idle {
             Some(conn) => conn,
@@ -247,7 +250,7 @@ impl Store {
     }
 
     /// Queues a job and waits for its commit.
-    fn submit_wait(&self, make: impl FnOnce(Done) -> Job) -> Result<(), StoreError> {
+    pub(crate) fn submit_wait(&self, make: impl FnOnce(Done) -> Job) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(make(Box::new(move |outcome| {
             // The waiter is blocked in recv below; it cannot be gone.

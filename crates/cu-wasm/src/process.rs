@@ -287,6 +287,43 @@ impl Process {
         self.journal_bytes = 0;
     }
 
+    /// Loads a bare memory image the way the reference loader's reload path does (`reference/ao-cu.md`
+    /// §3.1 step 3, §4.5): when the image is longer than the memory, the memory grows as the glue's
+    /// `emscripten_resize_heap` grows it for that size (it may over-grow, as the reference's does), then
+    /// the image overwrites the memory's prefix; a shorter image leaves the tail as it is. Globals and
+    /// glue state stay as they are: a reference checkpoint holds nothing but memory, so this is how a
+    /// checkpoint made by another CU resumes on a freshly booted process. The loaded state becomes the
+    /// rollback base.
+    pub fn load_memory_image(&mut self, image: &[u8]) -> Result<(), WasmError> {
+        let have = self.memory.data_size(&self.store) as u64;
+        let want = image.len() as u64;
+        if want > have {
+            let heap_max = self.module.format.heap_max();
+            let candidates = crate::host::emscripten::heap_growth_candidates(have, want, heap_max)
+                .ok_or_else(|| {
+                    WasmError::Snapshot(format!(
+                        "a memory image of {want} bytes is larger than the format's heap maximum ({heap_max})"
+                    ))
+                })?;
+            let grown = candidates.into_iter().any(|size| {
+                let pages = size.saturating_sub(have).div_ceil(65536);
+                self.memory.grow(&mut self.store, pages).is_ok()
+            });
+            if !grown {
+                return Err(WasmError::Snapshot(format!(
+                    "cannot grow memory from {have} to {want} bytes for the image (declared maximum or \
+                     memory limit)"
+                )));
+            }
+        }
+        let data = self.memory.data_mut(&mut self.store);
+        data.get_mut(..image.len())
+            .ok_or_else(|| WasmError::Snapshot("the memory did not grow to the image".into()))?
+            .copy_from_slice(image);
+        self.started = true;
+        self.rebase()
+    }
+
     /// Marks this process as a dry-run fork: failures are not rolled back and nothing is journalled.
     pub(crate) fn make_disposable(&mut self) {
         self.disposable = true;
