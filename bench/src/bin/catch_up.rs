@@ -43,6 +43,7 @@ fn node_config(dir: &Path, wallet: Wallet, public_url: &str, network: Option<Net
         hbu_verify_signatures: false,
         upload_quota: None,
         network,
+        checkpoint_uploads: None,
     }
 }
 
@@ -143,6 +144,7 @@ fn main() {
             upstream,
             poll: None,
             fresh_for: Duration::from_secs(3600),
+            checkpoints: None,
         };
         // A fresh B each run (empty store), sharing A's AOT cache: the module is already compiled, as for
         // a CU that has run it before (Cranelift's 0.2-3.7 s per module is not catch-up).

@@ -926,6 +926,7 @@ fn http_row(plan: &Plan, wallet: &Wallet, aot: &Path, workers: usize) -> Result<
         hbu_verify_signatures: false,
         upload_quota: None,
         network: None,
+        checkpoint_uploads: None,
     };
     let node = {
         let _inside = rt.enter();

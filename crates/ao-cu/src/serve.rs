@@ -123,6 +123,38 @@ pub struct ServeArgs {
     #[arg(long, env = "LOAD_MESSAGES_PAGE_SIZE", default_value_t = 1000)]
     pub page_size: usize,
 
+    // --- Checkpoints on Arweave (the reference CU's format).
+    /// Upload process checkpoints as signed data items through a bundler: `false` turns uploads on, as
+    /// the reference's variable does (off by default).
+    #[arg(long, env = "DISABLE_PROCESS_CHECKPOINT_CREATION", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub disable_process_checkpoint_creation: bool,
+    /// The bundler checkpoints are posted to (`{url}/tx/arweave`); default this node itself when it
+    /// serves the gateway role.
+    #[arg(long, env = "UPLOADER_URL")]
+    pub uploader_url: Option<String>,
+    /// At most one checkpoint upload per process per this many ms.
+    #[arg(long, env = "PROCESS_CHECKPOINT_CREATION_THROTTLE", default_value = "1800000", value_parser = parse_u64)]
+    pub process_checkpoint_creation_throttle_ms: u64,
+    /// A process is due for an upload after this many evaluated messages since its last one.
+    #[arg(long, env = "AO_CU_CHECKPOINT_UPLOAD_EVERY", default_value = "1000", value_parser = parse_u64)]
+    pub checkpoint_upload_every: u64,
+    /// How often the uploader looks for due processes, in ms.
+    #[arg(long, env = "AO_CU_CHECKPOINT_UPLOAD_POLL", default_value = "10000", value_parser = parse_u64)]
+    pub checkpoint_upload_poll_ms: u64,
+    /// Network mode: owners (comma-separated addresses) whose checkpoints a new remote process may
+    /// cold-start from; empty: this node's own address, as the reference.
+    #[arg(long, env = "PROCESS_CHECKPOINT_TRUSTED_OWNERS", value_delimiter = ',')]
+    pub process_checkpoint_trusted_owners: Vec<String>,
+    /// Network mode: GraphQL asked for checkpoints after the gateway's failed twice.
+    #[arg(long, env = "CHECKPOINT_GRAPHQL_URL")]
+    pub checkpoint_graphql_url: Option<String>,
+    /// Checkpoint ids never cold-started from (comma-separated).
+    #[arg(long, env = "IGNORE_ARWEAVE_CHECKPOINTS", value_delimiter = ',')]
+    pub ignore_arweave_checkpoints: Vec<String>,
+    /// Processes never cold-started from a checkpoint (comma-separated ids).
+    #[arg(long, env = "PROCESS_IGNORE_ARWEAVE_CHECKPOINTS", value_delimiter = ',')]
+    pub process_ignore_arweave_checkpoints: Vec<String>,
+
     /// `argv[0]` given to every process's `main` (Emscripten keeps it in memory, and metered modules
     /// count its bytes). The reference CU passes its worker script's path, e.g.
     /// `/usr/app/src/effects/worker/evaluator/index.js` in its Docker image: give that path to compute
@@ -249,6 +281,7 @@ fn wall_clock_ms() -> u64 {
 }
 
 fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConfig {
+    let public_url_for_uploads = public_url.clone();
     let mut engine = cu_engine::EngineConfig::default();
     if let Some(n) = args.workers {
         engine.workers = n.max(1);
@@ -306,7 +339,42 @@ fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConf
             window_ms: args.upload_quota_window_ms.max(1),
         }),
         network: network_config(args),
+        checkpoint_uploads: checkpoint_uploads(args, &public_url_for_uploads),
     }
+}
+
+/// The items of a comma-separated list, trimmed, empty ones dropped.
+fn non_empty(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Checkpoint uploads, when `DISABLE_PROCESS_CHECKPOINT_CREATION=false`.
+fn checkpoint_uploads(args: &ServeArgs, public_url: &str) -> Option<cu_node::CheckpointUploads> {
+    if args.disable_process_checkpoint_creation {
+        return None;
+    }
+    let public_url = public_url.trim_end_matches('/');
+    let graphql_url = match (&args.graphql_url, &args.gateway) {
+        (Some(url), _) => url.clone(),
+        (None, Some(gateway)) if !args.roles.gateway => format!("{}/graphql", gateway.trim_end_matches('/')),
+        _ => format!("{public_url}/graphql"),
+    };
+    Some(cu_node::CheckpointUploads {
+        uploader_url: args.uploader_url.clone().unwrap_or_else(|| public_url.to_owned()),
+        graphql_url,
+        throttle: Duration::from_millis(args.process_checkpoint_creation_throttle_ms),
+        every_messages: args.checkpoint_upload_every.max(1),
+        poll: Duration::from_millis(args.checkpoint_upload_poll_ms.max(10)),
+        http: cu_node::HttpOptions {
+            timeout: Duration::from_millis(args.upstream_timeout_ms.max(1)),
+            retries: args.upstream_retries,
+            ..cu_node::HttpOptions::default()
+        },
+    })
 }
 
 /// Network mode's settings, when a gateway is given.
@@ -333,6 +401,12 @@ fn network_config(args: &ServeArgs) -> Option<cu_node::NetworkConfig> {
         fresh_for: poll
             .unwrap_or(Duration::from_millis(1000))
             .min(Duration::from_millis(1000)),
+        checkpoints: Some(cu_node::CheckpointColdStart {
+            trusted_owners: non_empty(&args.process_checkpoint_trusted_owners),
+            checkpoint_graphql_url: args.checkpoint_graphql_url.clone(),
+            ignore_checkpoints: non_empty(&args.ignore_arweave_checkpoints),
+            ignore_processes: non_empty(&args.process_ignore_arweave_checkpoints),
+        }),
     })
 }
 
@@ -558,12 +632,20 @@ fn validate(args: &ServeArgs) -> Result<()> {
         ("--graphql-url", &args.graphql_url),
         ("--arweave-url", &args.arweave_url),
         ("--su-url", &args.su_url),
+        ("--uploader-url", &args.uploader_url),
+        ("--checkpoint-graphql-url", &args.checkpoint_graphql_url),
     ] {
         if let Some(u) = url
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {
             bail!("{flag} {u:?}: expected an http:// or https:// URL");
         }
+    }
+    if !args.disable_process_checkpoint_creation && args.uploader_url.is_none() && !roles.gateway {
+        bail!(
+            "DISABLE_PROCESS_CHECKPOINT_CREATION=false: checkpoints are uploaded to a bundler; give --uploader-url URL \
+             (UPLOADER_URL), or serve the gateway role so this node takes them itself"
+        );
     }
     if args.gateway.is_none()
         && (args.graphql_url.is_some() || args.arweave_url.is_some() || args.su_url.is_some())

@@ -2,7 +2,8 @@
 //! is a network CU (`--roles cu`, gateway = A) that computes A's processes from A's SU and gateway routes.
 //! B must answer `/result`, `/results`, `/dry-run` and `/state` exactly as A does, resume from its stored
 //! upstream cursor after a restart, refuse a schedule whose hash chain breaks (422, nothing stored past the
-//! break) and answer 503 when its gateway is unreachable.
+//! break) and answer 503 when its gateway is unreachable. A fresh B cold-starts from the Arweave-format
+//! checkpoint A uploaded to its own bundler route, skipping a forged one.
 //!
 //! Uses the Lua test process (`tests/modules/build/lua-process.wasm`); without it the tests print SKIPPED, or
 //! fail when `CI` is set.
@@ -17,7 +18,9 @@ use std::time::Duration;
 
 use cu_ans104::{DataItem, Wallet};
 use cu_http::{HttpConfig, Roles};
-use cu_node::{HttpOptions, NetworkConfig, Node, NodeConfig, UpstreamConfig};
+use cu_node::{
+    CheckpointColdStart, CheckpointUploads, HttpOptions, NetworkConfig, Node, NodeConfig, UpstreamConfig,
+};
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
@@ -81,7 +84,12 @@ impl Served {
     }
 }
 
-fn node_config(dir: &Path, public_url: &str, network: Option<NetworkConfig>) -> NodeConfig {
+fn node_config(
+    dir: &Path,
+    public_url: &str,
+    network: Option<NetworkConfig>,
+    checkpoint_uploads: Option<CheckpointUploads>,
+) -> NodeConfig {
     // Each node has its own clock; A's decides every timestamp B sees (B takes them from A's SU).
     let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
     NodeConfig {
@@ -102,14 +110,25 @@ fn node_config(dir: &Path, public_url: &str, network: Option<NetworkConfig>) -> 
         hbu_verify_signatures: false,
         upload_quota: None,
         network,
+        checkpoint_uploads,
     }
 }
 
 /// Opens a node on `dir` and serves it with `roles` on a fresh loopback port.
 async fn serve(dir: &Path, roles: Roles, network: impl FnOnce(&str) -> Option<NetworkConfig>) -> Served {
+    serve_with(dir, roles, network, |_| None).await
+}
+
+/// [`serve`], with checkpoint uploads configured from the node's own URL.
+async fn serve_with(
+    dir: &Path,
+    roles: Roles,
+    network: impl FnOnce(&str) -> Option<NetworkConfig>,
+    uploads: impl FnOnce(&str) -> Option<CheckpointUploads>,
+) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let config = node_config(dir, &url, network(&url));
+    let config = node_config(dir, &url, network(&url), uploads(&url));
     let node = tokio::task::spawn_blocking(move || Node::open(config))
         .await
         .unwrap()
@@ -148,6 +167,7 @@ fn network(gateway: &str, retries: u32) -> NetworkConfig {
         upstream,
         poll: None,
         fresh_for: Duration::ZERO,
+        checkpoints: None,
     }
 }
 
@@ -475,4 +495,231 @@ async fn an_unreachable_gateway_is_a_503_with_an_error() {
         .query_row("SELECT count(*) FROM processes", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 0);
+}
+
+/// A's checkpoint uploads: to its own bundler route, once a process has evaluated `every` messages,
+/// then not again for an hour.
+fn uploads(url: &str, every: u64) -> CheckpointUploads {
+    CheckpointUploads {
+        uploader_url: url.to_owned(),
+        graphql_url: format!("{url}/graphql"),
+        throttle: Duration::from_secs(3600),
+        every_messages: every,
+        poll: Duration::from_millis(50),
+        http: HttpOptions {
+            timeout: Duration::from_secs(20),
+            retries: 2,
+            backoff: Duration::from_millis(50),
+            ..HttpOptions::default()
+        },
+    }
+}
+
+fn tag_value<'a>(node: &'a Value, name: &str) -> Option<&'a str> {
+    node["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["name"] == name)
+        .and_then(|t| t["value"].as_str())
+}
+
+async fn graphql(node: &Served, query: &str, variables: Value) -> Value {
+    let body = json!({"query": query, "variables": variables})
+        .to_string()
+        .into_bytes();
+    let (status, body) = call(
+        "POST",
+        format!("{}/graphql", node.url),
+        Some(("application/json", body)),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fresh_network_cu_cold_starts_from_the_checkpoint_the_scheduling_node_uploaded() {
+    let Some(wasm) = lua_wasm() else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The spawn and six messages are log positions 1-7: one upload, of the state after nonce 6.
+    let a = serve_with(dir_a.path(), Roles::ALL, |_| None, |url| Some(uploads(url, 7))).await;
+    let (module, pid, msgs) = seed(&a, wasm).await;
+    let (status, _) = result(&a, &pid, msgs.last().unwrap()).await;
+    assert_eq!(status, 200);
+    let (_, state_at_6) = call("GET", format!("{}/state/{pid}", a.url), None).await;
+
+    // The checkpoint appears on A's gateway, found by the reference CU's own query.
+    let owner = a.node().address();
+    let vars = json!({"owners": [owner], "processId": pid, "limit": 50});
+    let mut found = Value::Null;
+    for _ in 0..600 {
+        let answer = graphql(&a, cu_upstream::gateway::PROCESS_CHECKPOINTS, vars.clone()).await;
+        if let Some(edge) = answer["data"]["transactions"]["edges"]
+            .as_array()
+            .and_then(|e| e.first())
+        {
+            found = edge["node"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found.is_object(), "no checkpoint was uploaded");
+    let tags: Vec<&str> = found["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            "Data-Protocol",
+            "Variant",
+            "Type",
+            "Module",
+            "Process",
+            "Nonce",
+            "Timestamp",
+            "Block-Height",
+            "Content-Type",
+            "SHA-256",
+            "Content-Encoding",
+            "Unit-Identifier",
+            "Ordinate",
+            "Assignment",
+            "Hash-Chain"
+        ],
+        "the reference's tags, in its order: {found}"
+    );
+    assert_eq!(tag_value(&found, "Module"), Some(module.as_str()));
+    assert_eq!(tag_value(&found, "Nonce"), Some("6"));
+    assert_eq!(tag_value(&found, "Content-Encoding"), Some("gzip"));
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&state_at_6));
+    assert_eq!(tag_value(&found, "SHA-256"), Some(sha.as_str()));
+    let ckpt_id = found["id"].as_str().unwrap().to_owned();
+    let (status, gz) = call("GET", format!("{}/raw/{ckpt_id}", a.url), None).await;
+    assert_eq!(status, 200);
+    let mut memory = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut memory).unwrap();
+    assert!(
+        memory == state_at_6,
+        "the checkpoint's data is the gzipped memory"
+    );
+
+    // A forged checkpoint by the same (trusted) owner at a later nonce, whose memory does not match
+    // its SHA-256 tag: B must skip it.
+    let forged = wallets()
+        .0
+        .sign_data_item(
+            &vec![0u8; 65536],
+            &[
+                ("Data-Protocol", "ao"),
+                ("Variant", "ao.TN.1"),
+                ("Type", "Checkpoint"),
+                ("Module", module.as_str()),
+                ("Process", pid.as_str()),
+                ("Nonce", "7"),
+                ("Timestamp", "1800000000000"),
+                ("Block-Height", "1"),
+                ("SHA-256", &"0".repeat(64)),
+            ],
+            None,
+            None,
+        )
+        .unwrap();
+    let (status, body) = call(
+        "POST",
+        format!("{}/tx/arweave", a.url),
+        Some(("application/octet-stream", forged)),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = call(
+        "POST",
+        format!("{}/tx/arweave", a.url),
+        Some(("application/octet-stream", b"not a data item".to_vec())),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Two messages after the checkpoint.
+    let late = [
+        send(&a, &pid, "Count", "").await,
+        send(&a, &pid, "Echo", "late").await,
+    ];
+    let gateway = a.url.clone();
+    let cold_start = |gateway: &str| {
+        let mut config = network(gateway, 2);
+        config.checkpoints = Some(CheckpointColdStart {
+            trusted_owners: vec![owner.clone()],
+            ..CheckpointColdStart::default()
+        });
+        Some(config)
+    };
+    let b = serve(dir_b.path(), CU_ONLY, |_| cold_start(&gateway)).await;
+    for m in late.iter().rev() {
+        let (sa, ra) = result(&a, &pid, m).await;
+        let (sb, rb) = result(&b, &pid, m).await;
+        assert_eq!((sa, sb), (200, 200), "A: {ra}\nB: {rb}");
+        assert_eq!(rb, ra, "result of {m}");
+    }
+    let (sa, state_a) = call("GET", format!("{}/state/{pid}", a.url), None).await;
+    let (sb, state_b) = call("GET", format!("{}/state/{pid}", b.url), None).await;
+    assert_eq!((sa, sb), (200, 200));
+    assert!(
+        state_a == state_b,
+        "the memories differ after resuming from the checkpoint"
+    );
+    let (da, db) = (dry_run(&a, &pid, "Count").await, dry_run(&b, &pid, "Count").await);
+    assert_eq!(da.0, 200, "{}", da.1);
+    assert_eq!(db, da);
+
+    // B never evaluated what the checkpoint already held: its log starts after nonce 6.
+    let (status, v) = result(&b, &pid, &msgs[0]).await;
+    assert_eq!(status, 404, "{v}");
+    let (_, pb) = get_json(format!("{}/results/{pid}?sort=ASC&limit=100", b.url)).await;
+    assert_eq!(pb["edges"].as_array().map(Vec::len), Some(2), "{pb}");
+    let metrics = String::from_utf8(call("GET", format!("{}/metrics", b.url), None).await.1).unwrap();
+    assert!(
+        metrics.contains("ao_cu_arweave_checkpoints_adopted_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ao_cu_arweave_checkpoints_rejected_total 1\n"),
+        "{metrics}"
+    );
+    let (origin, nonce): (String, i64) = sqlite(dir_b.path())
+        .query_row(
+            "SELECT checkpoint_id, nonce FROM adopted WHERE process_id = ?1",
+            [&pid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((origin.as_str(), nonce), (ckpt_id.as_str(), 6));
+
+    // Restarted, B resumes from its own checkpoints and cursor, without adopting again.
+    drop(b);
+    let later = send(&a, &pid, "Count", "").await;
+    let b = serve(dir_b.path(), CU_ONLY, |_| cold_start(&gateway)).await;
+    let (_, ra) = result(&a, &pid, &later).await;
+    assert_eq!(result(&b, &pid, &later).await, (200, ra));
+    let metrics = String::from_utf8(call("GET", format!("{}/metrics", b.url), None).await.1).unwrap();
+    assert!(
+        metrics.contains("ao_cu_arweave_checkpoints_adopted_total 0\n"),
+        "{metrics}"
+    );
+
+    // A network CU that trusts nobody who checkpointed computes the process from its first slot.
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = serve(dir_c.path(), CU_ONLY, |_| {
+        let mut config = network(&gateway, 2);
+        config.checkpoints = Some(CheckpointColdStart {
+            trusted_owners: vec![user().address()],
+            ..CheckpointColdStart::default()
+        });
+        Some(config)
+    })
+    .await;
+    let (_, ra) = result(&a, &pid, &msgs[0]).await;
+    assert_eq!(result(&c, &pid, &msgs[0]).await, (200, ra));
 }

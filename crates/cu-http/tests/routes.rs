@@ -114,6 +114,7 @@ impl Fixture {
             hbu_verify_signatures: verify_hbu,
             upload_quota: None,
             network: None,
+            checkpoint_uploads: None,
         };
         let node = tokio::task::spawn_blocking(move || Node::open(node_config))
             .await

@@ -47,6 +47,7 @@ fn main() {
         hbu_verify_signatures: false,
         upload_quota: None,
         network: None,
+        checkpoint_uploads: None,
     })
     .unwrap();
     let module = user

@@ -18,10 +18,16 @@
 //! - Network mode ([`NetworkConfig`]): processes scheduled by remote SUs are read from them and the
 //!   gateway (`cu-upstream`), checked slot by slot (hash chain, nonces) and appended before they are
 //!   evaluated; reads sync lazily and a background thread keeps them caught up.
+//! - [`checkpoints`]: process checkpoints on Arweave in the reference's format, uploaded through a bundler
+//!   and cold-started from in network mode.
 //! - [`graphql`]: the gateway GraphQL subset aoconnect needs, from the local store.
+//! - Bundler surface ([`Node::upload`], `POST /tx`): signed data items stored whole and served by the
+//!   gateway routes (checkpoints that CUs upload, data processes read).
 //! - Edges: an ingested item whose tags are not valid UTF-8 is refused (the signature covers the raw
 //!   bytes); an optional per-wallet [`UploadQuota`] bounds what one signer may post per window.
 
+mod bundler;
+pub mod checkpoints;
 mod error;
 pub mod graphql;
 pub mod hbu;
@@ -29,6 +35,7 @@ mod network;
 mod node;
 mod quota;
 
+pub use checkpoints::{CheckpointColdStart, CheckpointUploads};
 pub use cu_upstream::{UpstreamConfig, http::HttpOptions};
 pub use error::NodeError;
 pub use network::NetworkConfig;

@@ -11,6 +11,9 @@
 //! failed page leaves nothing half-stored; a break in the schedule stops the sync at the break with a
 //! clear 422, and the engine never evaluates past it.
 //!
+//! A new remote process may instead begin from the newest trusted Arweave checkpoint of it
+//! ([`crate::checkpoints`]): its memory is adopted and the schedule is read after the checkpoint's nonce.
+//!
 //! Reads (`/result`, `/results`, `/dry-run`, `/state`) sync lazily; a background thread keeps every
 //! remote process caught up. Upstream failures answer 503 (unreachable) or 502 (a bad answer).
 
@@ -37,6 +40,9 @@ pub struct NetworkConfig {
     pub poll: Option<Duration>,
     /// A read within this long of the last sync of its process does not ask the SU again.
     pub fresh_for: Duration,
+    /// Cold-start new remote processes from Arweave checkpoints ([`crate::checkpoints`]); `None`: always
+    /// compute from the start of the schedule.
+    pub checkpoints: Option<crate::CheckpointColdStart>,
 }
 
 impl From<UpstreamError> for NodeError {
@@ -64,6 +70,7 @@ pub(crate) struct Network {
     upstream: Upstream,
     poll: Option<Duration>,
     fresh_for: Duration,
+    checkpoints: Option<crate::CheckpointColdStart>,
     /// One sync at a time per process.
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// When each process was last synced to the end of its schedule.
@@ -77,6 +84,7 @@ impl Network {
             upstream: Upstream::new(config.upstream)?,
             poll: config.poll,
             fresh_for: config.fresh_for,
+            checkpoints: config.checkpoints,
             locks: Mutex::default(),
             synced: Mutex::default(),
             stats: NetworkStats::default(),
@@ -239,6 +247,16 @@ impl Node {
                 )
             }
         };
+        // A new remote process may start from a trusted checkpoint instead of its first slot.
+        let mut adopted = None;
+        if let (Some((_, record)), Some(config)) = (&fresh, &net.checkpoints)
+            && let Some((mark, tags)) =
+                self.cold_start_from_checkpoint(net.upstream.gateway(), config, record)?
+        {
+            cursor = Some(crate::checkpoints::resume_cursor(&su_url, pid, &tags));
+            adopted = Some(mark);
+        }
+        let from_checkpoint = adopted.is_some();
         let mut link = cursor.as_ref().and_then(|c| {
             Some(ChainLink {
                 assignment_id: c.assignment_id.clone(),
@@ -266,6 +284,7 @@ impl Node {
                 };
                 let (s, msg_json) = slot;
                 if let Some((process, _)) = &fresh
+                    && !from_checkpoint
                     && entries.is_empty()
                     && !starts_with_process(&s, pid)
                 {
@@ -297,11 +316,12 @@ impl Node {
                 });
             }
             let count = entries.len() as u64;
-            if count > 0 {
+            if count > 0 || adopted.is_some() {
                 store.commit_schedule(ScheduleBatch {
                     process: fresh.take().map(|(_, record)| record),
                     entries,
                     upstream: next.clone().into_iter().collect(),
+                    adopted: adopted.take(),
                     ..Default::default()
                 })?;
                 appended += count;

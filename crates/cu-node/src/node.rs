@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub upload_quota: Option<UploadQuota>,
     /// Network mode: compute processes that remote SUs schedule ([`crate::network`]); `None`: off.
     pub network: Option<crate::NetworkConfig>,
+    /// Upload process checkpoints to Arweave through a bundler ([`crate::checkpoints`]); `None`: off.
+    pub checkpoint_uploads: Option<crate::CheckpointUploads>,
 }
 
 /// What [`Node::ingest`] did.
@@ -122,9 +124,14 @@ pub(crate) struct Inner {
     hbu_chain: std::sync::Mutex<std::collections::HashMap<String, HbuLink>>,
     pub(crate) ingested: AtomicU64,
     pub(crate) delivered: AtomicU64,
+    /// Data items stored through the bundler surface ([`Node::upload`]).
+    pub(crate) uploaded: AtomicU64,
     pub(crate) outbox: std::sync::Mutex<Option<std::sync::mpsc::Sender<String>>>,
     /// Network mode: the upstream SU and gateway (`None`: only local and hbu processes).
     pub(crate) network: Option<crate::network::Network>,
+    /// The checkpoint uploader (`None`: uploads off).
+    pub(crate) uploader: Option<crate::checkpoints::Uploader>,
+    pub(crate) checkpoint_stats: crate::checkpoints::CheckpointStats,
 }
 
 /// The last hbu slot evaluated for a process: what the next slot's `Hash-Chain` must follow from.
@@ -253,12 +260,16 @@ impl Node {
                 hbu_chain: std::sync::Mutex::default(),
                 ingested: AtomicU64::new(0),
                 delivered: AtomicU64::new(0),
+                uploaded: AtomicU64::new(0),
                 outbox: std::sync::Mutex::new(None),
                 network: config.network.map(crate::network::Network::new).transpose()?,
+                uploader: config.checkpoint_uploads.map(crate::checkpoints::Uploader::new),
+                checkpoint_stats: crate::checkpoints::CheckpointStats::default(),
             }),
         };
         node.start_outbox()?;
         node.start_catch_up()?;
+        node.start_checkpoint_uploads()?;
         Ok(node)
     }
 
@@ -1141,6 +1152,20 @@ impl Node {
                                     nodes.push(n);
                                 }
                             }
+                            // Uploaded items, newest first: through the tag index when a tag filter
+                            // names values (the other filters are applied below).
+                            let items = match filter.tags.iter().find(|(_, values)| !values.is_empty()) {
+                                Some((name, values)) => self.inner.store.items_tagged(
+                                    name,
+                                    values,
+                                    cu_store::items::MAX_ITEMS_PER_QUERY,
+                                )?,
+                                None => self
+                                    .inner
+                                    .store
+                                    .items_newest(cu_store::items::MAX_ITEMS_PER_QUERY)?,
+                            };
+                            nodes.extend(items.iter().map(crate::bundler::item_node));
                         }
                     }
                     nodes.retain(|n| filter.matches(n));
@@ -1211,6 +1236,9 @@ impl Node {
                 .to_owned();
             return Ok((m.wasm, ty));
         }
+        if let Some(found) = self.item_data(id)? {
+            return Ok(found);
+        }
         Err(NodeError::NotFound(format!("transaction {id} was not found")))
     }
 
@@ -1241,6 +1269,9 @@ impl Node {
                 "tags": item.tags().iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
                 "block": block, "parent": null,
             })));
+        }
+        if let Some(m) = self.inner.store.item(id)? {
+            return Ok(Some(crate::bundler::item_node(&m)));
         }
         if let Some(m) = self.inner.store.module(id)? {
             return Ok(Some(json!({
@@ -1309,6 +1340,15 @@ impl Node {
             "counter",
             self.inner.ingested.load(Relaxed),
         );
+        line(
+            "uploaded_items_total",
+            "Data items stored through the bundler surface (POST /tx).",
+            "counter",
+            self.inner.uploaded.load(Relaxed),
+        );
+        for (name, help, value) in self.checkpoint_stats() {
+            line(name, help, "counter", value);
+        }
         if let Some((pages, slots, failures)) = self.network_stats() {
             line(
                 "upstream_pages_total",

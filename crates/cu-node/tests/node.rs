@@ -66,6 +66,7 @@ fn node_config(data_dir: std::path::PathBuf, cron: bool, clock: &Arc<AtomicU64>)
         hbu_verify_signatures: false,
         upload_quota: None,
         network: None,
+        checkpoint_uploads: None,
     }
 }
 

@@ -75,6 +75,50 @@ pub const SCHEDULER_LOCATION: &str = "query GetSchedulerLocation ($owner: String
   }
 }";
 
+/// The reference CU's `GetAoProcessCheckpoints` (`effects/ao-process.js`): a process's checkpoints
+/// signed by trusted owners, newest block first.
+pub const PROCESS_CHECKPOINTS: &str = "query GetAoProcessCheckpoints(
+  $owners: [String!]!
+  $processId: String!
+  $limit: Int!
+) {
+  transactions(
+    tags: [
+      { name: \"Process\", values: [$processId] }
+      { name: \"Type\", values: [\"Checkpoint\"] }
+      { name: \"Data-Protocol\", values: [\"ao\"] }
+    ],
+    owners: $owners,
+    first: $limit,
+    sort: HEIGHT_DESC
+  ) {
+    edges { node { id owner { address } tags { name value } } }
+  }
+}";
+
+/// The reference CU's `GetAoProcessCheckpoint` (`saveCheckpointWith`): whether `owner` already
+/// uploaded a checkpoint of the process at this nonce and timestamp.
+pub const EXISTING_CHECKPOINT: &str = "query GetAoProcessCheckpoint(
+  $owner: String!
+  $processId: String!
+  $timestamp: String!
+  $nonce: String!
+) {
+  transactions(
+    tags: [
+      { name: \"Process\", values: [$processId] }
+      { name: \"Nonce\", values: [$nonce] }
+      { name: \"Timestamp\", values: [$timestamp] }
+      { name: \"Type\", values: [\"Checkpoint\"] }
+      { name: \"Data-Protocol\", values: [\"ao\"] }
+    ],
+    owners: [$owner]
+    first: 1
+  ) {
+    edges { node { id owner { address } tags { name value } } }
+  }
+}";
+
 /// Where the gateway is.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -139,6 +183,55 @@ impl Gateway {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
         Ok((url.trim_end_matches('/').to_owned(), ttl))
+    }
+
+    /// This gateway with GraphQL answered at `graphql_url` instead (the reference's
+    /// `CHECKPOINT_GRAPHQL_URL`).
+    pub fn with_graphql(&self, graphql_url: String) -> Gateway {
+        Gateway {
+            graphql_url,
+            ..self.clone()
+        }
+    }
+
+    /// The GraphQL endpoint.
+    pub fn graphql_url(&self) -> &str {
+        &self.graphql_url
+    }
+
+    /// Checkpoints of `process_id` signed by one of `owners`, as the reference queries them (at most
+    /// `limit`, newest block first).
+    pub fn process_checkpoints(
+        &self,
+        process_id: &str,
+        owners: &[String],
+        limit: usize,
+    ) -> Result<Vec<GqlTx>, UpstreamError> {
+        let what = format!("checkpoints of {process_id}");
+        self.transactions(
+            &what,
+            PROCESS_CHECKPOINTS,
+            json!({"owners": owners, "processId": process_id, "limit": limit}),
+        )
+    }
+
+    /// The checkpoint `owner` uploaded of `process_id` at `nonce` and `timestamp`, if any.
+    pub fn existing_checkpoint(
+        &self,
+        owner: &str,
+        process_id: &str,
+        nonce: &str,
+        timestamp: &str,
+    ) -> Result<Option<GqlTx>, UpstreamError> {
+        let what = format!("existing checkpoint of {process_id}");
+        Ok(self
+            .transactions(
+                &what,
+                EXISTING_CHECKPOINT,
+                json!({"owner": owner, "processId": process_id, "timestamp": timestamp, "nonce": nonce}),
+            )?
+            .into_iter()
+            .next())
     }
 
     /// `GET {arweave}/raw/{id}`: the bytes of a data item's data.

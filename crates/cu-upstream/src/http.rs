@@ -105,6 +105,24 @@ impl Fetcher {
         serde_json::from_slice(&answer).map_err(|e| UpstreamError::malformed(what, url, e))
     }
 
+    /// `POST url` with a binary body of `content_type` → the answer parsed as JSON into `T`.
+    pub fn post_bytes<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        url: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<T, UpstreamError> {
+        let answer = self.with_retries(what, url, || {
+            self.agent
+                .post(url)
+                .header("content-type", content_type)
+                .header("accept", "application/json")
+                .send(body)
+        })?;
+        serde_json::from_slice(&answer).map_err(|e| UpstreamError::malformed(what, url, e))
+    }
+
     fn with_retries(
         &self,
         what: &str,

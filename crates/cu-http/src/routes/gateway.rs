@@ -1,5 +1,7 @@
 //! The gateway surface: `POST /graphql` (the subset aoconnect and the reference CU send,
-//! `cu_node::graphql`) and `GET /raw/{id}` (the data of a stored module, process or message).
+//! `cu_node::graphql`), `GET /raw/{id}` (the data of a stored module, process, message or uploaded item),
+//! and the bundler's `POST /tx` and `POST /tx/{currency}` (a signed data item stored as it is, as the
+//! reference CU uploads checkpoints to `UPLOADER_URL/tx/arweave`).
 use std::sync::Arc;
 
 use axum::Router;
@@ -23,6 +25,33 @@ pub(super) fn routes(config: &HttpConfig) -> Router<Arc<AppState>> {
             post(graphql).layer(DefaultBodyLimit::max(config.graphql_body_limit)),
         )
         .route("/raw/{id}", get(raw))
+        .route("/tx", post(upload))
+        .route("/tx/{currency}", post(upload_for))
+}
+
+async fn upload(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Reply {
+    let body = body_bytes(body)?;
+    if body.is_empty() {
+        return Err(HttpError::bad_request(
+            "A valid and signed data item must be provided as the body",
+        ));
+    }
+    let node = state.node.clone();
+    let answer = blocking(move || node.upload(&body)).await?;
+    Ok(json_ok(&answer))
+}
+
+async fn upload_for(
+    state: Shared,
+    Path(currency): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    if currency != "arweave" {
+        return Err(HttpError::bad_request(format!(
+            "uploads are taken for arweave only, not {currency:?}"
+        )));
+    }
+    upload(state, body).await
 }
 
 async fn raw(State(state): Shared, Path(id): Path<String>) -> Reply {
