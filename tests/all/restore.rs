@@ -99,3 +99,53 @@ fn rollbacks_are_exact_whatever_the_base_snapshot_interval() {
         });
     }
 }
+
+/// A bare memory image (what a reference CU's checkpoint holds) loads as the reference loader reloads
+/// memory: the glue's heap growth when the image is longer, a prefix overwrite, the tail left as it is;
+/// the booted process then continues exactly as the one the image was taken from.
+#[test]
+fn a_memory_image_loads_as_the_reference_loader_reloads_it() {
+    let Some(wasm) = built_module("lua-process.wasm") else {
+        return;
+    };
+    let log = read_log(&repo().join("tests/modules/lua/messages.jsonl"));
+    on_eval_thread(move || {
+        let module = compile(&wasm, ModuleFormat::Emscripten2);
+        let mut source = boot(&module, Limits::default());
+        let k = 20;
+        for (m, e) in &log[..k] {
+            source.handle(m, e).unwrap();
+        }
+        let image = source.memory().to_vec();
+        let mut loaded = boot(&module, Limits::default());
+        let booted_len = loaded.memory().len() as u64;
+        loaded.load_memory_image(&image).unwrap();
+        assert_eq!(&loaded.memory()[..image.len()], &image[..]);
+        if image.len() as u64 > booted_len {
+            let [want, _, _] = cu_wasm::host::emscripten::heap_growth_candidates(
+                booted_len,
+                image.len() as u64,
+                ModuleFormat::Emscripten2.heap_max(),
+            )
+            .unwrap();
+            assert_eq!(loaded.memory().len() as u64, want, "grown as the glue grows");
+        }
+        for (m, e) in &log[k..] {
+            assert_eq!(loaded.handle(m, e).unwrap(), source.handle(m, e).unwrap());
+        }
+
+        // A shorter image overwrites only the prefix.
+        let mut short = boot(&module, Limits::default());
+        let before = short.memory().to_vec();
+        short.load_memory_image(&[0xab; 65536]).unwrap();
+        assert!(short.memory()[..65536].iter().all(|&b| b == 0xab));
+        assert_eq!(&short.memory()[65536..], &before[65536..]);
+
+        // An image past the format's heap maximum is refused, and the process is left usable.
+        let mut huge = boot(&module, Limits::default());
+        let too_big = vec![0u8; ModuleFormat::Emscripten2.heap_max() as usize + 65536];
+        assert!(huge.load_memory_image(&too_big).is_err());
+        let (m, e) = &log[0];
+        huge.handle(m, e).unwrap();
+    });
+}
