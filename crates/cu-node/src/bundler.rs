@@ -13,33 +13,13 @@ use serde_json::{Value, json};
 use crate::error::NodeError;
 use crate::node::Node;
 
-fn bad(e: impl std::fmt::Display) -> NodeError {
-    NodeError::BadRequest(e.to_string())
-}
-
 impl Node {
-    /// `POST /tx`: verifies and stores one signed data item (the same limits, UTF-8 rule and upload
-    /// quota as [`Node::ingest`]); answers `{id, owner, timestamp}` as a bundler does. Storing an
+    /// `POST /tx`: verifies and stores one signed data item (the checks of [`Node::ingest`]:
+    /// `Node::accept_item`); answers `{id, owner, timestamp}` as a bundler does. Storing an
     /// item twice is harmless (same id, same bytes).
     pub fn upload(&self, raw: &[u8]) -> Result<Value, NodeError> {
-        if raw.len() > self.inner.max_item_bytes {
-            return Err(NodeError::TooLarge(format!(
-                "data item of {} bytes exceeds the limit of {} bytes",
-                raw.len(),
-                self.inner.max_item_bytes
-            )));
-        }
-        let item = DataItem::parse(raw).map_err(bad)?;
-        if let Some(i) = item.non_utf8_tag() {
-            return Err(bad(format!(
-                "tag {i} is not valid UTF-8 (the signature covers its raw bytes, which a text copy would not keep)"
-            )));
-        }
-        item.verify().map_err(bad)?;
         let now = self.now();
-        if let Some(book) = &self.inner.upload_quota {
-            book.charge(&item.owner_address(), raw.len() as u64, now)?;
-        }
+        let item = self.accept_item(raw, || now)?;
         let meta = ItemMeta {
             seq: 0,
             id: item.id(),

@@ -494,23 +494,7 @@ impl Node {
 
     /// MU ingress: verifies a signed ANS-104 item and registers, spawns or schedules it.
     pub fn ingest(&self, raw: &[u8]) -> Result<Ingested, NodeError> {
-        if raw.len() > self.inner.max_item_bytes {
-            return Err(NodeError::TooLarge(format!(
-                "data item of {} bytes exceeds the limit of {} bytes",
-                raw.len(),
-                self.inner.max_item_bytes
-            )));
-        }
-        let item = DataItem::parse(raw).map_err(bad)?;
-        if let Some(i) = item.non_utf8_tag() {
-            return Err(bad(format!(
-                "tag {i} is not valid UTF-8 (the signature covers its raw bytes, which a text copy would not keep)"
-            )));
-        }
-        item.verify().map_err(bad)?;
-        if let Some(book) = &self.inner.upload_quota {
-            book.charge(&item.owner_address(), raw.len() as u64, self.now())?;
-        }
+        let item = self.accept_item(raw, || self.now())?;
         let tags = item.tags().to_vec();
         let id = item.id();
         match tag_of(&tags, "Type") {
@@ -570,6 +554,30 @@ impl Node {
             }
             Some(other) => Err(bad(format!("unsupported Type {other:?}"))),
         }
+    }
+
+    /// What every posted data item passes, on the MU and the bundler routes alike: the size limit (413),
+    /// a parse and a signature that verifies, tags that are valid UTF-8 (400), and the signer's upload
+    /// quota at `now()` (429; the clock is read only when a quota is set).
+    pub(crate) fn accept_item(&self, raw: &[u8], now: impl FnOnce() -> u64) -> Result<DataItem, NodeError> {
+        if raw.len() > self.inner.max_item_bytes {
+            return Err(NodeError::TooLarge(format!(
+                "data item of {} bytes exceeds the limit of {} bytes",
+                raw.len(),
+                self.inner.max_item_bytes
+            )));
+        }
+        let item = DataItem::parse(raw).map_err(bad)?;
+        if let Some(i) = item.non_utf8_tag() {
+            return Err(bad(format!(
+                "tag {i} is not valid UTF-8 (the signature covers its raw bytes, which a text copy would not keep)"
+            )));
+        }
+        item.verify().map_err(bad)?;
+        if let Some(book) = &self.inner.upload_quota {
+            book.charge(&item.owner_address(), raw.len() as u64, now())?;
+        }
+        Ok(item)
     }
 
     fn spawn(

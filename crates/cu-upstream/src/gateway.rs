@@ -194,11 +194,6 @@ impl Gateway {
         }
     }
 
-    /// The GraphQL endpoint.
-    pub fn graphql_url(&self) -> &str {
-        &self.graphql_url
-    }
-
     /// Checkpoints of `process_id` signed by one of `owners`, as the reference queries them (at most
     /// `limit`, newest block first).
     pub fn process_checkpoints(
