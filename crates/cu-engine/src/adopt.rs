@@ -10,7 +10,7 @@ use cu_wasm::{Process, ProcessConfig, WasmError};
 
 use crate::checkpoint::{self, CheckpointState};
 use crate::error::EngineError;
-use crate::modules::limits_of;
+use crate::modules::{drive_of, limits_of};
 use crate::shard::Shared;
 
 /// Writes `image` as the base checkpoint (position 0, sequence 1) of `record`'s process, which must not
@@ -28,6 +28,12 @@ pub(crate) fn adopt_memory(shared: &Shared, record: &ProcessRecord, image: &[u8]
     let config = ProcessConfig {
         limits: limits_of(record, &module_tags, shared.config.limits.default_compute)?,
         watch: None,
+        drive: drive_of(
+            shared.process_config.drive.as_ref(),
+            module.format,
+            record,
+            &module_tags,
+        ),
         ..shared.process_config.clone()
     };
     let boot_error = |e: WasmError| EngineError::Boot {

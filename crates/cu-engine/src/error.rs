@@ -44,6 +44,18 @@ pub enum EngineError {
         /// What went wrong.
         reason: String,
     },
+    /// The process cannot go past the message at `pos` now: WeaveDrive data that message reads is not
+    /// admissible, not found, or unreachable (`cu_wasm::drive`). Nothing of it was stored; the
+    /// evaluation is tried again on the next request.
+    #[error("process {process} halted at log position {pos}: {reason}")]
+    Halted {
+        /// The process id.
+        process: String,
+        /// The log position of the message that halted.
+        pos: u64,
+        /// Why.
+        reason: String,
+    },
     /// The shard's queue is full: retry later (backpressure).
     #[error("the engine is busy: the queue of shard {0} is full")]
     Busy(usize),

@@ -69,6 +69,29 @@ fn tag<'a>(tags: &'a [Tag], name: &str) -> Option<&'a str> {
     tags.iter().find(|t| t.name == name).map(|t| t.value.as_str())
 }
 
+/// WeaveDrive for a process (`cu_wasm::drive`): the node's source (the `drive` of the engine's base
+/// process config) with the process's and module's tags, when the module gets WeaveDrive at all
+/// ([`cu_wasm::drive::enabled_for`]); `None` otherwise, or when the node has no source.
+pub fn drive_of(
+    base: Option<&cu_wasm::drive::Drive>,
+    format: cu_types::ModuleFormat,
+    process: &ProcessRecord,
+    module_tags: &[Tag],
+) -> Option<cu_wasm::drive::Drive> {
+    let pairs = |tags: &[Tag]| -> Vec<(String, String)> {
+        tags.iter().map(|t| (t.name.clone(), t.value.clone())).collect()
+    };
+    let module_tags = pairs(module_tags);
+    if !cu_wasm::drive::enabled_for(format, &module_tags) {
+        return None;
+    }
+    base.map(|b| cu_wasm::drive::Drive {
+        source: b.source.clone(),
+        spawn_tags: pairs(&process.tags),
+        module_tags,
+    })
+}
+
 /// `Memory-Limit` and `Compute-Limit`: the process's tag, else the module's (as the reference CU); with
 /// neither, `Compute-Limit` is `default_compute` (the operator's setting).
 pub fn limits_of(

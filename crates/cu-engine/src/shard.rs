@@ -40,7 +40,7 @@ use crate::config::{EngineConfig, LONG_QUEUE_PER_SLOT};
 use crate::dryrun::{DryRunJob, Pool};
 use crate::error::EngineError;
 use crate::metrics::Metrics;
-use crate::modules::{Modules, limits_of};
+use crate::modules::{Modules, drive_of, limits_of};
 use crate::probe::Probe;
 use crate::progress::{Progress, Waiter};
 use crate::resident::{Resident, Since, restore_newest, timed};
@@ -607,6 +607,12 @@ impl Shard {
         let config = ProcessConfig {
             limits: limits_of(&record, &module_tags, self.shared.config.limits.default_compute)?,
             watch: Some(self.watch()),
+            drive: drive_of(
+                self.shared.process_config.drive.as_ref(),
+                module.format,
+                &record,
+                &module_tags,
+            ),
             ..self.shared.process_config.clone()
         };
         let resident = match restore_newest(store, process, &module, &config)? {
@@ -714,6 +720,11 @@ impl Shard {
                         resident.broken = true;
                         return Err(match e {
                             WasmError::Interrupted(_) => EngineError::Stopped,
+                            WasmError::Halted(reason) => EngineError::Halted {
+                                process: process.to_string(),
+                                pos: entry.pos,
+                                reason,
+                            },
                             e => EngineError::Evaluation {
                                 process: process.to_string(),
                                 reason: e.to_string(),

@@ -50,6 +50,11 @@ pub enum WasmError {
     /// reset by its next run anyway).
     #[error("the evaluation was stopped: {0}")]
     Interrupted(crate::watch::Stop),
+    /// The process cannot go past this message now: WeaveDrive data it reads is not admissible, not
+    /// found, or its source is unreachable (see [`crate::drive`]). Nothing of the message is kept; the
+    /// process is left in the middle of it and must be dropped, as for [`WasmError::Interrupted`].
+    #[error("the evaluation halted: {0}")]
+    Halted(String),
     /// An I/O error on a file the caller named.
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -13,6 +13,8 @@
 //! - [`host`]: one file per import family, including `ao_tensor` (tensor operations on a
 //!   `cu_gpu::TensorDevice`, the GPU or its CPU twin, per [`ProcessConfig::tensor`]; `docs/tensor-api.md`).
 //! - [`state`]: the per-process glue state (fake clock, random sequence, file system) kept in snapshots.
+//! - [`drive`]: WeaveDrive (`/data`, `/block`, `/tx`) as the aos extension serves it, over a
+//!   [`drive::DriveSource`] the embedder provides; what cannot be read halts the evaluation.
 //! - [`process`]: start-up, string marshalling, `{ok, response}` parsing, gas and fuel, rollback.
 //! - [`snapshot`]: ao-cu's own snapshot format.
 //! - [`fork`]: copy-on-write forks for dry-runs ([`ForkImage`], [`DryRunner`]): no memory copy per dry-run.
@@ -24,6 +26,7 @@
 //! Evaluate on threads with at least [`engine::EVAL_THREAD_STACK`] bytes of stack.
 
 pub mod cache;
+pub mod drive;
 pub mod engine;
 pub mod error;
 pub mod fork;

@@ -44,6 +44,9 @@ pub struct ProcessConfig {
     /// Called about every [`crate::engine::EPOCH_TICK`] while the module runs (start-up included); see
     /// [`crate::watch`]. `None`: nothing watches.
     pub watch: Option<Watch>,
+    /// WeaveDrive for this process ([`crate::drive`]); `None`: the module has no `Module.WeaveDrive`
+    /// and every `weavedrive_open` answers NULL.
+    pub drive: Option<crate::drive::Drive>,
 }
 
 impl Default for ProcessConfig {
@@ -55,6 +58,7 @@ impl Default for ProcessConfig {
             journal_max_bytes: 64 << 20,
             tensor: crate::host::tensor::default_device(),
             watch: None,
+            drive: None,
         }
     }
 }
@@ -427,9 +431,15 @@ impl Process {
                 .set_fuel(fuel)
                 .map_err(|e| CallError::Host(WasmError::Boot(e.to_string())))?;
         }
+        if self.store.data().drive.is_some() {
+            self.store.data_mut().block_height = block_height_text(msg);
+        }
         let text = call_handle(&mut self.store, &self.abi, msg, env).map_err(|e| match stopped(&e) {
             Some(stop) => CallError::Stopped(stop),
-            None => CallError::Message(error_value(&e)),
+            None => match e.downcast_ref::<HostTrap>() {
+                Some(HostTrap::Halt(reason)) => CallError::Host(WasmError::Halted(reason.clone())),
+                _ => CallError::Message(error_value(&e)),
+            },
         })?;
         let gas_used = self.store.data().gas.used.max(0.0) as u64;
         let reply = match parse_json_like_js(&text) {
@@ -526,6 +536,31 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
+/// The message's `Block-Height` as a JavaScript template literal renders it (`${msg['Block-Height']}`),
+/// which is what WeaveDrive's admissibility query carries.
+fn block_height_text(msg: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Msg {
+        #[serde(rename = "Block-Height")]
+        block_height: Option<Value>,
+    }
+    if !msg.contains("\"Block-Height\"") {
+        return "undefined".into();
+    }
+    match serde_json::from_str::<Msg>(msg).map(|m| m.block_height) {
+        Ok(Some(Value::String(s))) => s,
+        Ok(Some(Value::Number(n))) => n
+            .as_u64()
+            .map(|v| v.to_string())
+            .or_else(|| n.as_i64().map(|v| v.to_string()))
+            .unwrap_or_else(|| n.to_string()),
+        Ok(Some(Value::Null)) => "null".into(),
+        Ok(Some(Value::Bool(b))) => b.to_string(),
+        Ok(Some(_)) => "[object Object]".into(),
+        Ok(None) | Err(_) => "undefined".into(),
+    }
+}
+
 /// Whether a call failed because its watch stopped it.
 fn stopped(e: &wasmtime::Error) -> Option<Stop> {
     match e.downcast_ref::<HostTrap>() {
@@ -587,6 +622,7 @@ fn instantiate(
     );
     state.tensor = config.tensor.clone();
     state.watch = config.watch.clone();
+    state.drive = config.drive.clone();
     let mut store = Store::new(engine, state);
     store.limiter(|s| s);
     // Every epoch tick (the engines are built with epoch interruption) asks the watch; without one the

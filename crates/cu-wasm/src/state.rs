@@ -48,7 +48,8 @@ pub enum Asyncify {
     /// No suspension.
     #[default]
     Normal,
-    /// An import started an unwind; `handle` must be re-entered to rewind.
+    /// An import started an unwind; `handle` must be re-entered to rewind (every WeaveDrive import
+    /// suspends this way, as `Asyncify.handleAsync` always does).
     Unwinding {
         /// The data area given to `asyncify_start_unwind`.
         data: u64,
@@ -136,6 +137,11 @@ pub struct HostState {
     pub tensor: TensorDevice,
     /// Called about every epoch tick while the module runs (`ProcessConfig::watch`); never seen by it.
     pub watch: Option<crate::watch::Watch>,
+    /// WeaveDrive (`ProcessConfig::drive`); `None`: the module has no `Module.WeaveDrive`.
+    pub drive: Option<crate::drive::Drive>,
+    /// The current message's `Block-Height` as JavaScript renders it (`undefined` when absent); set for
+    /// processes with WeaveDrive only.
+    pub block_height: String,
 }
 
 impl HostState {
@@ -155,6 +161,8 @@ impl HostState {
             asyncify: Asyncify::Normal,
             tensor: crate::host::tensor::default_device(),
             watch: None,
+            drive: None,
+            block_height: "undefined".into(),
         }
     }
 

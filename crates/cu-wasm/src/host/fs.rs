@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime::{Caller, Val};
 
 use super::{Args, HostFn, Mem, set_result};
+use crate::drive::{CacheRange, JsPos};
 use crate::state::HostState;
 
 /// Emscripten errno values used here.
@@ -59,6 +60,30 @@ pub enum Node {
     File(Vec<u8>),
     /// A character device.
     Device(Device),
+    /// A WeaveDrive data file (`/data/<id>`, see [`crate::drive`]): its bytes stay with the drive's
+    /// source; the node keeps its size and the extension's read-ahead cache.
+    Drive(DriveFile),
+}
+
+/// A WeaveDrive data file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriveFile {
+    /// The transaction or data item id.
+    pub id: String,
+    /// Its data size (the gateway's `Content-Length`).
+    pub size: u64,
+    /// The read-ahead cache (`node.cache`), shared by every descriptor of the file.
+    #[serde(default)]
+    pub cache: CacheRange,
+}
+
+/// Where a descriptor of a WeaveDrive data file stands, as the extension's JavaScript keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriveCursor {
+    /// `stream.position`.
+    pub position: JsPos,
+    /// `stream.lastReadPosition` (`None`: never read).
+    pub last_read: Option<JsPos>,
 }
 
 /// The devices under `/dev`.
@@ -81,6 +106,9 @@ pub struct OpenFile {
     pub position: u64,
     /// `open` flags.
     pub flags: i64,
+    /// For a WeaveDrive data file, its position as the extension keeps it (`position` is unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drive: Option<DriveCursor>,
 }
 
 /// The file system of one process.
@@ -197,6 +225,7 @@ impl MemFs {
                 path: path.to_string(),
                 position: 0,
                 flags,
+                drive: None,
             },
         );
         Ok(fd)
@@ -447,6 +476,7 @@ fn stat(caller: &mut Caller<'_, HostState>, path: &str, buf: u64) -> Result<(), 
         Some(Node::Dir) => (0o40777, 4096u64, 0),
         Some(Node::File(data)) => (0o100666, data.len() as u64, 0),
         Some(Node::Device(_)) => (0o20666, 0, 1),
+        Some(Node::Drive(f)) => (0o100444, f.size, 0),
         None => return Err(ENOENT),
     };
     let ino = caller
@@ -512,6 +542,16 @@ fn stat(caller: &mut Caller<'_, HostState>, path: &str, buf: u64) -> Result<(), 
     Ok(())
 }
 
+/// Whether `fd` is open on a WeaveDrive data file.
+pub fn is_drive_file(state: &HostState, fd: i64) -> bool {
+    state
+        .glue
+        .fs
+        .open
+        .get(&fd)
+        .is_some_and(|f| matches!(state.glue.fs.nodes.get(&f.path), Some(Node::Drive(_))))
+}
+
 /// Reads up to `len` bytes from descriptor `fd` (an open file or a device).
 pub fn read_fd(state: &mut HostState, fd: i64, len: usize) -> Result<Vec<u8>, i64> {
     if fd == 0 {
@@ -533,7 +573,8 @@ pub fn read_fd(state: &mut HostState, fd: i64, len: usize) -> Result<Vec<u8>, i6
             .collect()),
         Some(Node::Device(_)) => Ok(Vec::new()),
         Some(Node::Dir) => Err(EISDIR),
-        None => Err(EBADF),
+        // Only `weavedrive_read` reads these (see `wasi::fd_read`).
+        Some(Node::Drive(_)) | None => Err(EBADF),
     }
 }
 
@@ -567,7 +608,8 @@ pub fn write_fd(state: &mut HostState, fd: i64, bytes: &[u8]) -> Result<usize, i
         }
         Some(Node::Device(_)) => Ok(bytes.len()),
         Some(Node::Dir) => Err(EISDIR),
-        None => Err(EBADF),
+        // Opened read-only, as the extension opens them.
+        Some(Node::Drive(_)) | None => Err(EBADF),
     }
 }
 
@@ -579,6 +621,16 @@ pub fn seek_fd(state: &mut HostState, fd: i64, offset: i64, whence: i64) -> Resu
     let file = state.glue.fs.open.get(&fd).cloned().ok_or(EBADF)?;
     let size = match state.glue.fs.nodes.get(&file.path) {
         Some(Node::File(data)) => data.len() as i64,
+        Some(Node::Drive(d)) => {
+            // The extension's JavaScript position arithmetic (see `crate::drive::JsPos`).
+            let cursor = file.drive.clone().unwrap_or_default();
+            let position = cursor.position.seek(offset, whence, d.size)?;
+            let out = position.offset();
+            if let Some(f) = state.glue.fs.open.get_mut(&fd) {
+                f.drive = Some(DriveCursor { position, ..cursor });
+            }
+            return Ok(out);
+        }
         _ => 0,
     };
     let base = match whence {

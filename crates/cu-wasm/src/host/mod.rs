@@ -46,9 +46,13 @@ pub enum HostTrap {
     /// A pointer passed to the host points outside linear memory.
     #[error("RuntimeError: memory access out of bounds")]
     OutOfBounds,
-    /// A WeaveDrive import was called; this node does not serve WeaveDrive yet.
-    #[error("WeaveDrive is not available")]
-    WeaveDriveUnavailable,
+    /// A WeaveDrive call the module got wrong (a bad descriptor): the message's `Error`.
+    #[error("{0}")]
+    WeaveDrive(String),
+    /// WeaveDrive cannot answer (data not admissible or not found, the source unreachable): the
+    /// evaluation halts without a result ([`crate::WasmError::Halted`]; see [`crate::drive`]).
+    #[error("{0}")]
+    Halt(String),
     /// An `ao_tensor` call failed (bad pointer or size, bad parameter): `ao_tensor.<import>: <detail>`.
     #[error("ao_tensor.{import}: {detail}")]
     Tensor {

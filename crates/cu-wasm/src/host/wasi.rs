@@ -46,7 +46,7 @@ pub(super) fn lookup(name: &str) -> Option<HostFn> {
                     .and_then(|f| caller.data().glue.fs.nodes.get(&f.path))
                 {
                     Some(fs::Node::Dir) => 3,
-                    Some(fs::Node::File(_)) => 4,
+                    Some(fs::Node::File(_) | fs::Node::Drive(_)) => 4,
                     Some(fs::Node::Device(_)) => 2,
                     None => {
                         set_result(results, errno::EBADF);
@@ -145,6 +145,13 @@ fn fd_read(caller: &mut Caller<'_, HostState>, args: &[Val], results: &mut [Val]
         return Ok(());
     }
     let (fd, iov, count, pnum) = (args.s(0), args.u(1), args.u(2), args.u(3));
+    if fs::is_drive_file(caller.data(), fd) {
+        // MEMFS reads `node.contents`, which the extension leaves null: a TypeError in the reference.
+        return Err(super::HostTrap::WeaveDrive(
+            "TypeError: Cannot read properties of null (reading 'subarray')".into(),
+        )
+        .into());
+    }
     let vecs = iovecs(&Mem::of(caller)?, iov, count)?;
     let mut total = 0u64;
     for (ptr, len) in vecs {
