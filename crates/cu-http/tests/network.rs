@@ -5,8 +5,11 @@
 //! break) and answer 503 when its gateway is unreachable. A fresh B cold-starts from the Arweave-format
 //! checkpoint A uploaded to its own bundler route, skipping a forged one.
 //!
-//! Uses the Lua test process (`tests/modules/build/lua-process.wasm`); without it the tests print SKIPPED, or
-//! fail when `CI` is set.
+//! WeaveDrive: a process on A reads a data item uploaded to A; B (through A as its gateway) and the reference
+//! loader with the real `@permaweb/weavedrive` (`tests/oracle/weavedrive.cjs`, reading A) observe the same.
+//!
+//! Uses the Lua test process (`tests/modules/build/lua-process.wasm`) and the WeaveDrive probe
+//! (`weavedrive-probe.wasm`); without them the tests print SKIPPED, or fail when `CI` is set.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -28,7 +31,12 @@ fn repo() -> PathBuf {
 }
 
 fn lua_wasm() -> Option<Vec<u8>> {
-    let path = repo().join("tests/modules/build/lua-process.wasm");
+    test_module("lua-process.wasm")
+}
+
+/// A module built by `tests/modules/build.sh`; `None` (SKIPPED) when missing, a failure under CI.
+fn test_module(name: &str) -> Option<Vec<u8>> {
+    let path = repo().join("tests/modules/build").join(name);
     match std::fs::read(&path) {
         Ok(bytes) => Some(bytes),
         Err(e) => {
@@ -722,4 +730,341 @@ async fn a_fresh_network_cu_cold_starts_from_the_checkpoint_the_scheduling_node_
     .await;
     let (_, ra) = result(&a, &pid, &msgs[0]).await;
     assert_eq!(result(&c, &pid, &msgs[0]).await, (200, ra));
+}
+
+/// FNV-1a 64, as the probe hashes what it read.
+fn fnv(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The probe's report of one read: what `weavedrive_read` returned and what landed in the buffer.
+fn read_line(got: usize, buf: &[u8]) -> String {
+    let head: String = buf.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("read={got} fnv={} head={head}\n", fnv(buf))
+}
+
+async fn upload(node: &Served, item: Vec<u8>) -> String {
+    let (status, body) = call(
+        "POST",
+        format!("{}/tx", node.url),
+        Some(("application/octet-stream", item)),
+    )
+    .await;
+    assert_eq!(status, 200, "POST /tx: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn weavedrive_reads_an_uploaded_item_identically_on_the_network_cu_and_under_the_reference() {
+    let Some(wasm) = test_module("weavedrive-probe.wasm") else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = serve(dir_a.path(), Roles::ALL, |_| None).await;
+    let gateway = a.url.clone();
+    let b = serve(dir_b.path(), CU_ONLY, |_| Some(network(&gateway, 2))).await;
+
+    // The data: 100,000 pseudo-random bytes, attested by the process's Attestor; a second item is not.
+    let data: Vec<u8> = (0u32..100_000)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let item = upload(
+        &a,
+        user()
+            .sign_data_item(&data, &[("Content-Type", "application/octet-stream")], None, None)
+            .unwrap(),
+    )
+    .await;
+    let other = upload(
+        &a,
+        user()
+            .sign_data_item(b"not attested", &[("Content-Type", "text/plain")], None, None)
+            .unwrap(),
+    )
+    .await;
+    let attestation = [
+        ("Data-Protocol", "ao"),
+        ("Type", "Attestation"),
+        ("Message", item.as_str()),
+    ];
+    upload(&a, user().sign_data_item(b"", &attestation, None, None).unwrap()).await;
+    // The gateway honours WeaveDrive's ranges: a valid one, an invalid one (start past end: everything)
+    // and one past the end (416).
+    for (range, status, len) in [
+        ("bytes=10-19", 206, 10),
+        ("bytes=0500-20", 200, 100_000),
+        ("bytes=100000-100000", 416, 0),
+    ] {
+        let (s, body) = tokio::task::spawn_blocking({
+            let url = format!("{}/raw/{item}", a.url);
+            move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let mut r = agent.get(&url).header("range", range).call().unwrap();
+                (r.status().as_u16(), r.body_mut().read_to_vec().unwrap())
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!((s, body.len()), (status, len), "{range}");
+    }
+
+    let module_tags = [
+        ("Data-Protocol", "ao"),
+        ("Variant", "ao.TN.1"),
+        ("Type", "Module"),
+        ("Module-Format", "wasm32-unknown-emscripten4"),
+        ("Input-Encoding", "JSON-1"),
+        ("Output-Encoding", "JSON-1"),
+        ("Memory-Limit", "1-gb"),
+        ("Compute-Limit", "9000000000000"),
+        ("Extension", "WeaveDrive"),
+    ];
+    let module = ingest(
+        &a,
+        user().sign_data_item(&wasm, &module_tags, None, None).unwrap(),
+    )
+    .await;
+    let attestor = user().address();
+    let scheduler = a.node().address();
+    let spawn_tags = [
+        ("Data-Protocol", "ao"),
+        ("Variant", "ao.TN.1"),
+        ("Type", "Process"),
+        ("Module", module.as_str()),
+        ("Scheduler", scheduler.as_str()),
+        ("Extension", "WeaveDrive"),
+        ("Attestor", attestor.as_str()),
+    ];
+    let pid = ingest(
+        &a,
+        user()
+            .sign_data_item(b"probe", &spawn_tags, None, Some(&[7u8; 32]))
+            .unwrap(),
+    )
+    .await;
+    // The block the item was uploaded in, as A's GraphQL places it.
+    let q = format!("{{ transactions(ids: [\"{item}\"]) {{ edges {{ node {{ block {{ height }} }} }} }} }}");
+    let height =
+        graphql(&a, &q, Value::Null).await["data"]["transactions"]["edges"][0]["node"]["block"]["height"]
+            .as_u64()
+            .unwrap();
+    // GraphQL's `block` filter, which WeaveDrive's attestation query relies on.
+    let attested = |max: u64| {
+        format!(
+            "{{ transactions(owners: [\"{}\"], block: {{min: 0, max: {max}}}, tags: [{{name: \"Message\", values: [\"{item}\"]}}]) {{ edges {{ node {{ id }} }} }} }}",
+            user().address()
+        )
+    };
+    let edges = |v: Value| v["data"]["transactions"]["edges"].as_array().map_or(0, Vec::len);
+    assert_eq!(edges(graphql(&a, &attested(height), Value::Null).await), 1);
+    if height > 0 {
+        assert_eq!(edges(graphql(&a, &attested(height - 1), Value::Null).await), 0);
+    }
+    let (status, block) = get_json(format!("{}/block/height/{height}", a.url)).await;
+    assert_eq!(status, 200, "{block}");
+    assert!(
+        block["txs"].as_array().unwrap().iter().any(|t| t == &item),
+        "{block}"
+    );
+    let commands = [
+        format!("get /data/{item}"),
+        format!("read /data/{item} 100 200 40000 70000"),
+        format!("seekread /data/{item} 99990 100"),
+        format!("get /data/{item}"),
+        "open /usr/local/share/lua/5.3/json.lua".to_string(),
+        format!("get /tx/{item}"),
+        format!("get /block/{height}"),
+    ];
+    let mut msgs = Vec::new();
+    for c in &commands {
+        msgs.push(send(&a, &pid, "Probe", c).await);
+    }
+    let halting = send(&a, &pid, "Probe", &format!("get /data/{other}")).await;
+
+    // What aos's getData, sequential reads and a seek observe, checked against the data itself.
+    let mut outputs = Vec::new();
+    for m in &msgs {
+        let (sa, ra) = result(&a, &pid, m).await;
+        let (sb, rb) = result(&b, &pid, m).await;
+        assert_eq!((sa, sb), (200, 200), "A: {ra}\nB: {rb}");
+        assert_eq!(rb, ra, "result of {m} on B");
+        assert!(ra.get("Error").is_none(), "{ra}");
+        outputs.push(ra["Output"].as_str().unwrap().to_owned());
+    }
+    let get = format!(
+        "open=3\nend=100000 tell=100000\n{}close=0\n",
+        read_line(100_000, &data)
+    );
+    assert_eq!(outputs[0], get);
+    let reads = format!(
+        "open=3\n{}{}{}{}tell=100000\nclose=0\n",
+        read_line(100, &data[..100]),
+        read_line(200, &data[100..300]),
+        read_line(40_000, &data[300..40_300]),
+        // Past the end: what is left, the rest of the buffer stays zero.
+        read_line(59_700, &[&data[40_300..], &[0u8; 10_300][..]].concat()),
+    );
+    assert_eq!(outputs[1], reads);
+    assert_eq!(
+        outputs[2],
+        format!(
+            "open=3\nseek=99990\n{}tell=100000\nclose=0\n",
+            read_line(10, &[&data[99_990..], &[0u8; 90][..]].concat())
+        )
+    );
+    assert_eq!(
+        outputs[3], get,
+        "opened again, the file is read again the same way"
+    );
+    assert_eq!(outputs[4], "open=0\n", "not a WeaveDrive path: NULL");
+    // The header files hold the gateway's JSON (the transaction's with `ownerAddress` added).
+    let (_, mut tx) = get_json(format!("{}/tx/{item}", a.url)).await;
+    tx["ownerAddress"] = json!(user().address());
+    let tx = tx.to_string().into_bytes();
+    assert_eq!(
+        outputs[5],
+        format!(
+            "open=3\nend={0} tell={0}\n{1}close=0\n",
+            tx.len(),
+            read_line(tx.len(), &tx)
+        )
+    );
+    let block = block.to_string().into_bytes();
+    assert_eq!(
+        outputs[6],
+        format!(
+            "open=3\nend={0} tell={0}\n{1}close=0\n",
+            block.len(),
+            read_line(block.len(), &block)
+        )
+    );
+
+    // An item without an attestation halts the process at that message: 503, nothing stored.
+    for node in [&a, &b] {
+        let (status, v) = result(node, &pid, &halting).await;
+        assert_eq!(status, 503, "{v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("HALT: FILE NOT FOUND") && error.contains(&other),
+            "{v}"
+        );
+    }
+
+    // The reference loader with the real extension, reading from A as its gateway, observes the same.
+    let Some(oracle) = weavedrive_oracle() else { return };
+    let (_, schedule) = get_json(format!("{}/{pid}?limit=100", a.url)).await;
+    let height_of = |id: &str| -> u64 {
+        schedule["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["node"]["message"]["id"] == id)
+            .and_then(|e| {
+                e["node"]["assignment"]["tags"]
+                    .as_array()?
+                    .iter()
+                    .find(|t| t["name"] == "Block-Height")?["value"]
+                    .as_str()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no Block-Height for {id} in {schedule}"))
+    };
+    let tags = |pairs: &[(&str, &str)]| -> Value {
+        Value::Array(
+            pairs
+                .iter()
+                .map(|(n, v)| json!({"name": n, "value": v}))
+                .collect(),
+        )
+    };
+    let env = json!({
+        "Process": {"Id": pid, "Owner": user().address(), "Tags": tags(&spawn_tags)},
+        "Module": {"Id": module, "Owner": user().address(), "Tags": tags(&module_tags)},
+    });
+    let log: String = msgs
+        .iter()
+        .chain([&halting])
+        .zip(commands.iter().cloned().chain([format!("get /data/{other}")]))
+        .map(|(id, data)| {
+            let msg = json!({"Id": id, "Owner": user().address(), "Target": pid, "From": user().address(),
+                "Tags": tags(&[("Action", "Probe")]), "Data": data, "Block-Height": height_of(id), "Timestamp": 1});
+            format!("{}\n", json!({"msg": msg, "env": env}))
+        })
+        .collect();
+    let probe = repo().join("tests/modules/build/weavedrive-probe.wasm");
+    let url = a.url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new("node")
+            .arg(oracle)
+            .args([
+                "--module",
+                probe.to_str().unwrap(),
+                "--format",
+                "wasm32-unknown-emscripten4",
+                "--arweave",
+                &url,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), log.as_bytes()).unwrap();
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        lines.len(),
+        outputs.len() + 1,
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (i, out) in outputs.iter().enumerate() {
+        assert_eq!(
+            lines[i]["Output"].as_str(),
+            Some(out.as_str()),
+            "message {i} ({})",
+            commands[i]
+        );
+    }
+    assert!(lines[outputs.len()]["Halted"].as_str().is_some(), "{stdout}");
+    assert_eq!(output.status.code(), Some(5));
+}
+
+/// `tests/oracle/weavedrive.cjs` when node and the oracle's packages are here (required under CI).
+fn weavedrive_oracle() -> Option<PathBuf> {
+    let script = repo().join("tests/oracle/weavedrive.cjs");
+    let ready = repo()
+        .join("tests/oracle/node_modules/@permaweb/weavedrive")
+        .is_dir()
+        && std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok();
+    if ready {
+        return Some(script);
+    }
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    assert!(
+        !ci,
+        "required under CI: node and tests/oracle's npm packages (npm ci)"
+    );
+    println!("SKIPPED: the WeaveDrive oracle (node, tests/oracle/node_modules) is missing");
+    None
 }

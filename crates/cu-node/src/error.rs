@@ -80,6 +80,8 @@ impl From<cu_engine::EngineError> for NodeError {
             E::Module { .. } => NodeError::Unprocessable(e.to_string()),
             E::Limits { .. } => NodeError::TooLarge(e.to_string()),
             E::Busy(_) => NodeError::Busy(e.to_string()),
+            // WeaveDrive data the process reads cannot be had now: retried on the next request.
+            E::Halted { .. } => NodeError::Unavailable(e.to_string()),
             E::DryRunBusy => NodeError::RateLimited("Dry-Run enqueue limit exceeded".into()),
             // The same dry-run would run as long again: not worth a retry (422, not 503).
             E::DryRunTimeout(_) | E::DryRunCancelled => NodeError::Unprocessable(e.to_string()),

@@ -1,5 +1,5 @@
 //! The GraphQL subset aoconnect (legacy mode) and `@permaweb/ao-scheduler-utils` send to a gateway:
-//! `transactions(ids:, owners:, tags: [{name, values}], first:, sort:, after:)` with any selection of
+//! `transactions(ids:, owners:, tags: [{name, values}], block: {min, max}, first:, sort:, after:)` with any selection of
 //! `pageInfo{hasNextPage}`, `edges{cursor node{id anchor signature recipient owner{address key}
 //! fee{winston ar} quantity{winston ar} data{size type} tags{name value} block{id timestamp height
 //! previous} parent{id}}}`, and `blocks(height: {min, max}, first:, sort:)` (the reference CU's cron
@@ -343,6 +343,8 @@ pub struct TxFilter {
     pub tags: Vec<(String, Vec<String>)>,
     /// `first` (default 10).
     pub first: usize,
+    /// `block: {min, max}`: only transactions in a block within these heights (inclusive).
+    pub block: Option<(u64, u64)>,
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -370,6 +372,17 @@ impl Field {
                 "ids" => f.ids = Some(strings(v)),
                 "owners" => f.owners = Some(strings(v)),
                 "first" => f.first = v.as_u64().map_or(10, |n| n.min(100) as usize),
+                "block" => {
+                    let bound = |name: &str, default: u64| match v.get(name) {
+                        None | Some(Value::Null) => Ok(default),
+                        Some(b) => b.as_u64().ok_or_else(|| {
+                            NodeError::BadRequest(format!(
+                                "GraphQL: block.{name} must be a non-negative integer, not {b}"
+                            ))
+                        }),
+                    };
+                    f.block = Some((bound("min", 0)?, bound("max", u64::MAX)?));
+                }
                 "tags" => {
                     if let Value::Array(items) = v {
                         for t in items {
@@ -422,6 +435,13 @@ impl Field {
 impl TxFilter {
     /// Whether a full node passes the owner and tag filters.
     pub fn matches(&self, node: &Value) -> bool {
+        if let Some((min, max)) = self.block {
+            // Only mined transactions have a height; a node without a block is outside every range.
+            match node["block"]["height"].as_u64() {
+                Some(h) if (min..=max).contains(&h) => {}
+                _ => return false,
+            }
+        }
         if let Some(owners) = &self.owners {
             let addr = node["owner"]["address"].as_str().unwrap_or_default();
             if !owners.iter().any(|o| o == addr) {

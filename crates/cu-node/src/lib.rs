@@ -26,8 +26,10 @@
 //! - Edges: an ingested item whose tags are not valid UTF-8 is refused (the signature covers the raw
 //!   bytes); an optional per-wallet [`UploadQuota`] bounds what one signer may post per window.
 
+pub mod arweave;
 mod bundler;
 pub mod checkpoints;
+pub mod drive;
 mod error;
 pub mod graphql;
 pub mod hbu;

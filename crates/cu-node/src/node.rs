@@ -241,7 +241,30 @@ impl Node {
             Loader::new(config.aot_cache.clone().map(cu_wasm::AotCache::new))
                 .map_err(|e| NodeError::Internal(e.to_string()))?,
         );
-        let engine = Engine::start(config.engine.clone(), store.clone(), loader)?;
+        // WeaveDrive: the node's store, and in network mode the gateway (with a cache in the data dir).
+        let gateway_drive = config.network.as_ref().map(|network| {
+            let up = &network.upstream;
+            crate::drive::GatewayDrive::new(
+                cu_upstream::http::Fetcher::new(up.http.clone()),
+                up.graphql_url.clone(),
+                up.arweave_url.clone(),
+                config.data_dir.join("weavedrive"),
+            )
+        });
+        let drive = crate::drive::NodeDrive::new(
+            crate::drive::LocalDrive::new(store.clone(), config.clock.clone()),
+            gateway_drive,
+        );
+        let process_config = cu_wasm::ProcessConfig {
+            this_program: config.engine.this_program.clone(),
+            drive: Some(cu_wasm::drive::Drive {
+                source: Arc::new(drive),
+                spawn_tags: Vec::new(),
+                module_tags: Vec::new(),
+            }),
+            ..cu_wasm::ProcessConfig::default()
+        };
+        let engine = Engine::start_with(config.engine.clone(), store.clone(), loader, process_config, None)?;
         let wallet = Arc::new(config.wallet);
         let scheduler = Scheduler::new(store.clone(), wallet.clone(), config.cron);
         let node = Node {
@@ -1248,6 +1271,23 @@ impl Node {
             return Ok(found);
         }
         Err(NodeError::NotFound(format!("transaction {id} was not found")))
+    }
+
+    /// `GET /block/height/{h}`: block `h` of the node's chain (see [`crate::arweave`]).
+    pub fn block_header(&self, height: &str) -> Result<Value, NodeError> {
+        let missing = || NodeError::NotFound(format!("block {height} was not found"));
+        let h = height.parse::<u64>().map_err(|_| missing())?;
+        let current = self.block_height_at(self.now());
+        crate::arweave::block_header(&self.inner.store, h, current)?.ok_or_else(missing)
+    }
+
+    /// `GET /tx/{id}`: an uploaded item's Arweave transaction header.
+    pub fn tx_header(&self, id: &str) -> Result<Value, NodeError> {
+        self.inner
+            .store
+            .item(id)?
+            .map(|m| crate::arweave::tx_header(&m))
+            .ok_or_else(|| NodeError::NotFound(format!("transaction {id} was not found")))
     }
 
     /// The gateway node of a stored item: a module, a process (its spawn) or a scheduled message.

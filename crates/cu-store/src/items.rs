@@ -213,6 +213,22 @@ impl Store {
         })
     }
 
+    /// The ids of the items in block `height` of the node's chain, in upload order, at most `limit`
+    /// (capped at [`MAX_ITEMS_PER_QUERY`]).
+    pub fn items_at_height(&self, height: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let limit = limit.min(MAX_ITEMS_PER_QUERY) as i64;
+        self.read(|conn| {
+            conn.prepare_cached("SELECT id FROM items WHERE block_height = ?1 ORDER BY seq LIMIT ?2")
+                .and_then(|mut st| {
+                    st.query_map(rusqlite::params![i64_of(height), limit], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(|e| {
+                    StoreError::sqlite(self.ctx(format_args!("listing the items of block {height}")), e)
+                })
+        })
+    }
+
     /// Whether (and from which checkpoint) a process's log begins after an adopted checkpoint.
     pub fn adopted(&self, process_id: &str) -> Result<Option<Adopted>, StoreError> {
         self.read(|conn| {
@@ -326,6 +342,10 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(ids(store.items_newest(2).unwrap()), ["c", "b"]);
+        // All three are in block 9, in upload order.
+        assert_eq!(store.items_at_height(9, 10).unwrap(), ["a", "b", "c"]);
+        assert_eq!(store.items_at_height(9, 2).unwrap(), ["a", "b"]);
+        assert!(store.items_at_height(8, 10).unwrap().is_empty());
         let a = store.item("a").unwrap().unwrap();
         assert_eq!((a.tags.len(), a.data_size, a.block_height), (2, 3, 9));
         assert_eq!(store.item_raw("a").unwrap().unwrap(), b"raw-a");

@@ -660,7 +660,33 @@ mod tests {
         let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
+    }
+
+    #[test]
+    fn version_4_databases_gain_the_items_by_height_index() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
+        let index = |conn: &Connection| -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'items_by_height'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch("DROP INDEX items_by_height; PRAGMA user_version = 4;")
+                .unwrap();
+            assert_eq!(index(&conn), 0);
+        }
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert!(store.items_at_height(3, 10).unwrap().is_empty());
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        assert_eq!(index(&conn), 1);
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, 5);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::StoreError;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How long a connection waits for a lock held by another connection (another `Store` on the same
 /// directory, a WAL checkpoint) before failing with `SQLITE_BUSY`.
@@ -158,6 +158,12 @@ CREATE TABLE adopted (
 );
 ";
 
+/// Version 5 (added to version 4): uploaded items by block height, for the transactions of a block of
+/// the node's chain (`GET /block/height/{h}`, WeaveDrive's `/block/<h>`).
+const SCHEMA_V5: &str = "
+CREATE INDEX items_by_height ON items (block_height, seq);
+";
+
 fn ctx(what: &str, db: &Path) -> String {
     format!("{what} (database {})", db.display())
 }
@@ -259,6 +265,10 @@ fn apply_schema(conn: &Connection, db: &Path) -> Result<(), StoreError> {
         if found < 4 {
             conn.execute_batch(SCHEMA_V4)
                 .map_err(|e| StoreError::sqlite(ctx("migrating the schema to version 4", db), e))?;
+        }
+        if found < 5 {
+            conn.execute_batch(SCHEMA_V5)
+                .map_err(|e| StoreError::sqlite(ctx("migrating the schema to version 5", db), e))?;
         }
         if found < SCHEMA_VERSION {
             conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))

@@ -33,10 +33,12 @@ async fn su_latest(State(state): Shared, Path(pid): Path<String>) -> Reply {
     Ok(json_ok(&blocking(move || node.su_latest(&pid)).await?))
 }
 
-/// `GET /{id}`: as the SU, a message of `process-id` when that names another id, else a schedule page.
+/// `GET /{id}`: as the SU, a message of `process-id` when that names another id, else a schedule page;
+/// for an id that is neither, with the gateway role on, its data (as a gateway's `GET /{id}`).
 async fn su_read(
     State(state): Shared,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     Query(SuPageParams {
         process_id: pid,
         from,
@@ -45,6 +47,7 @@ async fn su_read(
     }): Query<SuPageParams>,
 ) -> Reply {
     let node = state.node.clone();
+    let asked = id.clone();
     let value = blocking(move || {
         if let Some(pid) = pid.as_deref().filter(|p| *p != id) {
             match node.su_message(&id, pid) {
@@ -54,6 +57,12 @@ async fn su_read(
         }
         node.su_messages(&id, from.as_deref(), to.as_deref(), limit)
     })
-    .await?;
-    Ok(json_ok(&value))
+    .await;
+    match value {
+        Ok(value) => Ok(json_ok(&value)),
+        Err(e) if e.status() == axum::http::StatusCode::NOT_FOUND && state.config.roles.gateway => {
+            super::gateway::data(&state, asked, &headers).await
+        }
+        Err(e) => Err(e),
+    }
 }
