@@ -17,7 +17,12 @@ use cu_ans104::sig::SignatureType;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::cu::result_shape;
 use crate::error::NodeError;
+use crate::node::{Node, check_limits, store_tags};
+use cu_ans104::DataItem;
+use cu_scheduler::wire;
+use cu_store::ProcessRecord;
 
 fn bad(m: impl Into<String>) -> NodeError {
     NodeError::BadRequest(m.into())
@@ -261,4 +266,201 @@ pub fn env_of(pid: &str, owner: &str, tags: &Value, module: &cu_store::ModuleRec
         "Module": {"Id": module.id, "Owner": module.owner, "Tags": mtags},
     })
     .to_string()
+}
+
+/// The last hbu slot evaluated for a process: what the next slot's `Hash-Chain` must follow from.
+pub(crate) struct HbuLink {
+    slot: u64,
+    assignment_id: String,
+    hash_chain: String,
+}
+
+impl Node {
+    /// hbu mode: evaluates the message at `slot` of one SU-wire-format page (see [`crate::hbu`]); the
+    /// result JSON and the headers `slot`, `timestamp`, `block-height`, `ao-types`. Slot 0 (the process
+    /// itself) creates the process (its module must be registered here). Slots must arrive in order.
+    pub async fn hbu_result(
+        &self,
+        process_id: &str,
+        slot: u64,
+        page: Value,
+    ) -> Result<(Value, Vec<(String, String)>), NodeError> {
+        let pid = process_id.to_owned();
+        let (pos, assignment, timestamp, height) = self
+            .off_worker(move |node| node.hbu_prepare(&pid, slot, page))
+            .await?;
+        self.evaluate_to(process_id, pos).await?;
+        let pid = process_id.to_owned();
+        let r = self
+            .off_worker(move |node| {
+                let r = node.inner.store.result(&pid, pos)?.ok_or_else(|| {
+                    NodeError::Internal(format!("result at {pos} missing after evaluation"))
+                })?;
+                node.record_hbu_link(&pid, slot, &assignment);
+                Ok(r)
+            })
+            .await?;
+        Ok((
+            result_shape(&r.output_json, true)?,
+            headers(slot, timestamp, height),
+        ))
+    }
+
+    /// The checks and store writes of [`Node::hbu_result`] before evaluation (blocking): the log
+    /// position of `slot`, its assignment, timestamp and block height.
+    fn hbu_prepare(
+        &self,
+        process_id: &str,
+        slot: u64,
+        page: Value,
+    ) -> Result<(u64, Value, u64, u64), NodeError> {
+        if self.inner.scheduler.reads().by_nonce(process_id, 0)?.is_some() {
+            return Err(NodeError::Forbidden(format!(
+                "process {process_id} is scheduled by this node's own scheduler: hbu may only compute processes HyperBEAM schedules"
+            )));
+        }
+        check_chain(&page)?;
+        let edge = edge_at(&page, slot)?;
+        let assignment = &edge["node"]["assignment"];
+        if tag(&assignment["tags"], "Process") != Some(process_id) {
+            return Err(NodeError::Unprocessable(format!(
+                "the assignment at slot {slot} is not for process {process_id}"
+            )));
+        }
+        if self.inner.hbu_verify_signatures {
+            verify_assignment(assignment)?;
+        }
+        self.check_hbu_link(process_id, slot, assignment)?;
+        let message = match &edge["node"]["message"] {
+            Value::Null => {
+                let mid = tag(&assignment["tags"], "Message")
+                    .ok_or_else(|| bad("an assignment without message needs a Message tag"))?;
+                let raw = self.inner.scheduler.reads().message_item(mid)?.ok_or_else(|| {
+                    NodeError::Unprocessable(format!("assigned message {mid} is not known here"))
+                })?;
+                let item = DataItem::parse(&raw).map_err(|e| NodeError::Internal(e.to_string()))?;
+                wire::message_json(&item)
+            }
+            m => m.clone(),
+        };
+        let (msg_json, nonce, timestamp, height, mid) = msg_of(&message, assignment)?;
+        let pos = slot + 1;
+        let store = &self.inner.store;
+        if slot == 0 && store.process(process_id)?.is_none() {
+            if mid != process_id {
+                return Err(bad("slot 0 must be the process itself"));
+            }
+            let module_id = tag(&message["tags"], "Module")
+                .ok_or_else(|| bad("Tag 'Module': was not found on process"))?;
+            let module = store.module(module_id)?.ok_or_else(|| {
+                NodeError::Unprocessable(format!("module {module_id} is not registered here"))
+            })?;
+            let ptags: Vec<(String, String)> = message["tags"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.get("name")?.as_str()?.to_string(),
+                        t.get("value")?.as_str()?.to_string(),
+                    ))
+                })
+                .collect();
+            check_limits(&ptags, &module.tags, &self.inner.limits)?;
+            let owner = address_from(&message["owner"]);
+            store.commit_schedule(cu_store::schedule::ScheduleBatch {
+                process: Some(ProcessRecord {
+                    id: process_id.to_string(),
+                    module_id: module.id.clone(),
+                    owner: owner.clone(),
+                    tags: store_tags(&ptags),
+                    env_json: env_of(process_id, &owner, &message["tags"], &module),
+                    block_height: height,
+                    timestamp,
+                    spawn_json: msg_json.clone(),
+                }),
+                ..Default::default()
+            })?;
+        }
+        self.known_process(process_id)?;
+        let last = store.last_pos(process_id)?;
+        if pos == last + 1 {
+            store.append(&[cu_store::LogEntry {
+                process_id: process_id.to_string(),
+                pos,
+                message_id: Some(mid.clone()),
+                nonce: Some(nonce),
+                timestamp,
+                block_height: height,
+                cron: None,
+                msg_json,
+            }])?;
+        } else if pos > last + 1 {
+            return Err(NodeError::Unprocessable(format!(
+                "slot {slot} of process {process_id}: slots {last} to {} were never posted",
+                slot - 1
+            )));
+        } else {
+            let have = store.log_range(process_id, pos, 1)?;
+            if have.first().and_then(|e| e.message_id.as_deref()) != Some(mid.as_str()) {
+                return Err(NodeError::Unprocessable(format!(
+                    "slot {slot} of process {process_id} already holds another message"
+                )));
+            }
+        }
+        Ok((pos, assignment.clone(), timestamp, height))
+    }
+
+    /// The slot after the last one evaluated must chain from it: `Hash-Chain` =
+    /// sha256(previous assignment id ‖ previous Hash-Chain).
+    pub(crate) fn check_hbu_link(
+        &self,
+        process_id: &str,
+        slot: u64,
+        assignment: &Value,
+    ) -> Result<(), NodeError> {
+        let chains = self
+            .inner
+            .hbu_chain
+            .lock()
+            .map_err(|_| NodeError::Internal("hbu chain lock poisoned".into()))?;
+        let (Some(prev), Some(chain)) = (
+            chains.get(process_id).filter(|l| l.slot + 1 == slot),
+            tag(&assignment["tags"], "Hash-Chain"),
+        ) else {
+            return Ok(());
+        };
+        let expected = cu_scheduler::hash_chain(&prev.hash_chain, Some(&prev.assignment_id))
+            .map_err(|e| NodeError::Unprocessable(e.to_string()))?;
+        if expected != chain {
+            let id = assignment.get("id").and_then(Value::as_str).unwrap_or_default();
+            return Err(NodeError::Unprocessable(format!(
+                "HashChain invalid on message {id}: it does not follow slot {} of process {process_id}",
+                prev.slot
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn record_hbu_link(&self, process_id: &str, slot: u64, assignment: &Value) {
+        let (Some(id), Some(chain)) = (
+            assignment.get("id").and_then(Value::as_str),
+            tag(&assignment["tags"], "Hash-Chain"),
+        ) else {
+            return;
+        };
+        if let Ok(mut chains) = self.inner.hbu_chain.lock()
+            && chains.get(process_id).is_none_or(|l| l.slot < slot)
+        {
+            chains.insert(
+                process_id.to_owned(),
+                HbuLink {
+                    slot,
+                    assignment_id: id.to_owned(),
+                    hash_chain: chain.to_owned(),
+                },
+            );
+        }
+    }
 }

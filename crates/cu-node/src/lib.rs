@@ -29,20 +29,25 @@
 pub mod arweave;
 mod bundler;
 pub mod checkpoints;
+mod cu;
 pub mod drive;
 mod error;
+mod gateway;
 pub mod graphql;
 pub mod hbu;
+mod metrics;
+mod mu;
 mod network;
 mod node;
+mod outbox;
 mod quota;
+mod su;
 
 pub use checkpoints::{CheckpointColdStart, CheckpointUploads};
+pub use cu::{ResultsParams, StateReply};
 pub use cu_upstream::{UpstreamConfig, http::HttpOptions};
 pub use error::NodeError;
+pub use mu::{IngestKind, Ingested, build_msg};
 pub use network::NetworkConfig;
-pub use node::{
-    COMPUTE_MAX_LIMIT, DEFAULT_MAX_ITEM_BYTES, IngestKind, Ingested, MEMORY_MAX_LIMIT, Node, NodeConfig,
-    ResultsParams, StateReply, build_msg,
-};
+pub use node::{COMPUTE_MAX_LIMIT, DEFAULT_MAX_ITEM_BYTES, MEMORY_MAX_LIMIT, Node, NodeConfig};
 pub use quota::UploadQuota;
