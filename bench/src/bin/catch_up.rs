@@ -8,7 +8,14 @@
 //!
 //! Seeding A (two RSA-4096 signatures per message: the client's and the SU's assignment) is not timed.
 //!
-//! `cargo run --release -p cu-bench --bin catch_up -- [--messages 1000] [--page-size 1000] [--runs 3]`
+//! Side by side (`--reference-cu DIR`, a `servers/cu` checkout of permaweb/ao with its `node_modules`, as
+//! `tests/refcu/README.md` gets it): after B's runs, a fresh B served over HTTP and then the reference Node
+//! CU, pointed at A as its gateway and SU (page size `--page-size`), are each asked once for the result
+//! of the last message (`GET /result/:id?process-id=`), which computes the whole process from scratch;
+//! both answers must be A's. That request is what is timed on both sides.
+//!
+//! `cargo run --release -p cu-bench --bin catch_up -- [--messages 1000] [--page-size 1000] [--runs 3]
+//!  [--reference-cu DIR]`
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -107,6 +114,7 @@ fn main() {
         )
         .unwrap();
     let pid = a.ingest(&spawn).unwrap().id;
+    let mut last = String::new();
     for _ in 0..messages {
         let m = user
             .sign_data_item(
@@ -121,7 +129,7 @@ fn main() {
                 None,
             )
             .unwrap();
-        a.ingest(&m).unwrap();
+        last = a.ingest(&m).unwrap().id;
     }
     println!(
         "seeded A: 1 process, {messages} messages in {:.1} s (not timed below)",
@@ -184,7 +192,175 @@ fn main() {
         rates[0],
         rates[rates.len() - 1]
     );
+    if let Some(refcu) = std::env::args()
+        .position(|a| a == "--reference-cu")
+        .and_then(|i| std::env::args().nth(i + 1))
+    {
+        let expected = rt.block_on(a.result(&pid, &last)).unwrap();
+        side_by_side(
+            &rt, &url, &su_wallet, &dir_a, &pid, &last, &expected, messages, page_size, &refcu,
+        );
+    }
     // The server task holds a clone of A: stop it first.
     drop(rt);
     a.shutdown().unwrap();
+}
+
+/// `GET {url}/result/{last}?process-id={pid}` on a CU that has not computed the process yet: the time it
+/// took and the result.
+fn time_result(url: &str, pid: &str, last: &str) -> (Duration, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(3600)))
+        .build()
+        .into();
+    let start = Instant::now();
+    let mut r = agent
+        .get(format!("{url}/result/{last}?process-id={pid}"))
+        .call()
+        .unwrap();
+    let took = start.elapsed();
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().unwrap();
+    assert_eq!(status, 200, "{url}: {body}");
+    (took, serde_json::from_str(&body).unwrap())
+}
+
+/// Waits until `url` answers HTTP at all.
+fn wait_up(url: &str, what: &str, log: &Path) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    for _ in 0..300 {
+        if agent.get(url).call().is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "{what} did not answer at {url}; its log: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One fresh B over HTTP and the reference CU, each asked for the last result (see the crate docs).
+#[allow(clippy::too_many_arguments)]
+fn side_by_side(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    wallet: &Wallet,
+    dir_a: &tempfile::TempDir,
+    pid: &str,
+    last: &str,
+    expected: &serde_json::Value,
+    messages: usize,
+    page_size: usize,
+    refcu: &str,
+) {
+    // ao-cu: a fresh network CU served over HTTP.
+    let dir_b = tempfile::tempdir().unwrap();
+    let mut upstream = UpstreamConfig::for_gateway(url);
+    upstream.page_size = page_size;
+    let network = NetworkConfig {
+        upstream,
+        poll: None,
+        fresh_for: Duration::from_secs(3600),
+        checkpoints: None,
+    };
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let b_url = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = node_config(dir_b.path(), wallet.clone(), &b_url, Some(network));
+    config.aot_cache = Some(dir_a.path().join("aot"));
+    let b = Node::open(config).unwrap();
+    let app = cu_http::router(
+        b.clone(),
+        HttpConfig {
+            roles: cu_http::Roles {
+                mu: false,
+                su: false,
+                cu: true,
+                gateway: false,
+            },
+            ..HttpConfig::default()
+        },
+    );
+    let server = rt.spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .unwrap();
+    });
+    let (ours, answer) = time_result(&b_url, pid, last);
+    assert_eq!(&answer, expected, "ao-cu B's last result differs from A's");
+    server.abort();
+
+    // The reference CU, with its own wallet, store and caches in a temporary folder.
+    let work = tempfile::tempdir().unwrap();
+    let wallet_file = work.path().join("wallet.json");
+    std::fs::write(&wallet_file, Wallet::generate().unwrap().to_jwk_json()).unwrap();
+    let port = free_port();
+    let log = work.path().join("refcu.log");
+    let preload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/refcu/preload.mjs");
+    let dirs = ["wasm", "mem", "ckpt"].map(|d| {
+        let p = work.path().join(d);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    });
+    let mut child = std::process::Command::new("node")
+        .current_dir(refcu)
+        .args(["--experimental-wasm-memory64", "--import"])
+        .arg(&preload)
+        .arg("src/app.js")
+        .env("NODE_CONFIG_ENV", "development")
+        .env("WALLET_FILE", &wallet_file)
+        .env("PORT", port.to_string())
+        .env("GATEWAY_URL", url)
+        .env("GRAPHQL_URLS", format!("{url}/graphql"))
+        .env("UPLOADER_URL", url)
+        .env("DB_URL", work.path().join("ao-cache"))
+        .env("WASM_BINARY_FILE_DIRECTORY", &dirs[0])
+        .env("PROCESS_MEMORY_CACHE_FILE_DIR", &dirs[1])
+        .env("PROCESS_MEMORY_FILE_CHECKPOINTS_DIR", &dirs[2])
+        .env("RATE_LIMIT_MAX_REQUESTS", "1000000")
+        .env("WASM_EVALUATION_MAX_WORKERS", "2")
+        .env("DEFAULT_LOG_LEVEL", "error")
+        .env("LOAD_MESSAGES_PAGE_SIZE", page_size.to_string())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(work.path().join("refcu.err")).unwrap())
+        .spawn()
+        .expect("node and the reference CU (servers/cu with node_modules)");
+    let ref_url = format!("http://127.0.0.1:{port}");
+    wait_up(&ref_url, "the reference CU", &log);
+    let (theirs, answer) = time_result(&ref_url, pid, last);
+    let _ = child.kill();
+    let _ = child.wait();
+    let keep = ["Output", "Messages", "Spawns", "Assignments", "Error"];
+    for k in keep {
+        assert_eq!(
+            answer.get(k),
+            expected.get(k),
+            "the reference CU's {k} differs from A's"
+        );
+    }
+    let rate = |d: Duration| messages as f64 / d.as_secs_f64();
+    println!(
+        "side by side, one GET /result of the last message on a fresh CU (pages of {page_size}):\n  \
+         ao-cu network CU: {:.2} s, {:.0} msg/s\n  reference CU:     {:.2} s, {:.0} msg/s\n  ratio: {:.1}x",
+        ours.as_secs_f64(),
+        rate(ours),
+        theirs.as_secs_f64(),
+        rate(theirs),
+        theirs.as_secs_f64() / ours.as_secs_f64()
+    );
+    rt.block_on(async { tokio::task::yield_now().await });
+    b.shutdown().unwrap();
 }
