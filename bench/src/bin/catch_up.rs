@@ -49,6 +49,7 @@ fn node_config(dir: &Path, wallet: Wallet, public_url: &str, network: Option<Net
         public_url: public_url.to_owned(),
         hbu_verify_signatures: false,
         upload_quota: None,
+        scheduler_role: network.is_none(),
         network,
         checkpoint_uploads: None,
     }

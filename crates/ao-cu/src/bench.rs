@@ -927,6 +927,7 @@ fn http_row(plan: &Plan, wallet: &Wallet, aot: &Path, workers: usize) -> Result<
         upload_quota: None,
         network: None,
         checkpoint_uploads: None,
+        scheduler_role: true,
     };
     let node = {
         let _inside = rt.enter();

@@ -340,6 +340,7 @@ fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConf
         }),
         network: network_config(args),
         checkpoint_uploads: checkpoint_uploads(args, &public_url_for_uploads),
+        scheduler_role: args.roles.su,
     }
 }
 
@@ -617,9 +618,9 @@ fn validate(args: &ServeArgs) -> Result<()> {
         bail!("--this-program must be a non-empty path without NUL bytes");
     }
     let roles = args.roles;
-    if roles.mu && !roles.su {
+    if roles.mu && !roles.su && args.gateway.is_none() {
         bail!(
-            "--roles {roles}: the mu role schedules on this node's own SU, so it needs su too (forwarding to a remote SU is not built yet)"
+            "--roles {roles}: an MU without this node's SU hands messages to the network's SUs and needs --gateway URL (GATEWAY_URL)"
         );
     }
     if roles.cu && !roles.su && args.gateway.is_none() {

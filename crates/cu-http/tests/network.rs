@@ -117,6 +117,7 @@ fn node_config(
         public_url: public_url.to_owned(),
         hbu_verify_signatures: false,
         upload_quota: None,
+        scheduler_role: network.is_none(),
         network,
         checkpoint_uploads,
     }
@@ -1067,4 +1068,89 @@ fn weavedrive_oracle() -> Option<PathBuf> {
     );
     println!("SKIPPED: the WeaveDrive oracle (node, tests/oracle/node_modules) is missing");
     None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_mu_without_an_su_hands_messages_and_spawns_to_the_scheduling_node() {
+    let Some(wasm) = lua_wasm() else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = serve(dir_a.path(), Roles::ALL, |_| None).await;
+    let (module, pid, msgs) = seed(&a, wasm).await;
+    let gateway = a.url.clone();
+    let mu_cu = Roles {
+        mu: true,
+        su: false,
+        cu: true,
+        gateway: false,
+    };
+    let b = serve(dir_b.path(), mu_cu, |_| Some(network(&gateway, 2))).await;
+
+    // A message posted to B's MU is scheduled by A, and both compute it the same.
+    let item = user()
+        .sign_data_item(
+            b"via B",
+            &[
+                ("Data-Protocol", "ao"),
+                ("Variant", "ao.TN.1"),
+                ("Type", "Message"),
+                ("Action", "Echo"),
+            ],
+            Some(&pid),
+            None,
+        )
+        .unwrap();
+    let id = ingest(&b, item.clone()).await;
+    let (status, on_a) = get_json(format!("{}/{id}?process-id={pid}", a.url)).await;
+    assert_eq!(status, 200, "A's SU has the message: {on_a}");
+    let (sa, ra) = result(&a, &pid, &id).await;
+    let (sb, rb) = result(&b, &pid, &id).await;
+    assert_eq!((sa, sb), (200, 200), "A: {ra}\nB: {rb}");
+    assert_eq!(ra["Output"], "via B");
+    assert_eq!(rb, ra);
+    // Posted again, it answers its id and is not scheduled twice.
+    assert_eq!(ingest(&b, item).await, id);
+    let (_, page) = get_json(format!("{}/{pid}?limit=100", a.url)).await;
+    assert_eq!(
+        page["edges"].as_array().map(Vec::len),
+        Some(msgs.len() + 2),
+        "{page}"
+    );
+
+    // A spawn naming A as its Scheduler goes to A.
+    let spawn = user()
+        .sign_data_item(
+            b"spawned via B",
+            &[
+                ("Data-Protocol", "ao"),
+                ("Variant", "ao.TN.1"),
+                ("Type", "Process"),
+                ("Module", module.as_str()),
+                ("Scheduler", a.node().address().as_str()),
+            ],
+            None,
+            Some(&[9u8; 32]),
+        )
+        .unwrap();
+    let child = ingest(&b, spawn).await;
+    let (status, v) = get_json(format!("{}/processes/{child}", a.url)).await;
+    assert_eq!(status, 200, "{v}");
+
+    // A message to a process no SU knows is refused with A's answer, and nothing is stored on B.
+    let stray = user()
+        .sign_data_item(
+            b"",
+            &[("Data-Protocol", "ao"), ("Type", "Message")],
+            Some(&"A".repeat(43)),
+            None,
+        )
+        .unwrap();
+    let (status, body) = call(
+        "POST",
+        format!("{}/", b.url),
+        Some(("application/octet-stream", stray)),
+    )
+    .await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    let metrics = String::from_utf8(call("GET", format!("{}/metrics", b.url), None).await.1).unwrap();
+    assert!(metrics.contains("ao_cu_forwarded_items_total 3\n"), "{metrics}");
 }

@@ -115,6 +115,7 @@ impl Fixture {
             upload_quota: None,
             network: None,
             checkpoint_uploads: None,
+            scheduler_role: true,
         };
         let node = tokio::task::spawn_blocking(move || Node::open(node_config))
             .await

@@ -48,6 +48,7 @@ fn main() {
         upload_quota: None,
         network: None,
         checkpoint_uploads: None,
+        scheduler_role: true,
     })
     .unwrap();
     let module = user

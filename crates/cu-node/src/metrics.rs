@@ -61,6 +61,12 @@ impl Node {
             self.inner.ingested.load(Relaxed),
         );
         line(
+            "forwarded_items_total",
+            "Data items the MU handed to a remote SU (network mode).",
+            "counter",
+            self.inner.forwarded.load(Relaxed),
+        );
+        line(
             "uploaded_items_total",
             "Data items stored through the bundler surface (POST /tx).",
             "counter",

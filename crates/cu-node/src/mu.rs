@@ -125,6 +125,10 @@ impl Node {
                     kind: IngestKind::Module,
                 })
             }
+            Some("Process") if self.forwards_spawn(&tags) => self.forward(raw, &item, IngestKind::Process),
+            Some("Message") | None if self.forwards_message(&item)? => {
+                self.forward(raw, &item, IngestKind::Message)
+            }
             Some("Process") => {
                 // A retried spawn answers its id again without scheduling anything.
                 if self.inner.scheduler.reads().by_nonce(&id, 0)?.is_none() {
@@ -155,6 +159,59 @@ impl Node {
             }
             Some(other) => Err(bad(format!("unsupported Type {other:?}"))),
         }
+    }
+
+    /// Network mode: a spawn goes to its `Scheduler`'s SU when this node is not an SU or not that
+    /// scheduler.
+    fn forwards_spawn(&self, tags: &[(String, String)]) -> bool {
+        self.inner.network.is_some()
+            && (!self.inner.scheduler_role
+                || tag_of(tags, "Scheduler").is_some_and(|s| s != self.inner.address))
+    }
+
+    /// Network mode: a message goes to its process's SU when this node is not an SU or does not
+    /// schedule that process.
+    fn forwards_message(&self, item: &DataItem) -> Result<bool, NodeError> {
+        if self.inner.network.is_none() {
+            return Ok(false);
+        }
+        if !self.inner.scheduler_role {
+            return Ok(true);
+        }
+        let Some(target) = item.target() else {
+            return Ok(false);
+        };
+        Ok(self.inner.scheduler.reads().by_nonce(&target, 0)?.is_none())
+    }
+
+    /// Hands a verified item to the SU that schedules it (located through the gateway's
+    /// `Scheduler-Location` records, as the reference MU does): `POST {su}/`. Nothing is stored here;
+    /// an unreachable SU is a 503, a refusal is the SU's status.
+    fn forward(&self, raw: &[u8], item: &DataItem, kind: IngestKind) -> Result<Ingested, NodeError> {
+        let net = self
+            .inner
+            .network
+            .as_ref()
+            .ok_or_else(|| NodeError::Internal("forwarding needs network mode".into()))?;
+        let up = net.upstream();
+        let su = match kind {
+            IngestKind::Process => {
+                let scheduler = tag_of(item.tags(), "Scheduler").unwrap_or_default();
+                up.scheduler_url(scheduler)?
+            }
+            _ => up.locate(&item.target().unwrap_or_default())?,
+        };
+        let answer = up.post_item(&su, raw)?;
+        let id = item.id();
+        if let Some(other) = answer.get("id").and_then(Value::as_str)
+            && other != id
+        {
+            return Err(NodeError::BadGateway(format!(
+                "the SU at {su} answered id {other} for item {id}"
+            )));
+        }
+        self.inner.forwarded.fetch_add(1, Relaxed);
+        Ok(Ingested { id, kind })
     }
 
     /// What every posted data item passes, on the MU and the bundler routes alike: the size limit (413),

@@ -45,6 +45,13 @@ pub struct NetworkConfig {
     pub checkpoints: Option<crate::CheckpointColdStart>,
 }
 
+impl Network {
+    /// The upstream clients.
+    pub(crate) fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+}
+
 impl From<UpstreamError> for NodeError {
     fn from(e: UpstreamError) -> Self {
         match e.status() {

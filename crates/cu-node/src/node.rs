@@ -58,6 +58,9 @@ pub struct NodeConfig {
     pub network: Option<crate::NetworkConfig>,
     /// Upload process checkpoints to Arweave through a bundler ([`crate::checkpoints`]); `None`: off.
     pub checkpoint_uploads: Option<crate::CheckpointUploads>,
+    /// Whether this node is an SU: its MU schedules here. `false` (an MU without the SU role, network
+    /// mode): every message and spawn goes to the SU that schedules it.
+    pub scheduler_role: bool,
 }
 
 pub(crate) struct Inner {
@@ -77,6 +80,10 @@ pub(crate) struct Inner {
     /// CU does on a hot start that lacks them).
     pub(crate) hbu_chain: std::sync::Mutex<std::collections::HashMap<String, crate::hbu::HbuLink>>,
     pub(crate) ingested: AtomicU64,
+    /// Whether this node schedules (`NodeConfig::scheduler_role`).
+    pub(crate) scheduler_role: bool,
+    /// Items the MU handed to a remote SU (network mode).
+    pub(crate) forwarded: AtomicU64,
     pub(crate) delivered: AtomicU64,
     /// Data items stored through the bundler surface ([`Node::upload`]).
     pub(crate) uploaded: AtomicU64,
@@ -168,6 +175,8 @@ impl Node {
                 upload_quota: config.upload_quota.map(QuotaBook::new),
                 hbu_chain: std::sync::Mutex::default(),
                 ingested: AtomicU64::new(0),
+                forwarded: AtomicU64::new(0),
+                scheduler_role: config.scheduler_role,
                 delivered: AtomicU64::new(0),
                 uploaded: AtomicU64::new(0),
                 outbox: std::sync::Mutex::new(None),

@@ -67,6 +67,7 @@ fn node_config(data_dir: std::path::PathBuf, cron: bool, clock: &Arc<AtomicU64>)
         upload_quota: None,
         network: None,
         checkpoint_uploads: None,
+        scheduler_role: true,
     }
 }
 

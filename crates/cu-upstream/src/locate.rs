@@ -28,6 +28,11 @@ impl Locator {
         }
     }
 
+    /// The SU URL every process is pinned to (`--su-url`), if any.
+    pub(crate) fn pinned(&self) -> Option<&str> {
+        self.pinned.as_deref()
+    }
+
     /// The SU URL of `process_id`.
     pub(crate) fn locate(&self, gateway: &Gateway, process_id: &str) -> Result<String, UpstreamError> {
         if let Some(url) = &self.pinned {

@@ -84,6 +84,26 @@ impl Upstream {
         &self.gateway
     }
 
+    /// The URL of the SU of scheduler `address` (its newest `Scheduler-Location` record; the pinned SU
+    /// when there is one).
+    pub fn scheduler_url(&self, address: &str) -> Result<String, UpstreamError> {
+        if let Some(url) = self.locator.pinned() {
+            return Ok(url.to_owned());
+        }
+        Ok(self.gateway.scheduler_location(address)?.0)
+    }
+
+    /// `POST {su_url}/` with a signed data item, as an MU hands a message or a spawn to its SU; the SU's
+    /// JSON answer (retried like every upstream request: the SU answers a repeated item with its id).
+    pub fn post_item(&self, su_url: &str, raw: &[u8]) -> Result<serde_json::Value, UpstreamError> {
+        self.fetcher.post_bytes(
+            "forwarding a data item to its SU",
+            &format!("{su_url}/"),
+            "application/octet-stream",
+            raw,
+        )
+    }
+
     /// The URL of `process_id`'s SU.
     pub fn locate(&self, process_id: &str) -> Result<String, UpstreamError> {
         self.locator.locate(&self.gateway, process_id)
