@@ -197,6 +197,7 @@ fn http(method: &str, url: &str, body: Option<(&str, Vec<u8>)>) -> (u16, String,
     let response = match (method, body) {
         ("GET", None) => agent.get(url).call(),
         ("POST", Some((ct, bytes))) => agent.post(url).header("content-type", ct).send(&bytes[..]),
+        ("POST", None) => agent.post(url).send_empty(),
         other => panic!("unsupported request {other:?}"),
     };
     let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
@@ -1134,6 +1135,14 @@ async fn an_mu_without_an_su_hands_messages_and_spawns_to_the_scheduling_node() 
     let child = ingest(&b, spawn).await;
     let (status, v) = get_json(format!("{}/processes/{child}", a.url)).await;
     assert_eq!(status, 200, "{v}");
+    // An assignment asked of B is made by A's SU.
+    let (status, body) = call("POST", format!("{}/?process-id={child}&assign={id}", b.url), None).await;
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let (status, v) = get_json(format!("{}/{id}?process-id={child}", a.url)).await;
+    assert_eq!(
+        status, 200,
+        "the child's schedule on A holds the assigned message: {v}"
+    );
 
     // A message to a process no SU knows is refused with A's answer, and nothing is stored on B.
     let stray = user()
@@ -1152,5 +1161,5 @@ async fn an_mu_without_an_su_hands_messages_and_spawns_to_the_scheduling_node() 
     .await;
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
     let metrics = String::from_utf8(call("GET", format!("{}/metrics", b.url), None).await.1).unwrap();
-    assert!(metrics.contains("ao_cu_forwarded_items_total 3\n"), "{metrics}");
+    assert!(metrics.contains("ao_cu_forwarded_items_total 4\n"), "{metrics}");
 }

@@ -325,13 +325,30 @@ impl Node {
     /// or message is [`NodeError::NotFound`]; a message id that is not 43 characters, a non-empty
     /// `exclude`, or a message already scheduled on `process_id` (the SU's duplicate deep-hash check) is
     /// [`NodeError::BadRequest`]. Two concurrent calls for the same pair both answer the one assignment
-    /// (the scheduler never schedules a message twice on a process).
+    /// (the scheduler never schedules a message twice on a process). In network mode, an assignment to a
+    /// process this node does not schedule is asked of that process's SU.
     pub fn assign(
         &self,
         process_id: &str,
         message_id: &str,
         exclude: Option<&str>,
     ) -> Result<String, NodeError> {
+        if let Some(net) = &self.inner.network
+            && (!self.inner.scheduler_role || self.inner.scheduler.reads().by_nonce(process_id, 0)?.is_none())
+        {
+            // Network mode: the process's own SU assigns.
+            let up = net.upstream();
+            let su = up.locate(process_id)?;
+            let answer = up.post_assign(&su, process_id, message_id, exclude)?;
+            self.inner.forwarded.fetch_add(1, Relaxed);
+            return answer
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    NodeError::BadGateway(format!("the SU at {su} answered no assignment id: {answer}"))
+                });
+        }
         self.known_process(process_id)?;
         let reads = self.inner.scheduler.reads();
         if reads.by_nonce(process_id, 0)?.is_none() {

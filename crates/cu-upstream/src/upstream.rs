@@ -104,6 +104,31 @@ impl Upstream {
         )
     }
 
+    /// `POST {su_url}/?process-id=&assign=[&exclude=]`: asks the SU to assign an existing message to a
+    /// process, as an MU does; the SU's JSON answer.
+    pub fn post_assign(
+        &self,
+        su_url: &str,
+        process_id: &str,
+        message_id: &str,
+        exclude: Option<&str>,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        let mut url = format!(
+            "{su_url}/?process-id={}&assign={}",
+            encode_query(process_id),
+            encode_query(message_id)
+        );
+        if let Some(e) = exclude.filter(|e| !e.is_empty()) {
+            url.push_str(&format!("&exclude={}", encode_query(e)));
+        }
+        self.fetcher.post_bytes(
+            "forwarding an assignment to its SU",
+            &url,
+            "application/octet-stream",
+            b"",
+        )
+    }
+
     /// The URL of `process_id`'s SU.
     pub fn locate(&self, process_id: &str) -> Result<String, UpstreamError> {
         self.locator.locate(&self.gateway, process_id)
