@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what ao-cu's tests need on a fresh Debian machine (idempotent; skips what is present):
-# Debian's emscripten (builds the Lua test process), wabt, Node.js + npm (the reference loader),
+# Debian's emscripten (builds the Lua test process), wabt, clang-14/lld-14/binaryen (the WeaveDrive probe), Node.js + npm (the reference loader),
 # lavapipe (a software Vulkan driver, so the GPU kernels really run), numpy + scikit-learn (the
 # quantised digits model), and the pinned npm packages of the reference oracles.
 set -euo pipefail
@@ -9,6 +9,11 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 need=()
 command -v emcc >/dev/null || need+=(emscripten)
 command -v wat2wasm >/dev/null || need+=(wabt)
+# The WeaveDrive probe (tests/modules/drive): clang and wasm-ld for wasm32, binaryen's wasm-opt --asyncify
+# (all three come with Debian's emscripten; checked for machines whose emcc came from elsewhere).
+[ -x /usr/lib/llvm-14/bin/clang ] || need+=(clang-14)
+[ -x /usr/lib/llvm-14/bin/wasm-ld ] || need+=(lld-14)
+command -v wasm-opt >/dev/null || need+=(binaryen)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need+=(mesa-vulkan-drivers)
@@ -29,7 +34,8 @@ python3 -c 'import numpy, sklearn' 2>/dev/null || {
 # --ignore-scripts: no native add-ons are built (keccak/secp256k1 fall back to their JavaScript versions).
 for dir in tests/oracle crates/cu-metering/tests/oracle crates/cu-ans104/tests/oracle tests/e2e; do
   [ -f "$repo/$dir/package-lock.json" ] || continue
-  if [ ! -d "$repo/$dir/node_modules" ]; then
+  # Installed again when the lockfile changed since (a package added to a pinned set).
+  if [ ! -d "$repo/$dir/node_modules" ] || [ "$repo/$dir/package-lock.json" -nt "$repo/$dir/node_modules/.package-lock.json" ]; then
     echo "setup: npm ci in $dir" >&2
     npm ci --ignore-scripts --prefix "$repo/$dir" --no-audit --no-fund >/dev/null
   fi
