@@ -25,6 +25,12 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The Kubernetes manifests in deploy/ are checked against the API's schemas (pinned version).
+python3 -c 'import kubernetes_validate' 2>/dev/null || {
+  echo "setup: pip install kubernetes-validate==1.31.0" >&2
+  python3 -m pip install -q kubernetes-validate==1.31.0
+}
+
 python3 -c 'import numpy, sklearn' 2>/dev/null || {
   echo "setup: pip install numpy scikit-learn" >&2
   python3 -m pip install -q numpy scikit-learn

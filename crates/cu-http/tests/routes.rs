@@ -689,6 +689,43 @@ async fn state_metrics_and_metrics_off() {
         ),
         "{text}"
     );
+    // Every metric the Grafana dashboard in deploy/ plots is one the node exports.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/ao-cu.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let exported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut used = 0;
+    for target in dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+    {
+        let expr = target["expr"].as_str().unwrap();
+        for name in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("ao_cu_"))
+        {
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|b| exported.contains(b)))
+                .unwrap_or(name);
+            assert!(
+                exported.contains(base),
+                "the dashboard plots {name}, which /metrics does not export"
+            );
+            used += 1;
+        }
+    }
+    assert!(used >= 20, "the dashboard plots {used} metrics");
 
     let off = Fixture::new(HttpConfig {
         metrics: false,
