@@ -432,9 +432,17 @@ impl Process {
                 .map_err(|e| CallError::Host(WasmError::Boot(e.to_string())))?;
         }
         if self.store.data().drive.is_some() {
-            self.store.data_mut().block_height = block_height_text(msg);
+            let kept = &mut self.store.data_mut().msg;
+            kept.clear();
+            kept.push_str(msg);
         }
-        let text = call_handle(&mut self.store, &self.abi, msg, env).map_err(|e| match stopped(&e) {
+        let text = call_handle(&mut self.store, &self.abi, msg, env);
+        let kept = &mut self.store.data_mut().msg;
+        if kept.capacity() > MSG_KEEP_CAPACITY {
+            // A large message's copy is not kept resident until the next one.
+            *kept = String::new();
+        }
+        let text = text.map_err(|e| match stopped(&e) {
             Some(stop) => CallError::Stopped(stop),
             None => match e.downcast_ref::<HostTrap>() {
                 Some(HostTrap::Halt(reason)) => CallError::Host(WasmError::Halted(reason.clone())),
@@ -536,16 +544,20 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
+/// The capacity of `HostState::msg` kept between messages; a larger copy is freed after its call.
+const MSG_KEEP_CAPACITY: usize = 64 << 10;
+
 /// The message's `Block-Height` as a JavaScript template literal renders it (`${msg['Block-Height']}`),
 /// which is what WeaveDrive's admissibility query carries.
-fn block_height_text(msg: &str) -> String {
+pub(crate) fn block_height_text(msg: &str) -> String {
+    // `None` only when the key is absent (`undefined`); a JSON null is `Some(Null)` (`null`).
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        <Value as serde::Deserialize>::deserialize(d).map(Some)
+    }
     #[derive(serde::Deserialize)]
     struct Msg {
-        #[serde(rename = "Block-Height")]
+        #[serde(rename = "Block-Height", default, deserialize_with = "present")]
         block_height: Option<Value>,
-    }
-    if !msg.contains("\"Block-Height\"") {
-        return "undefined".into();
     }
     match serde_json::from_str::<Msg>(msg).map(|m| m.block_height) {
         Ok(Some(Value::String(s))) => s,
@@ -556,6 +568,7 @@ fn block_height_text(msg: &str) -> String {
             .unwrap_or_else(|| n.to_string()),
         Ok(Some(Value::Null)) => "null".into(),
         Ok(Some(Value::Bool(b))) => b.to_string(),
+        // Arrays and objects never carry a height; JavaScript would render an object this way.
         Ok(Some(_)) => "[object Object]".into(),
         Ok(None) | Err(_) => "undefined".into(),
     }
@@ -1030,4 +1043,18 @@ fn set_globals(
             .map_err(|e| WasmError::Snapshot(format!("global {name}: {e}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block_height_text;
+
+    #[test]
+    fn block_heights_render_as_a_javascript_template_literal_does() {
+        assert_eq!(block_height_text(r#"{"Id":"m","Block-Height":1000}"#), "1000");
+        assert_eq!(block_height_text(r#"{"Block-Height":"1439783"}"#), "1439783");
+        assert_eq!(block_height_text(r#"{"Block-Height":null}"#), "null");
+        assert_eq!(block_height_text(r#"{"Id":"m"}"#), "undefined");
+        assert_eq!(block_height_text("not json"), "undefined");
+    }
 }

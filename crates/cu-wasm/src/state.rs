@@ -139,9 +139,9 @@ pub struct HostState {
     pub watch: Option<crate::watch::Watch>,
     /// WeaveDrive (`ProcessConfig::drive`); `None`: the module has no `Module.WeaveDrive`.
     pub drive: Option<crate::drive::Drive>,
-    /// The current message's `Block-Height` as JavaScript renders it (`undefined` when absent); set for
-    /// processes with WeaveDrive only.
-    pub block_height: String,
+    /// The text of the message being evaluated, kept for processes with WeaveDrive only: its
+    /// `Block-Height` is read from it when an admissibility check needs it (rarely), not per message.
+    pub msg: String,
 }
 
 impl HostState {
@@ -162,7 +162,7 @@ impl HostState {
             tensor: crate::host::tensor::default_device(),
             watch: None,
             drive: None,
-            block_height: "undefined".into(),
+            msg: String::new(),
         }
     }
 

@@ -151,7 +151,8 @@ fn open(caller: &mut Caller<'_, HostState>, path: u64, _mode: u64) -> wasmtime::
             if state.glue.fs.nodes.contains_key(&filename) {
                 return open_existing(state, &filename);
             }
-            let size = admit(&drive, &id, &state.block_height)?;
+            let block_height = crate::process::block_height_text(&state.msg);
+            let size = admit(&drive, &id, &block_height)?;
             state.glue.fs.create_path("/data");
             let file = format!("/data/{id}");
             state.glue.fs.nodes.insert(
