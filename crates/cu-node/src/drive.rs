@@ -54,7 +54,8 @@ impl LocalDrive {
         }
     }
 
-    fn data(&self, id: &str) -> Result<Option<Arc<[u8]>>, DriveError> {
+    /// The data of `id` in the store (an uploaded item's or a module's), `None` when it holds none.
+    pub(crate) fn data(&self, id: &str) -> Result<Option<Arc<[u8]>>, DriveError> {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((cached, data)) = last.as_ref()
             && cached == id
@@ -91,9 +92,7 @@ impl DriveSource for LocalDrive {
         let data = self
             .data(id)?
             .ok_or_else(|| DriveError(format!("{id} is no longer in the node's store")))?;
-        let start = (offset as usize).min(data.len());
-        let end = start.saturating_add(len as usize).min(data.len());
-        Ok(data[start..end].to_vec())
+        Ok(slice(&data, offset, len))
     }
 
     fn attested(&self, q: &AttestationQuery) -> Result<bool, DriveError> {
@@ -138,6 +137,15 @@ impl DriveSource for LocalDrive {
             .map_err(store_error)?
             .map(|m| crate::arweave::tx_header(&m)))
     }
+}
+
+/// `len` bytes of `data` from `offset` (fewer at the end).
+fn slice(data: &[u8], offset: u64, len: u64) -> Vec<u8> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+    let end = start
+        .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+        .min(data.len());
+    data[start..end].to_vec()
 }
 
 /// WeaveDrive over a gateway, with a content-addressed local cache of data.
@@ -312,9 +320,10 @@ impl DriveSource for NodeDrive {
     }
 
     fn read(&self, id: &str, offset: u64, len: u64) -> Result<Vec<u8>, DriveError> {
-        match (self.local.data_size(id)?, &self.gateway) {
-            (Some(_), _) | (None, None) => self.local.read(id, offset, len),
+        match (self.local.data(id)?, &self.gateway) {
+            (Some(data), _) => Ok(slice(&data, offset, len)),
             (None, Some(g)) => g.read(id, offset, len),
+            (None, None) => Err(DriveError(format!("{id} is no longer in the node's store"))),
         }
     }
 
