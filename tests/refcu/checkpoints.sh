@@ -28,15 +28,22 @@ wait_http() { for i in $(seq 1 300); do curl -s -o /dev/null "$1" && return 0; s
 DISABLE_PROCESS_CHECKPOINT_CREATION=false UPLOADER_URL=http://127.0.0.1:$PA PROCESS_CHECKPOINT_CREATION_THROTTLE=0 \
   AO_CU_CHECKPOINT_UPLOAD_EVERY=5 AO_CU_CHECKPOINT_UPLOAD_POLL=200 "$aocu" serve --data-dir "$work/a" --host 127.0.0.1 --port $PA --workers 1 --no-pin-cores --this-program "$refcu/src/effects/worker/evaluator/index.js" > "$work/a.log" 2>&1 & pids+=($!)
 wait_http http://127.0.0.1:$PA/ "$work/a.log"
-node -e 'const {generateKeyPairSync}=require("crypto");const {privateKey}=generateKeyPairSync("rsa",{modulusLength:4096,publicExponent:65537});const j=privateKey.export({format:"jwk"});require("fs").writeFileSync(process.argv[1],JSON.stringify({kty:"RSA",e:j.e,n:j.n,d:j.d,p:j.p,q:j.q,dp:j.dp,dq:j.dq,qi:j.qi}))' "$work/wallet.json"
-mkdir -p "$work/ref/"{wasm,mem,ckpt}
-(cd "$refcu" && exec env NODE_CONFIG_ENV=development WALLET_FILE="$work/wallet.json" PORT=$PR \
-  GATEWAY_URL=http://127.0.0.1:$PA GRAPHQL_URLS=http://127.0.0.1:$PA/graphql UPLOADER_URL=http://127.0.0.1:$PA \
-  DB_URL="$work/ref/ao-cache" WASM_BINARY_FILE_DIRECTORY="$work/ref/wasm" PROCESS_MEMORY_CACHE_FILE_DIR="$work/ref/mem" \
-  PROCESS_MEMORY_FILE_CHECKPOINTS_DIR="$work/ref/ckpt" DISABLE_PROCESS_CHECKPOINT_CREATION=false \
-  EAGER_CHECKPOINT_ACCUMULATED_GAS_THRESHOLD=1 PROCESS_CHECKPOINT_CREATION_THROTTLE=0 DEFAULT_LOG_LEVEL=debug \
-  node --experimental-wasm-memory64 --import "$repo/tests/refcu/preload.mjs" src/app.js) > "$work/ref.log" 2>&1 & pids+=($!)
-wait_http http://127.0.0.1:$PR/ "$work/ref.log"
+# start_refcu NAME PORT [VAR=VALUE ...]: a reference CU with its own wallet and caches under $work/NAME,
+# A as its gateway, SU and uploader, extra settings as given; waits until it answers.
+start_refcu() {
+  local name=$1 port=$2; shift 2
+  mkdir -p "$work/$name/"{wasm,mem,ckpt}
+  node -e 'const {generateKeyPairSync}=require("crypto");const {privateKey}=generateKeyPairSync("rsa",{modulusLength:4096,publicExponent:65537});const j=privateKey.export({format:"jwk"});require("fs").writeFileSync(process.argv[1],JSON.stringify({kty:"RSA",e:j.e,n:j.n,d:j.d,p:j.p,q:j.q,dp:j.dp,dq:j.dq,qi:j.qi}))' "$work/$name/wallet.json"
+  (cd "$refcu" && exec env NODE_CONFIG_ENV=development WALLET_FILE="$work/$name/wallet.json" PORT="$port" \
+    GATEWAY_URL=http://127.0.0.1:$PA GRAPHQL_URLS=http://127.0.0.1:$PA/graphql UPLOADER_URL=http://127.0.0.1:$PA \
+    DB_URL="$work/$name/ao-cache" WASM_BINARY_FILE_DIRECTORY="$work/$name/wasm" PROCESS_MEMORY_CACHE_FILE_DIR="$work/$name/mem" \
+    PROCESS_MEMORY_FILE_CHECKPOINTS_DIR="$work/$name/ckpt" DEFAULT_LOG_LEVEL=debug "$@" \
+    node --experimental-wasm-memory64 --import "$repo/tests/refcu/preload.mjs" src/app.js) > "$work/$name.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$port/" "$work/$name.log"
+}
+start_refcu ref "$PR" DISABLE_PROCESS_CHECKPOINT_CREATION=false EAGER_CHECKPOINT_ACCUMULATED_GAS_THRESHOLD=1 \
+  PROCESS_CHECKPOINT_CREATION_THROTTLE=0
 REF_ADDR=$(curl -s http://127.0.0.1:$PR/ | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).address))')
 echo "reference CU address $REF_ADDR"
 cp "$repo/tests/refcu/seed.mjs" "$work/seed.mjs"; ln -s $repo/tests/e2e/node_modules "$work/node_modules"
@@ -74,14 +81,8 @@ done
 echo "$m" | grep -q '"id"' || fail "A uploaded no checkpoint"
 node "$work/seed.mjs" http://127.0.0.1:$PA x 1 "$PID" > "$work/more2.json"
 LAST3=$(node -e 'const s=require(process.argv[1]);console.log(s.messages[s.messages.length-1])' "$work/more2.json")
-PR2=$(port); mkdir -p "$work/ref2/"{wasm,mem,ckpt}
-node -e 'const {generateKeyPairSync}=require("crypto");const {privateKey}=generateKeyPairSync("rsa",{modulusLength:4096,publicExponent:65537});const j=privateKey.export({format:"jwk"});require("fs").writeFileSync(process.argv[1],JSON.stringify({kty:"RSA",e:j.e,n:j.n,d:j.d,p:j.p,q:j.q,dp:j.dp,dq:j.dq,qi:j.qi}))' "$work/wallet2.json"
-(cd "$refcu" && exec env NODE_CONFIG_ENV=development WALLET_FILE="$work/wallet2.json" PORT=$PR2 \
-  GATEWAY_URL=http://127.0.0.1:$PA GRAPHQL_URLS=http://127.0.0.1:$PA/graphql UPLOADER_URL=http://127.0.0.1:$PA \
-  DB_URL="$work/ref2/ao-cache" WASM_BINARY_FILE_DIRECTORY="$work/ref2/wasm" PROCESS_MEMORY_CACHE_FILE_DIR="$work/ref2/mem" \
-  PROCESS_MEMORY_FILE_CHECKPOINTS_DIR="$work/ref2/ckpt" PROCESS_CHECKPOINT_TRUSTED_OWNERS=$A_ADDR DEFAULT_LOG_LEVEL=debug \
-  node --experimental-wasm-memory64 --import "$repo/tests/refcu/preload.mjs" src/app.js) > "$work/ref2.log" 2>&1 & pids+=($!)
-wait_http http://127.0.0.1:$PR2/ "$work/ref2.log"
+PR2=$(port)
+start_refcu ref2 "$PR2" PROCESS_CHECKPOINT_TRUSTED_OWNERS="$A_ADDR"
 ra=$(curl -s "http://127.0.0.1:$PA/result/$LAST3?process-id=$PID"); r2=$(curl -s "http://127.0.0.1:$PR2/result/$LAST3?process-id=$PID")
 [ "$ra" = "$r2" ] && echo "$ra" | grep -q '"Output":"8"' || fail "A: $ra / R2: $r2"
 grep -q 'ARWEAVE CHECKPOINT: Found Checkpoint' "$work/ref2.log" || fail "R2 did not load A's checkpoint (ref2.log)"

@@ -34,15 +34,19 @@ fn lua_wasm() -> Option<Vec<u8>> {
     test_module("lua-process.wasm")
 }
 
+/// Whether `CI` is set: what a test needs is then required, never skipped.
+fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+}
+
 /// A module built by `tests/modules/build.sh`; `None` (SKIPPED) when missing, a failure under CI.
 fn test_module(name: &str) -> Option<Vec<u8>> {
     let path = repo().join("tests/modules/build").join(name);
     match std::fs::read(&path) {
         Ok(bytes) => Some(bytes),
         Err(e) => {
-            let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
             assert!(
-                !ci,
+                !under_ci(),
                 "required under CI: {} ({e}); run tests/modules/build.sh",
                 path.display()
             );
@@ -1062,9 +1066,8 @@ fn weavedrive_oracle() -> Option<PathBuf> {
     if ready {
         return Some(script);
     }
-    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
     assert!(
-        !ci,
+        !under_ci(),
         "required under CI: node and tests/oracle's npm packages (npm ci)"
     );
     println!("SKIPPED: the WeaveDrive oracle (node, tests/oracle/node_modules) is missing");
