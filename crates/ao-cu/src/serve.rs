@@ -224,6 +224,28 @@ pub struct ServeArgs {
     /// Long commands (past their time slice) that may run at once; more wait; default: one per core.
     #[arg(long, env = "AO_CU_LONG_EVALUATIONS")]
     pub long_evaluations: Option<usize>,
+
+    // --- QUIC, the unit-to-unit protocol (docs/quic.md).
+    /// UDP address of the QUIC endpoint (e.g. `0.0.0.0:6364`; port 0: any free port, printed); unset:
+    /// no QUIC. With it, `GET /` advertises the endpoint and peers may subscribe to this node's
+    /// schedules, forward messages and ask for results and dry-runs; a network CU also follows its
+    /// remote processes' schedules over QUIC wherever their SU offers it.
+    #[arg(long, env = "AO_CU_QUIC_LISTEN")]
+    pub quic_listen: Option<SocketAddr>,
+    /// QUIC peers admitted by key: `any`, or comma-separated keyids (`node_key.keyid` of their
+    /// `GET /`) or hex keys. Empty: only peers with verified SEV-SNP evidence (`--quic-policy`).
+    #[arg(long, env = "AO_CU_QUIC_ALLOW", default_value = "")]
+    pub quic_allow: String,
+    /// An SEV-SNP verifier policy (TOML, see `attest/`): a peer not on the allow-list is admitted when
+    /// its evidence for a fresh nonce verifies under it and binds its key.
+    #[arg(long, env = "AO_CU_QUIC_POLICY")]
+    pub quic_policy: Option<PathBuf>,
+    /// Network mode with QUIC: follow remote schedules pushed over QUIC (`false`: HTTP pages only).
+    #[arg(long, env = "AO_CU_QUIC_SUBSCRIBE", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub quic_subscribe: bool,
+    /// A subscriber that leaves slots waiting without credit this long (ms) is dropped.
+    #[arg(long, env = "AO_CU_QUIC_STALL_TIMEOUT", default_value = "30000", value_parser = parse_u64)]
+    pub quic_stall_timeout_ms: u64,
 }
 
 fn parse_proxies(s: &str) -> Result<cu_http::TrustedProxies, String> {
@@ -491,7 +513,7 @@ async fn serve(args: ServeArgs, wallet: Wallet, attestor: Arc<Attestor>) -> Resu
             max_requests: args.dry_run_rate_limit,
         }),
         dry_run_cache_max_age: Duration::from_millis(args.dry_run_cache_ms),
-        attestor: Some(attestor),
+        attestor: Some(attestor.clone()),
         hbu: (args.unit_mode == "hbu").then(|| cu_http::HbuAccess {
             token: args.hbu_token.clone().filter(|t| !t.is_empty()),
         }),
@@ -501,6 +523,19 @@ async fn serve(args: ServeArgs, wallet: Wallet, attestor: Arc<Attestor>) -> Resu
         roles: args.roles,
         ..HttpConfig::default()
     };
+    let quic = match args.quic_listen {
+        Some(addr) => Some(start_quic(&args, addr, &node, &attestor)?),
+        None => None,
+    };
+    let mut http = http;
+    if let Some(q) = &quic {
+        let port = q.endpoint.local_addr()?.port();
+        http.quic = Some(cu_quic::node::advertisement(port, &attestor.key().keyid()));
+        let stats = q.endpoint.stats().clone();
+        http.extra_metrics = Some(cu_http::ExtraMetrics(Arc::new(move |out: &mut String| {
+            stats.render(out)
+        })));
+    }
     let connections = http.connections.clone();
     let limits = cu_http::ServerLimits {
         max_connections: connection_cap(args.max_connections),
@@ -515,6 +550,10 @@ async fn serve(args: ServeArgs, wallet: Wallet, attestor: Arc<Attestor>) -> Resu
     println!("ao-cu serve listening on {local} (address {address})");
     let served = cu_http::serve(listener, app, limits, connections, shutdown_signal()).await;
     tracing::info!("stopped accepting connections; shutting the node down");
+    if let Some(q) = quic {
+        q.endpoint.close();
+        drop(q.subscriptions);
+    }
     let closed = tokio::task::spawn_blocking(move || node.shutdown())
         .await
         .context("shutting the node down")?;
@@ -522,6 +561,65 @@ async fn serve(args: ServeArgs, wallet: Wallet, attestor: Arc<Attestor>) -> Resu
     closed.context("shutting the node down")?;
     tracing::info!("ao-cu serve stopped");
     Ok(())
+}
+
+/// The QUIC endpoint and, on a network CU, the schedule subscriptions it drives.
+struct Quic {
+    endpoint: Arc<cu_quic::QuicEndpoint>,
+    subscriptions: Option<Arc<cu_quic::node::UpstreamSubscriptions>>,
+}
+
+/// Binds the QUIC endpoint with the node key, serves the node over it, and on a network CU follows
+/// remote schedules over it.
+fn start_quic(args: &ServeArgs, addr: SocketAddr, node: &Node, attestor: &Arc<Attestor>) -> Result<Quic> {
+    let allow = cu_quic::AllowList::parse(&args.quic_allow)
+        .map_err(|e| anyhow::anyhow!("--quic-allow (AO_CU_QUIC_ALLOW): {e}"))?;
+    let evidence = match &args.quic_policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the QUIC peer policy {}", path.display()))?;
+            let policy = cu_attest::Policy::from_toml(&text)
+                .and_then(cu_attest::Policy::compile)
+                .with_context(|| format!("the QUIC peer policy {}", path.display()))?;
+            let verifier = cu_attest::Verifier::new().context("loading AMD's roots")?;
+            Some(Arc::new(cu_quic::EvidencePolicy::new(verifier, Some(policy))))
+        }
+        None => None,
+    };
+    let mut config = cu_quic::QuicConfig::new(attestor.shared_key(), cu_quic::PeerPolicy { allow, evidence });
+    config.stall_after = Duration::from_millis(args.quic_stall_timeout_ms.max(1));
+    let source = attestor.clone();
+    config.evidence = Some(Arc::new(move |nonce: &[u8]| {
+        let evidence = source.evidence(nonce).map_err(|e| e.to_string())?;
+        serde_json::to_vec(&evidence).map_err(|e| e.to_string())
+    }));
+    let service: Arc<dyn cu_quic::Service> = Arc::new(cu_quic::node::NodeService::new(node.clone()));
+    let endpoint = Arc::new(
+        cu_quic::QuicEndpoint::bind(
+            addr,
+            config,
+            Some(service),
+            Arc::new(cu_quic::QuicStats::default()),
+        )
+        .with_context(|| format!("starting QUIC on {addr}"))?,
+    );
+    let local = endpoint.local_addr()?;
+    tracing::info!(%local, keyid = %attestor.key().keyid(), "QUIC listening");
+    println!(
+        "ao-cu QUIC listening on {local} (keyid {})",
+        attestor.key().keyid()
+    );
+    let subscriptions = (args.gateway.is_some() && args.roles.cu && args.quic_subscribe).then(|| {
+        cu_quic::node::UpstreamSubscriptions::start(
+            node.clone(),
+            endpoint.clone(),
+            Duration::from_millis(500),
+        )
+    });
+    Ok(Quic {
+        endpoint,
+        subscriptions,
+    })
 }
 
 async fn shutdown_signal() {

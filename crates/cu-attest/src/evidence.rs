@@ -104,6 +104,11 @@ impl Attestor {
         })
     }
 
+    /// The node key, shared (the QUIC endpoint's certificate key).
+    pub fn shared_key(&self) -> Arc<NodeKey> {
+        self.key.clone()
+    }
+
     /// The node key.
     pub fn key(&self) -> &NodeKey {
         &self.key

@@ -118,6 +118,18 @@ impl NodeKey {
         keyid_for(&self.public_key())
     }
 
+    /// The key as an unencrypted PKCS #8 v1 document (RFC 8410), the form TLS libraries load: what the
+    /// QUIC endpoint's certificate is made from. Secret material: never log or store it.
+    pub fn pkcs8_der(&self) -> Vec<u8> {
+        // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
+        const PREFIX: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+        ];
+        let mut der = PREFIX.to_vec();
+        der.extend_from_slice(&self.signing.to_bytes());
+        der
+    }
+
     /// Signs `msg` (pure ed25519, RFC 8032).
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
         self.signing.sign(msg).to_bytes()

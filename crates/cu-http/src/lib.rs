@@ -9,7 +9,7 @@
 //! # Routes
 //! | method, path | unit | answer |
 //! |---|---|---|
-//! | `GET /` | CU + SU | `{"address", "timestamp"}`: the CU healthcheck and the SU's `GET /` have the same two fields, so one answer serves both; with an attestor also `node_key` (`keyid`, `public_key` hex, `alg`), `config`, `config_digest` and `tee` |
+//! | `GET /` | CU + SU | `{"address", "timestamp"}`: the CU healthcheck and the SU's `GET /` have the same two fields, so one answer serves both; with an attestor also `node_key` (`keyid`, `public_key` hex, `alg`), `config`, `config_digest` and `tee`; with QUIC on, `quic` (`port`, `keyid`, `alpn`: `docs/quic.md`) |
 //! | `GET /~snp@1.0/report?nonce=HEX` | node | SEV-SNP evidence binding the node key, configuration and nonce (`docs/attestation.md` §2.5), made on a blocking worker; 503 `{"error": "no TEE: ..."}` outside an SNP guest (or without an attestor), 400 for a missing or malformed nonce |
 //! | `GET /healthcheck`, `GET /health` | node | `{"status": "ok", "address"}` (ours; the SU's `/health` is an empty 200) |
 //! | `GET /result/{id}?process-id=` | CU | the result of message `id` (evaluates up to it); signed, `ao-position` = its slot |
@@ -119,6 +119,21 @@ pub struct HttpConfig {
     pub connections: Arc<ConnectionStats>,
     /// The unit roles whose routes are served (all by default; a network CU serves `cu`).
     pub roles: Roles,
+    /// What `GET /` advertises of the node's QUIC endpoint (`quic: {port, keyid, alpn}`); `None`: no
+    /// QUIC.
+    pub quic: Option<serde_json::Value>,
+    /// More counters for `GET /metrics` (the QUIC endpoint's).
+    pub extra_metrics: Option<ExtraMetrics>,
+}
+
+/// A renderer of more Prometheus text for `GET /metrics`.
+#[derive(Clone)]
+pub struct ExtraMetrics(pub Arc<dyn Fn(&mut String) + Send + Sync>);
+
+impl std::fmt::Debug for ExtraMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtraMetrics")
+    }
 }
 
 /// Who may call the hbu route. HyperBEAM runs beside the node and calls it on `localhost`, so by default
@@ -146,6 +161,8 @@ impl Default for HttpConfig {
             graphql_body_limit: 1 << 20,
             connections: Arc::new(ConnectionStats::default()),
             roles: Roles::ALL,
+            quic: None,
+            extra_metrics: None,
         }
     }
 }

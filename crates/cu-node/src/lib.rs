@@ -27,6 +27,7 @@
 //!   bytes); an optional per-wallet [`UploadQuota`] bounds what one signer may post per window.
 
 pub mod arweave;
+mod bells;
 mod bundler;
 pub mod checkpoints;
 mod cu;

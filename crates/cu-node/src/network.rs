@@ -117,6 +117,17 @@ impl Network {
     }
 }
 
+/// Where checked edges go.
+#[derive(Clone, Copy)]
+struct Edges<'a> {
+    pid: &'a str,
+    su_url: &'a str,
+    /// Check the hash chain.
+    chained: bool,
+    /// A cold start that does not begin with the process itself: prepend its boot message.
+    boot: Option<&'a SuProcess>,
+}
+
 /// When a read asks upstream first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refresh<'a> {
@@ -277,51 +288,20 @@ impl Node {
                 .upstream
                 .page(&su_url, pid, cursor.as_ref().map(|c| c.cursor.as_str()))?;
             net.stats.pages.fetch_add(1, Relaxed);
-            let mut entries = Vec::new();
-            let mut next = cursor.clone();
-            let mut broken = None;
-            for edge in &page.edges {
-                let slot = match self.check_slot(net, pid, edge, next.as_ref(), link.as_ref(), chained) {
-                    Ok(Some(slot)) => slot,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        broken = Some(e);
-                        break;
-                    }
-                };
-                let (s, msg_json) = slot;
-                if let Some((process, _)) = &fresh
-                    && !from_checkpoint
-                    && entries.is_empty()
-                    && !starts_with_process(&s, pid)
-                {
-                    pos += 1;
-                    entries.push(self.boot_entry(net, process, pos)?);
-                }
-                pos += 1;
-                entries.push(ScheduledEntry {
-                    entry: LogEntry {
-                        process_id: pid.to_owned(),
-                        pos,
-                        message_id: Some(s.message_id().to_owned()),
-                        nonce: Some(s.nonce),
-                        timestamp: s.timestamp,
-                        block_height: s.block_height,
-                        cron: None,
-                        msg_json,
-                    },
-                    schedule: None,
-                });
-                link = ChainLink::of(&s);
-                next = Some(UpstreamCursor {
-                    process_id: pid.to_owned(),
-                    su_url: su_url.clone(),
-                    cursor: s.cursor.clone(),
-                    nonce: s.nonce,
-                    assignment_id: s.assignment_id.clone(),
-                    hash_chain: s.hash_chain.clone(),
-                });
-            }
+            let boot = fresh.as_ref().filter(|_| !from_checkpoint).map(|(p, _)| p);
+            let (entries, next, broken) = self.check_edges(
+                net,
+                Edges {
+                    pid,
+                    su_url: &su_url,
+                    chained,
+                    boot,
+                },
+                &page.edges,
+                cursor.as_ref(),
+                &mut link,
+                &mut pos,
+            );
             let count = entries.len() as u64;
             if count > 0 || adopted.is_some() {
                 store.commit_schedule(ScheduleBatch {
@@ -334,6 +314,7 @@ impl Node {
                 appended += count;
                 net.stats.slots.fetch_add(count, Relaxed);
                 let _ = self.inner.engine.advance(pid);
+                self.inner.bells.ring(pid);
             }
             if let Some(e) = broken {
                 return Err(e);
@@ -345,6 +326,158 @@ impl Node {
             }
         }
         Ok(appended)
+    }
+
+    /// Checks `edges` in order after `last` (the stored cursor) and builds their log entries (from
+    /// `pos` on); returns the entries, the cursor after the last good one, and the error that stopped
+    /// the check early, if one did (the entries before it stand on verified slots).
+    #[allow(clippy::too_many_arguments)]
+    fn check_edges(
+        &self,
+        net: &Network,
+        at: Edges<'_>,
+        edges: &[cu_upstream::wire::SuEdge],
+        last: Option<&UpstreamCursor>,
+        link: &mut Option<ChainLink>,
+        pos: &mut u64,
+    ) -> (Vec<ScheduledEntry>, Option<UpstreamCursor>, Option<NodeError>) {
+        let pid = at.pid;
+        let mut entries = Vec::new();
+        let mut next = last.cloned();
+        for edge in edges {
+            let (s, msg_json) =
+                match self.check_slot(net, pid, edge, next.as_ref(), link.as_ref(), at.chained) {
+                    Ok(Some(slot)) => slot,
+                    Ok(None) => continue,
+                    Err(e) => return (entries, next, Some(e)),
+                };
+            if let Some(process) = at.boot
+                && entries.is_empty()
+                && !starts_with_process(&s, pid)
+            {
+                *pos += 1;
+                match self.boot_entry(net, process, *pos) {
+                    Ok(e) => entries.push(e),
+                    Err(e) => return (Vec::new(), last.cloned(), Some(e)),
+                }
+            }
+            *pos += 1;
+            entries.push(ScheduledEntry {
+                entry: LogEntry {
+                    process_id: pid.to_owned(),
+                    pos: *pos,
+                    message_id: Some(s.message_id().to_owned()),
+                    nonce: Some(s.nonce),
+                    timestamp: s.timestamp,
+                    block_height: s.block_height,
+                    cron: None,
+                    msg_json,
+                },
+                schedule: None,
+            });
+            *link = ChainLink::of(&s);
+            next = Some(UpstreamCursor {
+                process_id: pid.to_owned(),
+                su_url: at.su_url.to_owned(),
+                cursor: s.cursor.clone(),
+                nonce: s.nonce,
+                assignment_id: s.assignment_id.clone(),
+                hash_chain: s.hash_chain.clone(),
+            });
+        }
+        (entries, next, None)
+    }
+
+    /// Where a pushed schedule (a QUIC subscription) of remote process `pid` resumes: its SU's URL
+    /// and the first nonce not stored. `None` until the process was first read over HTTP (its
+    /// process record, module and first page), or for a process not computed from an SU.
+    pub fn remote_resume_point(&self, pid: &str) -> Result<Option<(String, u64)>, NodeError> {
+        if self.inner.network.is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .inner
+            .scheduler
+            .reads()
+            .upstream_cursor(pid)?
+            .map(|c| (c.su_url, c.nonce + 1)))
+    }
+
+    /// The remote processes this node computes (network mode).
+    pub fn remote_processes(&self) -> Result<Vec<String>, NodeError> {
+        if self.inner.network.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(self.inner.scheduler.reads().upstream_processes()?)
+    }
+
+    /// Appends slots of remote process `pid` pushed by its SU (a QUIC subscription), checked exactly
+    /// as a page read over HTTP is (order, assignment tags, hash chain, hydration) and committed in
+    /// one transaction with the cursor; returns the slots appended. Slots already stored are skipped;
+    /// a gap or a break stores the good slots before it and answers the error. Blocking.
+    pub fn apply_remote_slots(
+        &self,
+        pid: &str,
+        edges: &[cu_upstream::wire::SuEdge],
+    ) -> Result<u64, NodeError> {
+        let Some(net) = &self.inner.network else {
+            return Err(NodeError::NotFound(format!("Process {pid} was not found")));
+        };
+        let lock = net.lock_for(pid);
+        let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let store = &self.inner.store;
+        let cursor = self
+            .inner
+            .scheduler
+            .reads()
+            .upstream_cursor(pid)?
+            .ok_or_else(|| {
+                NodeError::Unprocessable(format!("process {pid} has not been read from its SU yet"))
+            })?;
+        let chained = store.process(pid)?.map_or(u64::MAX, |p| p.block_height) >= CHAIN_FROM_HEIGHT;
+        let mut link = cursor.hash_chain.clone().map(|hash_chain| ChainLink {
+            assignment_id: cursor.assignment_id.clone(),
+            hash_chain,
+        });
+        let mut pos = store.last_pos(pid)?;
+        let (entries, next, broken) = self.check_edges(
+            net,
+            Edges {
+                pid,
+                su_url: &cursor.su_url,
+                chained,
+                boot: None,
+            },
+            edges,
+            Some(&cursor),
+            &mut link,
+            &mut pos,
+        );
+        let count = entries.len() as u64;
+        if count > 0 {
+            store.commit_schedule(ScheduleBatch {
+                entries,
+                upstream: next.into_iter().collect(),
+                ..Default::default()
+            })?;
+            net.stats.slots.fetch_add(count, Relaxed);
+            let _ = self.inner.engine.advance(pid);
+            self.inner.bells.ring(pid);
+        }
+        match broken {
+            Some(e) => {
+                net.stats.failures.fetch_add(1, Relaxed);
+                Err(e)
+            }
+            None => Ok(count),
+        }
+    }
+
+    /// A pushed schedule reached the end of what its SU has scheduled: reads need not ask the SU.
+    pub fn mark_remote_caught_up(&self, pid: &str) {
+        if let Some(net) = &self.inner.network {
+            net.mark_synced(pid);
+        }
     }
 
     /// Checks one edge against what came before it: `None` for a slot already appended (pages may

@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     /// The checkpoint uploader (`None`: uploads off).
     pub(crate) uploader: Option<crate::checkpoints::Uploader>,
     pub(crate) checkpoint_stats: crate::checkpoints::CheckpointStats,
+    /// Rung when a process's log grows ([`Node::schedule_bell`]).
+    pub(crate) bells: crate::bells::ScheduleBells,
 }
 
 /// A running node. Cheap to clone.
@@ -183,6 +185,7 @@ impl Node {
                 network: config.network.map(crate::network::Network::new).transpose()?,
                 uploader: config.checkpoint_uploads.map(crate::checkpoints::Uploader::new),
                 checkpoint_stats: crate::checkpoints::CheckpointStats::default(),
+                bells: crate::bells::ScheduleBells::default(),
             }),
         };
         node.start_outbox()?;
@@ -219,11 +222,18 @@ impl Node {
 
     pub(crate) fn notify(&self, pid: &str) {
         let _ = self.inner.engine.advance(pid);
+        self.inner.bells.ring(pid);
         if let Ok(g) = self.inner.outbox.lock()
             && let Some(tx) = g.as_ref()
         {
             let _ = tx.send(pid.to_string());
         }
+    }
+
+    /// A value that changes whenever slots are appended to `pid`'s log (scheduled here or read from
+    /// its SU).
+    pub fn schedule_bell(&self, pid: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.bells.listen(pid)
     }
 
     /// The node wallet's address.

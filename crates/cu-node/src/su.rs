@@ -45,6 +45,50 @@ impl Node {
         Ok(wire::page_json(&records, more)?)
     }
 
+    /// Up to `max` slots of `process_id` from nonce `from`, in nonce order, as a pushed schedule (the
+    /// QUIC subscription) sends them: `(nonce, cursor, SU wire node JSON)`, the node and cursor exactly
+    /// an edge of `GET /:pid` has. Empty when nothing is scheduled from `from` yet; 404 for a process
+    /// this node does not schedule. Blocking.
+    pub fn su_slots(
+        &self,
+        process_id: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, String, Vec<u8>)>, NodeError> {
+        if !self.inner.scheduler_role {
+            return Err(NodeError::NotFound(
+                "this node does not schedule processes".into(),
+            ));
+        }
+        let reads = self.inner.scheduler.reads();
+        let after = match from.checked_sub(1) {
+            None => None,
+            Some(prev) => match reads.by_nonce(process_id, prev)? {
+                Some(r) => Some(r.timestamp),
+                None => {
+                    self.known_process(process_id)?;
+                    return Ok(Vec::new());
+                }
+            },
+        };
+        let records = reads.page(process_id, after, None, max.clamp(1, 5000))?;
+        if records.is_empty() && after.is_none() {
+            self.known_process(process_id)?;
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            // Timestamps increase with nonces on this scheduler; a record out of that order ends the
+            // batch rather than sending a gap.
+            if r.nonce != from + i as u64 {
+                break;
+            }
+            let node = serde_json::to_vec(&wire::message_node(r)?)
+                .map_err(|e| NodeError::Internal(format!("encoding slot {}: {e}", r.nonce)))?;
+            out.push((r.nonce, r.timestamp.to_string(), node));
+        }
+        Ok(out)
+    }
+
     /// SU `GET /:message_id?process-id=`: one message.
     pub fn su_message(&self, message_id: &str, process_id: &str) -> Result<Value, NodeError> {
         let r = self

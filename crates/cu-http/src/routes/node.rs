@@ -43,6 +43,9 @@ async fn root(State(state): Shared) -> Response {
     if let (Some(Value::Object(id)), Value::Object(out)) = (&state.identity, &mut v) {
         out.extend(id.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
+    if let (Some(quic), Value::Object(out)) = (&state.config.quic, &mut v) {
+        out.insert("quic".into(), quic.clone());
+    }
     json_ok(&v)
 }
 
@@ -87,6 +90,9 @@ async fn metrics(State(state): Shared) -> Response {
     }
     state.metrics.render(&mut text);
     state.config.connections.render(&mut text);
+    if let Some(extra) = &state.config.extra_metrics {
+        (extra.0)(&mut text);
+    }
     let budget = &state.config.upload_budget;
     text.push_str(&format!(
         "# HELP ao_cu_http_upload_bytes_held Request body bytes held now, against the upload budget.\n# TYPE ao_cu_http_upload_bytes_held gauge\nao_cu_http_upload_bytes_held {}\n# HELP ao_cu_http_upload_budget_bytes The upload budget.\n# TYPE ao_cu_http_upload_budget_bytes gauge\nao_cu_http_upload_budget_bytes {}\n",

@@ -1,0 +1,64 @@
+// Feeds one process through an ao-cu node's MU with the real AO client, @permaweb/aoconnect (legacy
+// mode). Run by crates/ao-cu/tests/quic.rs:
+//
+//   node feed.mjs spawn <node-url> <lua-process.wasm> <out.json>
+//       registers the Lua test module and spawns a process from it; writes {process, wallet}.
+//   node feed.mjs send <node-url> <out.json> <count>
+//       sends <count> Count messages to the process in <out.json> (signed with its wallet), appending
+//       each message id to `messages` there as soon as the MU acknowledged it.
+//
+// Exit status 0 = every message was acknowledged.
+import { readFileSync, writeFileSync } from "node:fs";
+import { generateKeyPairSync } from "node:crypto";
+import { connect, createDataItemSigner } from "@permaweb/aoconnect";
+import * as arbundlesNs from "@dha-team/arbundles";
+
+const arbundles = arbundlesNs.default ?? arbundlesNs;
+const { createData, ArweaveSigner } = arbundles;
+const [, , command, baseUrl, arg1, arg2] = process.argv;
+
+function testWallet() {
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 4096, publicExponent: 65537 });
+  const jwk = privateKey.export({ format: "jwk" });
+  return { kty: "RSA", e: jwk.e, n: jwk.n, d: jwk.d, p: jwk.p, q: jwk.q, dp: jwk.dp, dq: jwk.dq, qi: jwk.qi };
+}
+
+const ao = connect({ MODE: "legacy", MU_URL: baseUrl, CU_URL: baseUrl, GATEWAY_URL: baseUrl });
+
+if (command === "spawn") {
+  const jwk = testWallet();
+  const root = await (await fetch(`${baseUrl}/`)).json();
+  const wasm = readFileSync(arg1);
+  const item = createData(wasm, new ArweaveSigner(jwk), {
+    tags: [
+      { name: "Data-Protocol", value: "ao" },
+      { name: "Variant", value: "ao.TN.1" },
+      { name: "Type", value: "Module" },
+      { name: "Module-Format", value: "wasm32-unknown-emscripten2" },
+      { name: "Input-Encoding", value: "JSON-1" },
+      { name: "Output-Encoding", value: "JSON-1" },
+      { name: "Memory-Limit", value: "1-gb" },
+      { name: "Compute-Limit", value: "9000000000000" },
+    ],
+  });
+  await item.sign(new ArweaveSigner(jwk));
+  const res = await fetch(`${baseUrl}/`, { method: "POST", body: item.getRaw() });
+  if (!res.ok) throw new Error(`module upload: ${res.status} ${await res.text()}`);
+  const signer = createDataItemSigner(jwk);
+  const pid = await ao.spawn({ module: item.id, scheduler: root.address, signer, tags: [{ name: "Name", value: "quic" }] });
+  writeFileSync(arg2, JSON.stringify({ process: pid, wallet: jwk, messages: [] }));
+  console.log("[feed] spawned", pid);
+} else if (command === "send") {
+  const state = JSON.parse(readFileSync(arg1, "utf8"));
+  const signer = createDataItemSigner(state.wallet);
+  const count = Number(arg2);
+  for (let i = 0; i < count; i++) {
+    const id = await ao.message({ process: state.process, signer, tags: [{ name: "Action", value: "Count" }] });
+    state.messages.push(id);
+    writeFileSync(arg1, JSON.stringify(state));
+  }
+  console.log("[feed] sent", count, "to", state.process);
+} else {
+  console.error("usage: node feed.mjs spawn <url> <wasm> <out> | send <url> <out> <count>");
+  process.exit(2);
+}
