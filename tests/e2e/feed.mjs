@@ -3,6 +3,9 @@
 //
 //   node feed.mjs spawn <node-url> <lua-process.wasm> <out.json>
 //       registers the Lua test module and spawns a process from it; writes {process, wallet}.
+//
+// <node-url> is the MU; the gateway (GraphQL, module upload) and the scheduler are the node at
+// $FEED_GATEWAY_URL when set (an MU that forwards to another node's SU), else <node-url> too.
 //   node feed.mjs send <node-url> <out.json> <count>
 //       sends <count> Count messages to the process in <out.json> (signed with its wallet), appending
 //       each message id to `messages` there as soon as the MU acknowledged it.
@@ -23,11 +26,12 @@ function testWallet() {
   return { kty: "RSA", e: jwk.e, n: jwk.n, d: jwk.d, p: jwk.p, q: jwk.q, dp: jwk.dp, dq: jwk.dq, qi: jwk.qi };
 }
 
-const ao = connect({ MODE: "legacy", MU_URL: baseUrl, CU_URL: baseUrl, GATEWAY_URL: baseUrl });
+const gatewayUrl = process.env.FEED_GATEWAY_URL || baseUrl;
+const ao = connect({ MODE: "legacy", MU_URL: baseUrl, CU_URL: gatewayUrl, GATEWAY_URL: gatewayUrl });
 
 if (command === "spawn") {
   const jwk = testWallet();
-  const root = await (await fetch(`${baseUrl}/`)).json();
+  const root = await (await fetch(`${gatewayUrl}/`)).json();
   const wasm = readFileSync(arg1);
   const item = createData(wasm, new ArweaveSigner(jwk), {
     tags: [
@@ -42,7 +46,7 @@ if (command === "spawn") {
     ],
   });
   await item.sign(new ArweaveSigner(jwk));
-  const res = await fetch(`${baseUrl}/`, { method: "POST", body: item.getRaw() });
+  const res = await fetch(`${gatewayUrl}/`, { method: "POST", body: item.getRaw() });
   if (!res.ok) throw new Error(`module upload: ${res.status} ${await res.text()}`);
   const signer = createDataItemSigner(jwk);
   const pid = await ao.spawn({ module: item.id, scheduler: root.address, signer, tags: [{ name: "Name", value: "quic" }] });

@@ -609,13 +609,17 @@ fn start_quic(args: &ServeArgs, addr: SocketAddr, node: &Node, attestor: &Arc<At
         "ao-cu QUIC listening on {local} (keyid {})",
         attestor.key().keyid()
     );
+    let book = cu_quic::node::PeerBook::new(endpoint.clone());
     let subscriptions = (args.gateway.is_some() && args.roles.cu && args.quic_subscribe).then(|| {
-        cu_quic::node::UpstreamSubscriptions::start(
-            node.clone(),
-            endpoint.clone(),
-            Duration::from_millis(500),
-        )
+        cu_quic::node::UpstreamSubscriptions::start(node.clone(), book.clone(), Duration::from_millis(500))
     });
+    // An MU without this node's SU hands items to the network's SUs: over QUIC where they offer it.
+    if args.gateway.is_some() && args.roles.mu {
+        node.set_item_transport(Arc::new(cu_quic::node::QuicItemTransport::new(
+            book,
+            tokio::runtime::Handle::current(),
+        )));
+    }
     Ok(Quic {
         endpoint,
         subscriptions,

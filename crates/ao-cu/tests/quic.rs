@@ -22,12 +22,20 @@ use std::time::{Duration, Instant};
 use common::{Server, http_get, missing, repo, under_ci};
 
 fn feed(args: &[&str]) -> ExitStatus {
-    Command::new("node")
-        .arg(repo().join("tests/e2e/feed.mjs"))
+    feed_via(None, args)
+}
+
+/// `feed.mjs` with the gateway (and scheduler) at `gateway` instead of the MU node.
+fn feed_via(gateway: Option<&str>, args: &[&str]) -> ExitStatus {
+    let mut cmd = Command::new("node");
+    cmd.arg(repo().join("tests/e2e/feed.mjs"))
         .args(args)
-        .current_dir(repo().join("tests/e2e"))
-        .status()
-        .expect("run node")
+        .current_dir(repo().join("tests/e2e"));
+    match gateway {
+        Some(g) => cmd.env("FEED_GATEWAY_URL", g),
+        None => cmd.env_remove("FEED_GATEWAY_URL"),
+    };
+    cmd.status().expect("run node")
 }
 
 /// Writes a node key seed into a data directory (mode 0600, as the node requires); returns its keyid.
@@ -253,4 +261,65 @@ fn a_node_refuses_a_quic_peer_whose_key_it_does_not_allow() {
         metric(&a, "ao_cu_quic_refusals_total{reason=\"not_allowed\"}") >= 1
     });
     assert_eq!(metric(&b, "ao_cu_quic_slots_received_total"), 0);
+}
+
+#[test]
+fn an_mu_forwards_messages_and_spawns_to_the_scheduling_su_over_quic() {
+    if let Some(what) = missing() {
+        if under_ci() {
+            panic!("required for the tests under CI: {what}");
+        }
+        println!("SKIPPED: missing {what}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_data, c_data) = (tmp.path().join("a"), tmp.path().join("c"));
+    let (a_key, c_key) = (node_key(&a_data, 0xa1), node_key(&c_data, 0xc3));
+    let state = tmp.path().join("feed.json");
+    let state_s = state.to_str().unwrap();
+    let wasm = repo().join("tests/modules/build/lua-process.wasm");
+    let a = Server::start_with(&a_data, &["--quic-listen", "127.0.0.1:0", "--quic-allow", &c_key]);
+    // C: an MU (and CU) without an SU of its own.
+    let c = Server::start_with(
+        &c_data,
+        &[
+            "--roles",
+            "mu,cu",
+            "--gateway",
+            &a.url,
+            "--quic-listen",
+            "127.0.0.1:0",
+            "--quic-allow",
+            &a_key,
+        ],
+    );
+    assert!(feed_via(Some(&a.url), &["spawn", &c.url, wasm.to_str().unwrap(), state_s]).success());
+    assert!(feed_via(Some(&a.url), &["send", &c.url, state_s, "10"]).success());
+    let (pid, sent) = messages(&state);
+    // The spawn and every message reached A's SU as QUIC Forward requests.
+    assert_eq!(metric(&a, "ao_cu_quic_streams_total{kind=\"forward\"}"), 11);
+    assert_eq!(metric(&c, "ao_cu_forwarded_items_total"), 11);
+    let last = result(&a, &pid, sent.last().unwrap());
+    assert_eq!(
+        last["Output"]["data"].as_str().or(last["Output"].as_str()),
+        Some("10"),
+        "{last}"
+    );
+    // A bad item is refused by C's own MU before anything is forwarded.
+    let (status, _, _) = {
+        let addr = c.url.strip_prefix("http://").unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        use std::io::{Read as _, Write as _};
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let code: u16 = raw.split(' ').nth(1).unwrap().parse().unwrap();
+        (code, (), ())
+    };
+    assert_eq!(status, 400);
+    assert_eq!(metric(&a, "ao_cu_quic_streams_total{kind=\"forward\"}"), 11);
 }

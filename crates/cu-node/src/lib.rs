@@ -50,5 +50,7 @@ pub use cu_upstream::{UpstreamConfig, http::HttpOptions};
 pub use error::NodeError;
 pub use mu::{IngestKind, Ingested, build_msg};
 pub use network::NetworkConfig;
-pub use node::{COMPUTE_MAX_LIMIT, DEFAULT_MAX_ITEM_BYTES, MEMORY_MAX_LIMIT, Node, NodeConfig};
+pub use node::{
+    COMPUTE_MAX_LIMIT, DEFAULT_MAX_ITEM_BYTES, ItemTransport, MEMORY_MAX_LIMIT, Node, NodeConfig,
+};
 pub use quota::UploadQuota;

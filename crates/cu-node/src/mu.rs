@@ -201,7 +201,15 @@ impl Node {
             }
             _ => up.locate(&item.target().unwrap_or_default())?,
         };
-        let answer = up.post_item(&su, raw)?;
+        let pushed = self
+            .inner
+            .item_transport
+            .get()
+            .and_then(|t| t.post_item(&su, raw));
+        let answer = match pushed {
+            Some(answer) => answer?,
+            None => up.post_item(&su, raw)?,
+        };
         let id = item.id();
         if let Some(other) = answer.get("id").and_then(Value::as_str)
             && other != id

@@ -95,6 +95,16 @@ pub(crate) struct Inner {
     pub(crate) checkpoint_stats: crate::checkpoints::CheckpointStats,
     /// Rung when a process's log grows ([`Node::schedule_bell`]).
     pub(crate) bells: crate::bells::ScheduleBells,
+    /// Another way to hand items to a remote SU than HTTP ([`Node::set_item_transport`]).
+    pub(crate) item_transport: std::sync::OnceLock<Arc<dyn ItemTransport>>,
+}
+
+/// A transport to hand a data item to a remote SU other than its HTTP `POST /` (the QUIC protocol,
+/// installed by the binary once its endpoint runs).
+pub trait ItemTransport: Send + Sync {
+    /// Posts `raw` to the SU at `su_url` and answers its JSON reply; `None` when this transport does
+    /// not reach that SU (the MU then posts over HTTP). Blocking.
+    fn post_item(&self, su_url: &str, raw: &[u8]) -> Option<Result<serde_json::Value, NodeError>>;
 }
 
 /// A running node. Cheap to clone.
@@ -186,6 +196,7 @@ impl Node {
                 uploader: config.checkpoint_uploads.map(crate::checkpoints::Uploader::new),
                 checkpoint_stats: crate::checkpoints::CheckpointStats::default(),
                 bells: crate::bells::ScheduleBells::default(),
+                item_transport: std::sync::OnceLock::new(),
             }),
         };
         node.start_outbox()?;
@@ -234,6 +245,12 @@ impl Node {
     /// its SU).
     pub fn schedule_bell(&self, pid: &str) -> tokio::sync::watch::Receiver<u64> {
         self.inner.bells.listen(pid)
+    }
+
+    /// Makes the MU hand items to remote SUs through `transport` where it reaches them (once; a second
+    /// call is ignored).
+    pub fn set_item_transport(&self, transport: Arc<dyn ItemTransport>) {
+        let _ = self.inner.item_transport.set(transport);
     }
 
     /// The node wallet's address.

@@ -40,7 +40,9 @@ impl Reply {
     pub fn error(status: u16, message: impl std::fmt::Display) -> Reply {
         Reply {
             status,
-            body: serde_json::json!({ "error": message.to_string() }).to_string().into_bytes(),
+            body: serde_json::json!({ "error": message.to_string() })
+                .to_string()
+                .into_bytes(),
         }
     }
 }
@@ -185,7 +187,8 @@ impl std::fmt::Debug for QuicEndpoint {
 
 fn transport(config: &QuicConfig) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    let idle = quinn::IdleTimeout::try_from(config.idle_timeout).unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000)));
+    let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
+        .unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000)));
     t.max_idle_timeout(Some(idle));
     t.keep_alive_interval(Some(config.idle_timeout / 3));
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
@@ -202,7 +205,8 @@ impl QuicEndpoint {
         service: Option<Arc<dyn Service>>,
         stats: Arc<QuicStats>,
     ) -> Result<QuicEndpoint, QuicError> {
-        let socket = std::net::UdpSocket::bind(addr).map_err(|e| QuicError::Setup(format!("binding UDP {addr}: {e}")))?;
+        let socket = std::net::UdpSocket::bind(addr)
+            .map_err(|e| QuicError::Setup(format!("binding UDP {addr}: {e}")))?;
         let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
         let socket = runtime
             .wrap_udp_socket(socket)
@@ -222,7 +226,8 @@ impl QuicEndpoint {
         let transport = transport(&config);
         let server = match &service {
             Some(_) => {
-                let crypto = QuicServerConfig::try_from(server_tls).map_err(|e| QuicError::Setup(e.to_string()))?;
+                let crypto =
+                    QuicServerConfig::try_from(server_tls).map_err(|e| QuicError::Setup(e.to_string()))?;
                 let mut s = quinn::ServerConfig::with_crypto(Arc::new(crypto));
                 s.transport_config(transport.clone());
                 Some(s)
@@ -239,7 +244,11 @@ impl QuicEndpoint {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(|e| QuicError::Setup(format!("QUIC endpoint: {e}")))?;
-        let shared = Arc::new(Shared { config, stats, service });
+        let shared = Arc::new(Shared {
+            config,
+            stats,
+            service,
+        });
         if shared.service.is_some() {
             let ep = endpoint.clone();
             let sh = shared.clone();
@@ -256,12 +265,18 @@ impl QuicEndpoint {
                 }
             });
         }
-        Ok(QuicEndpoint { endpoint, client, shared })
+        Ok(QuicEndpoint {
+            endpoint,
+            client,
+            shared,
+        })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> Result<SocketAddr, QuicError> {
-        self.endpoint.local_addr().map_err(|e| QuicError::Setup(e.to_string()))
+        self.endpoint
+            .local_addr()
+            .map_err(|e| QuicError::Setup(e.to_string()))
     }
 
     /// The counters.
@@ -269,7 +284,8 @@ impl QuicEndpoint {
         &self.shared.stats
     }
 
-    /// Opens an admitted connection to the node at `addr`.
+    /// Opens a connection to the node at `addr`, admitted both ways: this node admitted the peer, and
+    /// the peer answered a `Ping` (it admitted this node).
     pub async fn connect(&self, addr: SocketAddr) -> Result<Peer, QuicError> {
         let connecting = self
             .endpoint
@@ -289,12 +305,37 @@ impl QuicEndpoint {
         match admit(&self.shared, &conn, &key).await {
             Ok(()) => {
                 let _ = admitted_tx.send(Some(true));
-                self.shared.stats.connections_opened.fetch_add(1, Relaxed);
-                Ok(Peer {
+                let peer = Peer {
                     conn,
                     key,
                     shared: self.shared.clone(),
-                })
+                };
+                // The handshake completes on this side before the peer has judged this node's
+                // certificate (and evidence comes after it): wait for the peer's word.
+                match tokio::time::timeout(Duration::from_secs(30), peer.request(Frame::Ping)).await {
+                    Ok(Ok(reply)) if reply.status == 200 => {}
+                    Ok(Ok(reply)) => {
+                        return Err(QuicError::Connect {
+                            addr,
+                            detail: format!("the peer answered the admission check with {}", reply.status),
+                        });
+                    }
+                    Ok(Err(e)) => {
+                        let detail = match peer.conn.close_reason() {
+                            Some(reason) => format!("the peer did not admit this node: {reason}"),
+                            None => format!("the peer did not admit this node: {e}"),
+                        };
+                        return Err(QuicError::Connect { addr, detail });
+                    }
+                    Err(_) => {
+                        return Err(QuicError::Connect {
+                            addr,
+                            detail: "the peer did not admit this node within 30 s".into(),
+                        });
+                    }
+                }
+                self.shared.stats.connections_opened.fetch_add(1, Relaxed);
+                Ok(peer)
             }
             Err(refusal) => {
                 let _ = admitted_tx.send(Some(false));
@@ -310,10 +351,21 @@ impl QuicEndpoint {
     }
 }
 
+impl Drop for QuicEndpoint {
+    /// The accept loop holds the quinn endpoint too: without this, a dropped endpoint would go on
+    /// serving.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 fn peer_key(conn: &Connection) -> Result<[u8; 32], Refusal> {
     let certs = conn
         .peer_identity()
-        .and_then(|id| id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+        .and_then(|id| {
+            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
         .ok_or_else(|| Refusal::new("not_ed25519", "the peer presented no certificate"))?;
     let cert = certs
         .first()
@@ -337,10 +389,16 @@ async fn admit(shared: &Shared, conn: &Connection, key: &[u8; 32]) -> Result<(),
 /// Asks the peer for evidence for a fresh nonce and verifies it.
 async fn attest(shared: &Shared, conn: &Connection, key: &[u8; 32]) -> Result<(), Refusal> {
     let mut nonce = vec![0u8; 32];
-    getrandom::fill(&mut nonce).map_err(|e| Refusal::new("no_evidence", format!("no randomness for a nonce: {e}")))?;
+    getrandom::fill(&mut nonce)
+        .map_err(|e| Refusal::new("no_evidence", format!("no randomness for a nonce: {e}")))?;
     let ask = async {
         let (mut send, mut recv) = conn.open_bi().await.map_err(stream_err)?;
-        write_frames(&shared.stats, &mut send, &[Frame::AttestRequest { nonce: nonce.clone() }]).await?;
+        write_frames(
+            &shared.stats,
+            &mut send,
+            &[Frame::AttestRequest { nonce: nonce.clone() }],
+        )
+        .await?;
         send.finish().map_err(stream_err)?;
         let mut dec = FrameDecoder::new(shared.config.max_frame);
         read_frame(&shared.stats, &mut recv, &mut dec).await
@@ -353,7 +411,10 @@ async fn attest(shared: &Shared, conn: &Connection, key: &[u8; 32]) -> Result<()
         )),
         Ok(Ok(other)) => Err(Refusal::new(
             "no_evidence",
-            format!("the peer answered an evidence request with {:?}", other.map(|f| f.kind())),
+            format!(
+                "the peer answered an evidence request with {:?}",
+                other.map(|f| f.kind())
+            ),
         )),
         Ok(Err(e)) => Err(Refusal::new("no_evidence", format!("asking for evidence: {e}"))),
         Err(_) => Err(Refusal::new("no_evidence", "no evidence within 30 s")),
@@ -436,13 +497,41 @@ async fn serve_stream(
     if !wait_admitted(admitted).await {
         return;
     }
+    if let Frame::Ping = first {
+        let _ = write_frames(
+            &shared.stats,
+            &mut send,
+            &[Frame::Reply {
+                status: 200,
+                body: b"{}".to_vec(),
+            }],
+        )
+        .await;
+        let _ = send.finish();
+        return;
+    }
     let Some(service) = shared.service.clone() else {
         end_with_error(&shared, &mut send, 404, "this endpoint serves no requests").await;
         return;
     };
     let reply = match first {
-        Frame::Subscribe { process, from, credit } => {
-            if let Err(e) = publish(&shared, service.as_ref(), &process, from, credit, &mut send, &mut recv, &mut dec).await {
+        Frame::Subscribe {
+            process,
+            from,
+            credit,
+        } => {
+            if let Err(e) = publish(
+                &shared,
+                service.as_ref(),
+                &process,
+                from,
+                credit,
+                &mut send,
+                &mut recv,
+                &mut dec,
+            )
+            .await
+            {
                 tracing::info!(process = %process, error = %e, "QUIC subscription ended");
                 end_with_error(&shared, &mut send, e.status(), &e).await;
             }
@@ -452,7 +541,13 @@ async fn serve_stream(
         Frame::ResultRequest { process, message } => service.result(process, message).await,
         Frame::DryRunRequest { process, message } => service.dry_run(process, message).await,
         other => {
-            end_with_error(&shared, &mut send, 400, format!("a stream cannot begin with a {} frame", other.kind())).await;
+            end_with_error(
+                &shared,
+                &mut send,
+                400,
+                format!("a stream cannot begin with a {} frame", other.kind()),
+            )
+            .await;
             return;
         }
     };
@@ -471,7 +566,9 @@ async fn serve_stream(
 impl QuicError {
     fn status(&self) -> u16 {
         match self {
-            QuicError::Frame(_) | QuicError::Flow(FlowError::CreditOverflow(_)) | QuicError::Unexpected(_) => 400,
+            QuicError::Frame(_)
+            | QuicError::Flow(FlowError::CreditOverflow(_))
+            | QuicError::Unexpected(_) => 400,
             QuicError::Flow(FlowError::Stalled(_)) => 408,
             QuicError::Remote { code, .. } => *code,
             _ => 500,
@@ -523,7 +620,10 @@ async fn publish(
         let mut pending = false;
         if flow.window() > 0 {
             let max = flow.window().min(PUBLISH_BATCH) as usize;
-            let slots = service.slots(process.to_owned(), flow.next_nonce(), max).await.map_err(remote)?;
+            let slots = service
+                .slots(process.to_owned(), flow.next_nonce(), max)
+                .await
+                .map_err(remote)?;
             if !slots.is_empty() {
                 let mut frames = Vec::with_capacity(slots.len());
                 for s in slots {
@@ -590,7 +690,11 @@ async fn write_frames(stats: &QuicStats, send: &mut SendStream, frames: &[Frame]
 
 /// The next frame on `recv`, `None` at a clean end of the stream. Cancel-safe: bytes read are kept in
 /// `dec`.
-async fn read_frame(stats: &QuicStats, recv: &mut RecvStream, dec: &mut FrameDecoder) -> Result<Option<Frame>, QuicError> {
+async fn read_frame(
+    stats: &QuicStats,
+    recv: &mut RecvStream,
+    dec: &mut FrameDecoder,
+) -> Result<Option<Frame>, QuicError> {
     loop {
         if let Some(f) = dec.next_frame()? {
             stats.frames_received.fetch_add(1, Relaxed);
@@ -667,6 +771,7 @@ impl Peer {
             dec: FrameDecoder::new(self.shared.config.max_frame),
             flow,
             shared: self.shared.clone(),
+            ended: None,
         })
     }
 
@@ -681,7 +786,9 @@ impl Peer {
             Some(Frame::Reply { status, body }) => Ok(Reply { status, body }),
             Some(Frame::Error { code, reason }) => Err(QuicError::Remote { code, reason }),
             Some(other) => Err(QuicError::Unexpected(other.kind())),
-            None => Err(QuicError::Stream("the peer ended the stream without a reply".into())),
+            None => Err(QuicError::Stream(
+                "the peer ended the stream without a reply".into(),
+            )),
         }
     }
 
@@ -716,11 +823,15 @@ pub struct Subscription {
     dec: FrameDecoder,
     flow: Subscriber,
     shared: Arc<Shared>,
+    /// How the subscription ended, held back while the slots decoded before it are delivered.
+    ended: Option<QuicError>,
 }
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription").field("flow", &self.flow).finish_non_exhaustive()
+        f.debug_struct("Subscription")
+            .field("flow", &self.flow)
+            .finish_non_exhaustive()
     }
 }
 
@@ -729,20 +840,22 @@ impl Subscription {
     /// `max`. A duplicate slot (before the subscription's `from`) is skipped; a gap, a slot without
     /// credit or a bad frame is an error and the subscription is over.
     pub async fn next_batch(&mut self, max: usize) -> Result<Vec<Event>, QuicError> {
+        if let Some(e) = self.ended.take() {
+            return Err(e);
+        }
         let mut out = Vec::new();
         loop {
             while out.len() < max.max(1) {
-                let Some(frame) = self.dec.next_frame()? else { break };
-                self.shared.stats.frames_received.fetch_add(1, Relaxed);
-                match frame {
-                    Frame::Slot { nonce, cursor, node } => {
-                        if self.flow.on_slot(nonce)? == Accept::Next {
-                            out.push(Event::Slot(SlotData { nonce, cursor, node }));
-                        }
+                match self.next_buffered() {
+                    Ok(Some(Some(event))) => out.push(event),
+                    Ok(Some(None)) => {}
+                    Ok(None) => break,
+                    // The slots before the end are delivered first; the end comes on the next call.
+                    Err(e) if !out.is_empty() => {
+                        self.ended = Some(e);
+                        return Ok(out);
                     }
-                    Frame::CaughtUp { nonce } => out.push(Event::CaughtUp(nonce)),
-                    Frame::Error { code, reason } => return Err(QuicError::Remote { code, reason }),
-                    other => return Err(QuicError::Unexpected(other.kind())),
+                    Err(e) => return Err(e),
                 }
             }
             if !out.is_empty() {
@@ -750,7 +863,10 @@ impl Subscription {
             }
             match self.recv.read_chunk(256 * 1024, true).await.map_err(stream_err)? {
                 Some(chunk) => {
-                    self.shared.stats.bytes_received.fetch_add(chunk.bytes.len() as u64, Relaxed);
+                    self.shared
+                        .stats
+                        .bytes_received
+                        .fetch_add(chunk.bytes.len() as u64, Relaxed);
                     self.dec.push(&chunk.bytes);
                 }
                 None => {
@@ -758,6 +874,27 @@ impl Subscription {
                     return Err(QuicError::Stream("the publisher ended the subscription".into()));
                 }
             }
+        }
+    }
+
+    /// The next event already received: `None` when more bytes are needed, `Some(None)` for a
+    /// skipped duplicate.
+    fn next_buffered(&mut self) -> Result<Option<Option<Event>>, QuicError> {
+        let Some(frame) = self.dec.next_frame()? else {
+            return Ok(None);
+        };
+        self.shared.stats.frames_received.fetch_add(1, Relaxed);
+        match frame {
+            Frame::Slot { nonce, cursor, node } => Ok(Some(
+                (self.flow.on_slot(nonce)? == Accept::Next).then_some(Event::Slot(SlotData {
+                    nonce,
+                    cursor,
+                    node,
+                })),
+            )),
+            Frame::CaughtUp { nonce } => Ok(Some(Some(Event::CaughtUp(nonce)))),
+            Frame::Error { code, reason } => Err(QuicError::Remote { code, reason }),
+            other => Err(QuicError::Unexpected(other.kind())),
         }
     }
 

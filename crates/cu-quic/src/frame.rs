@@ -89,6 +89,9 @@ mod archive {
             /// JSON body.
             body: Vec<u8>,
         },
+        /// Asks whether the peer admitted this side: answered `Reply { 200 }` once it has; a peer that
+        /// refused closes the connection instead. A client sends it once after connecting.
+        Ping,
         /// Asks the peer for SEV-SNP evidence binding its node key and this nonce.
         AttestRequest {
             /// The verifier's nonce, 1..=64 bytes.
@@ -149,6 +152,7 @@ impl Frame {
             Frame::ResultRequest { .. } => "result_request",
             Frame::DryRunRequest { .. } => "dry_run_request",
             Frame::Reply { .. } => "reply",
+            Frame::Ping => "ping",
             Frame::AttestRequest { .. } => "attest_request",
             Frame::Evidence { .. } => "evidence",
             Frame::Error { .. } => "error",
@@ -159,7 +163,10 @@ impl Frame {
     pub fn check(&self) -> Result<(), FrameError> {
         let id = |what: &str, s: &str| {
             if s.is_empty() || s.len() > MAX_ID {
-                Err(FrameError::Invalid(format!("{what} must be 1..={MAX_ID} bytes, got {}", s.len())))
+                Err(FrameError::Invalid(format!(
+                    "{what} must be 1..={MAX_ID} bytes, got {}",
+                    s.len()
+                )))
             } else {
                 Ok(())
             }
@@ -174,7 +181,9 @@ impl Frame {
                 }
             }
             Frame::Credit { slots } if *slots == 0 || *slots > MAX_CREDIT => {
-                return Err(FrameError::Invalid(format!("credit must be 1..={MAX_CREDIT}, got {slots}")));
+                return Err(FrameError::Invalid(format!(
+                    "credit must be 1..={MAX_CREDIT}, got {slots}"
+                )));
             }
             Frame::Slot { cursor, node, .. } => {
                 id("cursor", cursor)?;
@@ -188,7 +197,9 @@ impl Frame {
             }
             Frame::DryRunRequest { process, .. } => id("process", process)?,
             Frame::AttestRequest { nonce } if nonce.is_empty() || nonce.len() > 64 => {
-                return Err(FrameError::Invalid("an attestation nonce must be 1..=64 bytes".into()));
+                return Err(FrameError::Invalid(
+                    "an attestation nonce must be 1..=64 bytes".into(),
+                ));
             }
             Frame::Forward { item } if item.is_empty() => {
                 return Err(FrameError::Invalid("forward without an item".into()));
@@ -233,28 +244,42 @@ impl Frame {
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Where the unread bytes of `buf` begin (consumed frames are dropped in bulk, not one by one).
+    start: usize,
     max: usize,
 }
 
 impl FrameDecoder {
     /// A decoder refusing frames longer than `max` bytes.
     pub fn new(max: usize) -> FrameDecoder {
-        FrameDecoder { buf: Vec::new(), max }
+        FrameDecoder {
+            buf: Vec::new(),
+            start: 0,
+            max,
+        }
     }
 
     /// Adds received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes buffered and not yet a whole frame.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// The next whole frame, if one is buffered. An error is final: the stream must end.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        let Some(prefix) = self.buf.get(..4) else {
+        let unread = &self.buf[self.start..];
+        let Some(prefix) = unread.get(..4) else {
             return Ok(None);
         };
         let mut len = [0u8; 4];
@@ -266,20 +291,19 @@ impl FrameDecoder {
         if len > self.max {
             return Err(FrameError::Oversized { len, max: self.max });
         }
-        let Some(body) = self.buf.get(4..4 + len) else {
+        let Some(body) = unread.get(4..4 + len) else {
             return Ok(None);
         };
         let frame = Frame::decode_body(body)?;
-        self.buf.drain(..4 + len);
+        self.start += 4 + len;
         Ok(Some(frame))
     }
 
     /// At the end of the stream: an error when a frame was cut off.
     pub fn finish(&self) -> Result<(), FrameError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(FrameError::Truncated(self.buf.len()))
+        match self.buffered() {
+            0 => Ok(()),
+            n => Err(FrameError::Truncated(n)),
         }
     }
 }

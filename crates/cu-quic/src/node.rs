@@ -161,13 +161,124 @@ fn host_of(url: &str) -> Option<String> {
 /// Slots applied per store transaction at most.
 const APPLY_BATCH: usize = 512;
 
-/// A network CU following its remote processes' schedules over QUIC.
-pub struct UpstreamSubscriptions {
-    node: Node,
+/// The QUIC peers of a network node: which SU URL offers QUIC where, and one connection per peer.
+pub struct PeerBook {
     endpoint: Arc<QuicEndpoint>,
     /// QUIC address per SU URL (`None`: the SU does not offer QUIC).
     offers: Mutex<HashMap<String, Option<SocketAddr>>>,
     peers: tokio::sync::Mutex<HashMap<SocketAddr, Peer>>,
+}
+
+impl std::fmt::Debug for PeerBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerBook").finish_non_exhaustive()
+    }
+}
+
+impl PeerBook {
+    /// Peers reached through `endpoint`.
+    pub fn new(endpoint: Arc<QuicEndpoint>) -> Arc<PeerBook> {
+        Arc::new(PeerBook {
+            endpoint,
+            offers: Mutex::default(),
+            peers: tokio::sync::Mutex::default(),
+        })
+    }
+
+    /// The QUIC address the SU at `su_url` offers, asked once per URL (a failed discovery is asked
+    /// again next time).
+    pub async fn offer(&self, su_url: &str) -> Option<SocketAddr> {
+        if let Some(known) = self.offers.lock().unwrap_or_else(|p| p.into_inner()).get(su_url) {
+            return *known;
+        }
+        let url = su_url.to_owned();
+        let found = match tokio::task::spawn_blocking(move || discover(&url)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::info!(su = %su_url, error = %e, "QUIC discovery");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        self.offers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(su_url.to_owned(), found);
+        found
+    }
+
+    /// An open, admitted connection to `addr` (reused while it lives).
+    pub async fn peer(&self, addr: SocketAddr) -> Result<Peer, QuicError> {
+        let mut peers = self.peers.lock().await;
+        if let Some(p) = peers.get(&addr)
+            && !p.is_closed()
+        {
+            return Ok(p.clone());
+        }
+        let p = self.endpoint.connect(addr).await?;
+        peers.insert(addr, p.clone());
+        Ok(p)
+    }
+}
+
+/// The MU's forwarding over QUIC ([`cu_node::ItemTransport`]): an item for a remote SU that offers QUIC
+/// goes as a `Forward` request; otherwise (or when the connection cannot be made) over HTTP.
+pub struct QuicItemTransport {
+    book: Arc<PeerBook>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for QuicItemTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicItemTransport").finish_non_exhaustive()
+    }
+}
+
+impl QuicItemTransport {
+    /// Forwards through `book`'s peers, driving the requests on `runtime` (the MU calls from blocking
+    /// threads).
+    pub fn new(book: Arc<PeerBook>, runtime: tokio::runtime::Handle) -> QuicItemTransport {
+        QuicItemTransport { book, runtime }
+    }
+}
+
+impl cu_node::ItemTransport for QuicItemTransport {
+    fn post_item(&self, su_url: &str, raw: &[u8]) -> Option<Result<Value, NodeError>> {
+        self.runtime.block_on(async {
+            let addr = self.book.offer(su_url).await?;
+            let peer = match self.book.peer(addr).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::info!(su = %su_url, error = %e, "forwarding over HTTP: no QUIC connection");
+                    return None;
+                }
+            };
+            let bad = |status: u16, body: &[u8]| {
+                NodeError::BadGateway(format!(
+                    "the SU at {su_url} answered {status}: {}",
+                    String::from_utf8_lossy(body)
+                ))
+            };
+            match peer.forward(raw.to_vec()).await {
+                Ok(reply) if (200..300).contains(&reply.status) => {
+                    Some(serde_json::from_slice(&reply.body).map_err(|_| bad(reply.status, &reply.body)))
+                }
+                Ok(reply) => Some(Err(bad(reply.status, &reply.body))),
+                Err(QuicError::Remote { code, reason }) => Some(Err(bad(code, reason.as_bytes()))),
+                // The stream failed before an answer: HTTP tries again (the SU schedules an item once).
+                Err(e) => {
+                    tracing::info!(su = %su_url, error = %e, "forwarding over HTTP: the QUIC request failed");
+                    None
+                }
+            }
+        })
+    }
+}
+
+/// A network CU following its remote processes' schedules over QUIC.
+pub struct UpstreamSubscriptions {
+    node: Node,
+    book: Arc<PeerBook>,
     following: Mutex<HashSet<String>>,
 }
 
@@ -180,12 +291,10 @@ impl std::fmt::Debug for UpstreamSubscriptions {
 impl UpstreamSubscriptions {
     /// Starts following every remote process of `node` whose SU offers QUIC, now and as new ones are
     /// read (checked every `scan`).
-    pub fn start(node: Node, endpoint: Arc<QuicEndpoint>, scan: Duration) -> Arc<UpstreamSubscriptions> {
+    pub fn start(node: Node, book: Arc<PeerBook>, scan: Duration) -> Arc<UpstreamSubscriptions> {
         let subs = Arc::new(UpstreamSubscriptions {
             node,
-            endpoint,
-            offers: Mutex::default(),
-            peers: tokio::sync::Mutex::default(),
+            book,
             following: Mutex::default(),
         });
         let me = Arc::downgrade(&subs);
@@ -225,7 +334,7 @@ impl UpstreamSubscriptions {
             let Some((su_url, _)) = blocking(move || node.remote_resume_point(&p)).await? else {
                 continue;
             };
-            let Some(addr) = self.offer(&su_url).await else {
+            let Some(addr) = self.book.offer(&su_url).await else {
                 continue;
             };
             self.following
@@ -236,39 +345,6 @@ impl UpstreamSubscriptions {
             tokio::spawn(async move { me.follow(pid, su_url, addr).await });
         }
         Ok(())
-    }
-
-    async fn offer(&self, su_url: &str) -> Option<SocketAddr> {
-        if let Some(known) = self.offers.lock().unwrap_or_else(|p| p.into_inner()).get(su_url) {
-            return *known;
-        }
-        let url = su_url.to_owned();
-        let found = match tokio::task::spawn_blocking(move || discover(&url)).await {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => {
-                // Asked again on the next scan.
-                tracing::info!(su = %su_url, error = %e, "QUIC discovery");
-                return None;
-            }
-            Err(_) => return None,
-        };
-        self.offers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(su_url.to_owned(), found);
-        found
-    }
-
-    async fn peer(&self, addr: SocketAddr) -> Result<Peer, QuicError> {
-        let mut peers = self.peers.lock().await;
-        if let Some(p) = peers.get(&addr)
-            && !p.is_closed()
-        {
-            return Ok(p.clone());
-        }
-        let p = self.endpoint.connect(addr).await?;
-        peers.insert(addr, p.clone());
-        Ok(p)
     }
 
     async fn follow(self: Arc<Self>, pid: String, su_url: String, addr: SocketAddr) {
@@ -297,7 +373,7 @@ impl UpstreamSubscriptions {
 
     /// One subscription until it ends; `Ok` only when the publisher ends it cleanly.
     async fn follow_once(&self, pid: &str, addr: SocketAddr, from: u64) -> Result<(), String> {
-        let peer = self.peer(addr).await.map_err(|e| e.to_string())?;
+        let peer = self.book.peer(addr).await.map_err(|e| e.to_string())?;
         let mut sub = peer.subscribe(pid, from).await.map_err(|e| e.to_string())?;
         tracing::info!(process = %pid, %addr, from, "following the schedule over QUIC");
         loop {
@@ -325,7 +401,8 @@ impl UpstreamSubscriptions {
                 let n = blocking(move || node.apply_remote_slots(&p, &edges))
                     .await
                     .map_err(|e| e.to_string())?;
-                self.endpoint
+                self.book
+                    .endpoint
                     .stats()
                     .slots_received
                     .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
