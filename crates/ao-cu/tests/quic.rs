@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use common::{Server, http_get, missing, repo, under_ci};
+use common::{Server, http_get, repo};
 
 fn feed(args: &[&str]) -> ExitStatus {
     feed_via(None, args)
@@ -46,6 +46,24 @@ fn node_key(data: &Path, seed: u8) -> String {
     std::fs::write(&path, [seed; 32]).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     cu_attest::NodeKey::from_seed([seed; 32]).keyid()
+}
+
+/// A network CU following `gateway` over QUIC only (no background HTTP catch-up), admitting `key`.
+fn network_cu(gateway: &str, key: &str) -> Vec<String> {
+    [
+        "--roles",
+        "cu",
+        "--gateway",
+        gateway,
+        "--upstream-poll-ms",
+        "0",
+        "--quic-listen",
+        "127.0.0.1:0",
+        "--quic-allow",
+        key,
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 fn metric(server: &Server, name: &str) -> u64 {
@@ -103,11 +121,7 @@ fn stored(data: &Path, pid: &str) -> (u64, u64, u64) {
 
 #[test]
 fn a_network_cu_follows_the_schedule_over_quic_and_resumes_after_a_kill() {
-    if let Some(what) = missing() {
-        if under_ci() {
-            panic!("required for the tests under CI: {what}");
-        }
-        println!("SKIPPED: missing {what}");
+    if !common::ready() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -130,18 +144,8 @@ fn a_network_cu_follows_the_schedule_over_quic_and_resumes_after_a_kill() {
     assert!(feed(&["send", &a.url, state_s, "5"]).success());
     let (pid, first) = messages(&state);
 
-    let b_args = [
-        "--roles",
-        "cu",
-        "--gateway",
-        &a.url,
-        "--upstream-poll-ms",
-        "0",
-        "--quic-listen",
-        "127.0.0.1:0",
-        "--quic-allow",
-        &a_key,
-    ];
+    let b_args = network_cu(&a.url, &a_key);
+    let b_args: Vec<&str> = b_args.iter().map(String::as_str).collect();
     let b = Server::start_with(&b_data, &b_args);
     // The first read brings the process over HTTP; from then on B follows it over QUIC.
     assert_eq!(result(&b, &pid, &first[4]), result(&a, &pid, &first[4]));
@@ -221,11 +225,7 @@ fn a_network_cu_follows_the_schedule_over_quic_and_resumes_after_a_kill() {
 
 #[test]
 fn a_node_refuses_a_quic_peer_whose_key_it_does_not_allow() {
-    if let Some(what) = missing() {
-        if under_ci() {
-            panic!("required for the tests under CI: {what}");
-        }
-        println!("SKIPPED: missing {what}");
+    if !common::ready() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -240,21 +240,9 @@ fn a_node_refuses_a_quic_peer_whose_key_it_does_not_allow() {
     assert!(feed(&["spawn", &a.url, wasm.to_str().unwrap(), state.to_str().unwrap()]).success());
     assert!(feed(&["send", &a.url, state.to_str().unwrap(), "2"]).success());
     let (pid, sent) = messages(&state);
-    let b = Server::start_with(
-        &b_data,
-        &[
-            "--roles",
-            "cu",
-            "--gateway",
-            &a.url,
-            "--upstream-poll-ms",
-            "0",
-            "--quic-listen",
-            "127.0.0.1:0",
-            "--quic-allow",
-            &a_key,
-        ],
-    );
+    let b_args = network_cu(&a.url, &a_key);
+    let b_args: Vec<&str> = b_args.iter().map(String::as_str).collect();
+    let b = Server::start_with(&b_data, &b_args);
     // B still computes over HTTP; its QUIC connection is refused and counted on A.
     assert_eq!(result(&b, &pid, &sent[1]), result(&a, &pid, &sent[1]));
     eventually("A refusing B", Duration::from_secs(30), || {
@@ -265,11 +253,7 @@ fn a_node_refuses_a_quic_peer_whose_key_it_does_not_allow() {
 
 #[test]
 fn an_mu_forwards_messages_and_spawns_to_the_scheduling_su_over_quic() {
-    if let Some(what) = missing() {
-        if under_ci() {
-            panic!("required for the tests under CI: {what}");
-        }
-        println!("SKIPPED: missing {what}");
+    if !common::ready() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

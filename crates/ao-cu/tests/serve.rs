@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus};
 
 mod common;
-use common::{Server, http_get, missing, repo, under_ci};
+use common::{Server, http_get, repo};
 
 /// `GET /` publishes the key in the data directory; recorded results verify under it; no TEE here.
 fn check_attestation(url: &str, data: &Path, state: &Path) -> String {
@@ -66,11 +66,7 @@ fn node_script(args: &[&str]) -> ExitStatus {
 
 #[test]
 fn aoconnect_against_serve_and_restart() {
-    if let Some(what) = missing() {
-        if under_ci() {
-            panic!("required for the tests under CI: {what}");
-        }
-        println!("SKIPPED: missing {what}");
+    if !common::ready() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -33,6 +33,19 @@ pub fn missing() -> Option<String> {
     None
 }
 
+/// Whether the test can run: what it needs is here. Without it the test is SKIPPED (`false`), or fails
+/// under CI.
+pub fn ready() -> bool {
+    match missing() {
+        None => true,
+        Some(what) if under_ci() => panic!("required for the tests under CI: {what}"),
+        Some(what) => {
+            println!("SKIPPED: missing {what}");
+            false
+        }
+    }
+}
+
 pub struct Server {
     pub child: Child,
     pub url: String,
