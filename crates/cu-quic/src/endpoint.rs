@@ -163,6 +163,9 @@ fn stream_err(e: impl std::fmt::Display) -> QuicError {
     QuicError::Stream(e.to_string())
 }
 
+/// UDP socket buffers asked for, each way.
+const SOCKET_BUFFER: usize = 4 << 20;
+
 /// Per-endpoint state shared by its connections.
 struct Shared {
     config: QuicConfig,
@@ -207,6 +210,12 @@ impl QuicEndpoint {
     ) -> Result<QuicEndpoint, QuicError> {
         let socket = std::net::UdpSocket::bind(addr)
             .map_err(|e| QuicError::Setup(format!("binding UDP {addr}: {e}")))?;
+        // The kernel's default buffers (about 200 KiB) drop datagrams of a publisher's burst on
+        // loopback, which quinn then retransmits; ask for more (the kernel may grant less).
+        if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
+            let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
+            let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
+        }
         let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
         let socket = runtime
             .wrap_udp_socket(socket)
@@ -615,15 +624,23 @@ async fn publish(
         code: r.status,
         reason: String::from_utf8_lossy(&r.body).into_owned(),
     };
+    // The next batch, read from the service while the previous one is written. Only a non-empty one is
+    // kept: an empty read may predate a slot whose bell is marked seen below.
+    let mut prefetched: Option<Vec<SlotData>> = None;
     loop {
         bell.borrow_and_update();
         let mut pending = false;
         if flow.window() > 0 {
-            let max = flow.window().min(PUBLISH_BATCH) as usize;
-            let slots = service
-                .slots(process.to_owned(), flow.next_nonce(), max)
-                .await
-                .map_err(remote)?;
+            let slots = match prefetched.take() {
+                Some(slots) => slots,
+                None => {
+                    let max = flow.window().min(PUBLISH_BATCH) as usize;
+                    service
+                        .slots(process.to_owned(), flow.next_nonce(), max)
+                        .await
+                        .map_err(remote)?
+                }
+            };
             if !slots.is_empty() {
                 let mut frames = Vec::with_capacity(slots.len());
                 for s in slots {
@@ -635,7 +652,17 @@ async fn publish(
                     });
                 }
                 let n = frames.len() as u64;
-                write_frames(&shared.stats, send, &frames).await?;
+                let max = flow.window().min(PUBLISH_BATCH) as usize;
+                if max > 0 {
+                    let (written, next) = tokio::join!(
+                        write_frames(&shared.stats, send, &frames),
+                        service.slots(process.to_owned(), flow.next_nonce(), max)
+                    );
+                    written?;
+                    prefetched = Some(next.map_err(remote)?).filter(|s| !s.is_empty());
+                } else {
+                    write_frames(&shared.stats, send, &frames).await?;
+                }
                 shared.stats.slots_published.fetch_add(n, Relaxed);
                 told_caught_up = false;
                 continue;
@@ -859,21 +886,48 @@ impl Subscription {
                 }
             }
             if !out.is_empty() {
-                return Ok(out);
+                if out.len() >= max || !self.pull_ready()? {
+                    return Ok(out);
+                }
+                continue;
             }
-            match self.recv.read_chunk(256 * 1024, true).await.map_err(stream_err)? {
-                Some(chunk) => {
-                    self.shared
-                        .stats
-                        .bytes_received
-                        .fetch_add(chunk.bytes.len() as u64, Relaxed);
-                    self.dec.push(&chunk.bytes);
+            // Everything already received, in one go (a chunk is about one packet).
+            let mut chunks: [bytes::Bytes; 64] = std::array::from_fn(|_| bytes::Bytes::new());
+            match self.recv.read_chunks(&mut chunks).await.map_err(stream_err)? {
+                Some(n) => {
+                    for c in &chunks[..n] {
+                        self.shared.stats.bytes_received.fetch_add(c.len() as u64, Relaxed);
+                        self.dec.push(c);
+                    }
                 }
                 None => {
                     self.dec.finish()?;
                     return Err(QuicError::Stream("the publisher ended the subscription".into()));
                 }
             }
+        }
+    }
+
+    /// Takes whatever the stream has received without waiting; whether there was any. An end of the
+    /// stream is left for the next waiting read.
+    fn pull_ready(&mut self) -> Result<bool, QuicError> {
+        let mut chunks: [bytes::Bytes; 64] = std::array::from_fn(|_| bytes::Bytes::new());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // `read_chunks` is cancel-safe: a pending poll that is dropped loses nothing.
+        let polled = {
+            let read = std::pin::pin!(self.recv.read_chunks(&mut chunks));
+            read.poll(&mut cx)
+        };
+        match polled {
+            std::task::Poll::Ready(Ok(Some(n))) if n > 0 => {
+                for c in &chunks[..n] {
+                    self.shared.stats.bytes_received.fetch_add(c.len() as u64, Relaxed);
+                    self.dec.push(c);
+                }
+                Ok(true)
+            }
+            std::task::Poll::Ready(Err(e)) => Err(stream_err(e)),
+            _ => Ok(false),
         }
     }
 
