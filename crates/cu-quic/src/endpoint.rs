@@ -896,7 +896,10 @@ impl Subscription {
             match self.recv.read_chunks(&mut chunks).await.map_err(stream_err)? {
                 Some(n) => {
                     for c in &chunks[..n] {
-                        self.shared.stats.bytes_received.fetch_add(c.len() as u64, Relaxed);
+                        self.shared
+                            .stats
+                            .bytes_received
+                            .fetch_add(c.len() as u64, Relaxed);
                         self.dec.push(c);
                     }
                 }
@@ -921,7 +924,10 @@ impl Subscription {
         match polled {
             std::task::Poll::Ready(Ok(Some(n))) if n > 0 => {
                 for c in &chunks[..n] {
-                    self.shared.stats.bytes_received.fetch_add(c.len() as u64, Relaxed);
+                    self.shared
+                        .stats
+                        .bytes_received
+                        .fetch_add(c.len() as u64, Relaxed);
                     self.dec.push(c);
                 }
                 Ok(true)
