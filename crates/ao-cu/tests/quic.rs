@@ -210,6 +210,11 @@ fn a_network_cu_follows_the_schedule_over_quic_and_resumes_after_a_kill() {
     for m in &sent {
         assert_eq!(result(&b, &pid, m), result(&a, &pid, m), "message {m}");
     }
+    // A read that syncs when the process is stale (`GET /state`) does not ask the SU either: the
+    // publisher's CaughtUp heartbeats keep the followed process fresh.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, _, _) = http_get(&b.url, &format!("/state/{pid}"));
+    assert_eq!(status, 200);
     assert_eq!(
         metric(&b, "ao_cu_upstream_pages_total"),
         0,

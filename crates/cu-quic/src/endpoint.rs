@@ -92,6 +92,9 @@ pub struct QuicConfig {
     pub idle_timeout: Duration,
     /// Slots a subscription keeps granted.
     pub window: u32,
+    /// An idle publisher repeats `CaughtUp` this often, so its subscriber knows it is current (a network
+    /// CU then answers reads without asking the SU over HTTP).
+    pub heartbeat: Duration,
 }
 
 impl std::fmt::Debug for QuicConfig {
@@ -116,6 +119,7 @@ impl QuicConfig {
             stall_after: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             window: 1024,
+            heartbeat: Duration::from_millis(250),
         }
     }
 }
@@ -489,11 +493,19 @@ async fn serve_stream(
     };
     shared.stats.stream(first.kind());
     if let Frame::AttestRequest { nonce } = &first {
-        let answer = match &shared.config.evidence {
-            Some(source) => match source(nonce) {
-                Ok(json) => Frame::Evidence { json },
-                Err(e) => Frame::Error { code: 503, reason: e },
-            },
+        let answer = match shared.config.evidence.clone() {
+            // A firmware call, maybe a certificate fetch: off the async workers.
+            Some(source) => {
+                let nonce = nonce.clone();
+                match tokio::task::spawn_blocking(move || source(&nonce)).await {
+                    Ok(Ok(json)) => Frame::Evidence { json },
+                    Ok(Err(e)) => Frame::Error { code: 503, reason: e },
+                    Err(e) => Frame::Error {
+                        code: 500,
+                        reason: format!("the evidence task failed: {e}"),
+                    },
+                }
+            }
             None => Frame::Error {
                 code: 503,
                 reason: "no TEE: this node has no evidence".into(),
@@ -701,6 +713,8 @@ async fn publish(
                 None => return Ok(()),
             },
             () = tokio::time::sleep(stall_in.unwrap_or(Duration::from_secs(3600))), if stall_in.is_some() => {}
+            // Idle and caught up: look again and say so again, so the subscriber knows it is current.
+            () = tokio::time::sleep(shared.config.heartbeat), if told_caught_up => told_caught_up = false,
         }
     }
 }
