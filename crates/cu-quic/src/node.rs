@@ -235,43 +235,63 @@ impl std::fmt::Debug for QuicItemTransport {
 }
 
 impl QuicItemTransport {
-    /// Forwards through `book`'s peers, driving the requests on `runtime` (the MU calls from blocking
-    /// threads).
+    /// Forwards through `book`'s peers, driving the requests on `runtime`.
     pub fn new(book: Arc<PeerBook>, runtime: tokio::runtime::Handle) -> QuicItemTransport {
         QuicItemTransport { book, runtime }
     }
 }
 
+/// How long the MU waits for a forward over QUIC before it posts over HTTP instead.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl cu_node::ItemTransport for QuicItemTransport {
     fn post_item(&self, su_url: &str, raw: &[u8]) -> Option<Result<Value, NodeError>> {
-        self.runtime.block_on(async {
-            let addr = self.book.offer(su_url).await?;
-            let peer = match self.book.peer(addr).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::info!(su = %su_url, error = %e, "forwarding over HTTP: no QUIC connection");
-                    return None;
-                }
-            };
-            let bad = |status: u16, body: &[u8]| {
-                NodeError::BadGateway(format!(
-                    "the SU at {su_url} answered {status}: {}",
-                    String::from_utf8_lossy(body)
-                ))
-            };
-            match peer.forward(raw.to_vec()).await {
-                Ok(reply) if (200..300).contains(&reply.status) => {
-                    Some(serde_json::from_slice(&reply.body).map_err(|_| bad(reply.status, &reply.body)))
-                }
-                Ok(reply) => Some(Err(bad(reply.status, &reply.body))),
-                Err(QuicError::Remote { code, reason }) => Some(Err(bad(code, reason.as_bytes()))),
-                // The stream failed before an answer: HTTP tries again (the SU schedules an item once).
-                Err(e) => {
-                    tracing::info!(su = %su_url, error = %e, "forwarding over HTTP: the QUIC request failed");
-                    None
-                }
+        // Driven on the runtime and waited for here (not `block_on`, which must not run on a thread
+        // that is inside the runtime).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let book = self.book.clone();
+        let su = su_url.to_owned();
+        let raw = raw.to_vec();
+        self.runtime.spawn(async move {
+            let _ = tx.send(forward(&book, &su, raw).await);
+        });
+        match rx.recv_timeout(FORWARD_TIMEOUT) {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::info!(su = %su_url, "forwarding over HTTP: no QUIC answer in time");
+                None
             }
-        })
+        }
+    }
+}
+
+/// A `Forward` request to the SU at `su_url`: `None` when it cannot be made (HTTP is used).
+async fn forward(book: &PeerBook, su_url: &str, raw: Vec<u8>) -> Option<Result<Value, NodeError>> {
+    let addr = book.offer(su_url).await?;
+    let peer = match book.peer(addr).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(su = %su_url, error = %e, "forwarding over HTTP: no QUIC connection");
+            return None;
+        }
+    };
+    let bad = |status: u16, body: &[u8]| {
+        NodeError::BadGateway(format!(
+            "the SU at {su_url} answered {status}: {}",
+            String::from_utf8_lossy(body)
+        ))
+    };
+    match peer.forward(raw).await {
+        Ok(reply) if (200..300).contains(&reply.status) => {
+            Some(serde_json::from_slice(&reply.body).map_err(|_| bad(reply.status, &reply.body)))
+        }
+        Ok(reply) => Some(Err(bad(reply.status, &reply.body))),
+        Err(QuicError::Remote { code, reason }) => Some(Err(bad(code, reason.as_bytes()))),
+        // The stream failed before an answer: HTTP tries again (the SU schedules an item once).
+        Err(e) => {
+            tracing::info!(su = %su_url, error = %e, "forwarding over HTTP: the QUIC request failed");
+            None
+        }
     }
 }
 
