@@ -27,6 +27,29 @@ impl Node {
         to: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Value, NodeError> {
+        let (records, more) = self.su_page(process_id, from, to, limit)?;
+        Ok(wire::page_json(&records, more)?)
+    }
+
+    /// [`Node::su_messages`] as the JSON text the route sends, written without a `Value` tree.
+    pub fn su_messages_text(
+        &self,
+        process_id: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<u8>, NodeError> {
+        let (records, more) = self.su_page(process_id, from, to, limit)?;
+        Ok(wire::page_text(&records, more)?)
+    }
+
+    fn su_page(
+        &self,
+        process_id: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<cu_store::schedule::ScheduleRecord>, bool), NodeError> {
         self.known_process(process_id)?;
         let num = |s: Option<&str>, what: &str| -> Result<Option<u64>, NodeError> {
             s.filter(|s| !s.is_empty())
@@ -42,7 +65,7 @@ impl Node {
             .page(process_id, from, to, limit + 1)?;
         let more = records.len() > limit;
         records.truncate(limit);
-        Ok(wire::page_json(&records, more)?)
+        Ok((records, more))
     }
 
     /// Up to `max` slots of `process_id` from nonce `from`, in nonce order, as a pushed schedule (the
@@ -82,8 +105,7 @@ impl Node {
             if r.nonce != from + i as u64 {
                 break;
             }
-            let node = serde_json::to_vec(&wire::message_node(r)?)
-                .map_err(|e| NodeError::Internal(format!("encoding slot {}: {e}", r.nonce)))?;
+            let node = wire::message_node_text(r)?;
             out.push((r.nonce, r.timestamp.to_string(), node));
         }
         Ok(out)

@@ -79,12 +79,103 @@ pub fn assignment_json(item: &DataItem) -> Value {
 
 /// `{message, assignment}` of one assignment (`message` null for an assignment of an existing message).
 pub fn message_node(r: &ScheduleRecord) -> Result<Value, SchedError> {
+    let (assignment, message) = parsed(r)?;
+    serde_json::to_value(NodeOut::of(&assignment, message.as_ref()))
+        .map_err(|e| SchedError::Invalid(format!("encoding slot {}: {e}", r.nonce)))
+}
+
+/// [`message_node`] as JSON text, written straight from the data items (no `Value` tree): what the SU
+/// routes and the QUIC publisher send.
+pub fn message_node_text(r: &ScheduleRecord) -> Result<Vec<u8>, SchedError> {
+    let (assignment, message) = parsed(r)?;
+    serde_json::to_vec(&NodeOut::of(&assignment, message.as_ref()))
+        .map_err(|e| SchedError::Invalid(format!("encoding slot {}: {e}", r.nonce)))
+}
+
+fn parsed(r: &ScheduleRecord) -> Result<(DataItem, Option<DataItem>), SchedError> {
     let assignment = parse(&r.assignment)?;
-    let message = match &r.message {
-        Some(raw) => message_json(&parse(raw)?),
-        None => Value::Null,
-    };
-    Ok(json!({"message": message, "assignment": assignment_json(&assignment)}))
+    let message = r.message.as_deref().map(parse).transpose()?;
+    Ok((assignment, message))
+}
+
+/// The wire shapes as structs, in the SU's field order: one definition for the text and the `Value`.
+#[derive(serde::Serialize)]
+struct OwnerOut {
+    address: String,
+    key: String,
+}
+
+impl OwnerOut {
+    fn of(item: &DataItem) -> OwnerOut {
+        OwnerOut {
+            address: URL_SAFE_NO_PAD.encode(Sha256::digest(item.owner())),
+            key: item.owner_b64url(),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct TagOut<'a> {
+    name: &'a str,
+    value: &'a str,
+}
+
+fn tags_out(item: &DataItem) -> Vec<TagOut<'_>> {
+    item.tags()
+        .iter()
+        .map(|(n, v)| TagOut { name: n, value: v })
+        .collect()
+}
+
+#[derive(serde::Serialize)]
+struct MessageOut<'a> {
+    id: String,
+    owner: OwnerOut,
+    data: Option<String>,
+    tags: Vec<TagOut<'a>>,
+    signature: String,
+    anchor: Option<String>,
+    target: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct AssignmentOut<'a> {
+    id: String,
+    owner: OwnerOut,
+    tags: Vec<TagOut<'a>>,
+    signature: String,
+    anchor: Option<String>,
+    target: String,
+}
+
+#[derive(serde::Serialize)]
+struct NodeOut<'a> {
+    message: Option<MessageOut<'a>>,
+    assignment: AssignmentOut<'a>,
+}
+
+impl<'a> NodeOut<'a> {
+    fn of(assignment: &'a DataItem, message: Option<&'a DataItem>) -> NodeOut<'a> {
+        NodeOut {
+            message: message.map(|m| MessageOut {
+                id: m.id(),
+                owner: OwnerOut::of(m),
+                data: data_if_string(m),
+                tags: tags_out(m),
+                signature: m.signature_b64url(),
+                anchor: anchor_of(m),
+                target: m.target(),
+            }),
+            assignment: AssignmentOut {
+                id: assignment.id(),
+                owner: OwnerOut::of(assignment),
+                tags: tags_out(assignment),
+                signature: assignment.signature_b64url(),
+                anchor: anchor_of(assignment),
+                target: assignment.target().unwrap_or_default(),
+            },
+        }
+    }
 }
 
 /// `ProcessInner` of a process from its nonce-0 assignment.
@@ -119,15 +210,98 @@ pub fn process_json(r: &ScheduleRecord) -> Result<Value, SchedError> {
 
 /// A page `{page_info: {has_next_page}, edges: [{node, cursor}]}`; the cursor is the timestamp.
 pub fn page_json(records: &[ScheduleRecord], has_next_page: bool) -> Result<Value, SchedError> {
-    let edges = records
-        .iter()
-        .map(|r| Ok(json!({"node": message_node(r)?, "cursor": r.timestamp.to_string()})))
-        .collect::<Result<Vec<Value>, SchedError>>()?;
-    Ok(json!({"page_info": {"has_next_page": has_next_page}, "edges": edges}))
+    let text = page_text(records, has_next_page)?;
+    serde_json::from_slice(&text).map_err(|e| SchedError::Invalid(format!("re-reading a page: {e}")))
+}
+
+/// [`page_json`] as JSON text, each node written by [`message_node_text`].
+pub fn page_text(records: &[ScheduleRecord], has_next_page: bool) -> Result<Vec<u8>, SchedError> {
+    let mut out = Vec::with_capacity(records.len() * 4096 + 64);
+    out.extend_from_slice(b"{\"page_info\":{\"has_next_page\":");
+    out.extend_from_slice(if has_next_page { b"true" } else { b"false" });
+    out.extend_from_slice(b"},\"edges\":[");
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"node\":");
+        out.extend(message_node_text(r)?);
+        out.extend_from_slice(b",\"cursor\":\"");
+        out.extend_from_slice(r.timestamp.to_string().as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 /// `GET /timestamp`: `{timestamp, block_height}`, both strings as the SU sends them
 /// (`servers/su` `flows::timestamp`: milliseconds, and the height left-padded to 12 digits).
 pub fn timestamp_json(now: u64) -> Value {
     json!({"timestamp": now.to_string(), "block_height": format!("{:0>12}", block_height(now))})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wallet() -> cu_ans104::Wallet {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cu-ans104/tests/oracle/test-jwk.json");
+        cu_ans104::Wallet::from_jwk_json(&std::fs::read_to_string(p).unwrap_or_default())
+            .unwrap_or_else(|e| unreachable!("test wallet: {e}"))
+    }
+
+    fn record(message: Option<Vec<u8>>, assignment: Vec<u8>, nonce: u64) -> ScheduleRecord {
+        ScheduleRecord {
+            process_id: "p".into(),
+            nonce,
+            epoch: 0,
+            message_id: "m".into(),
+            assignment_id: "a".into(),
+            timestamp: 1_700_000_000_000 + nonce,
+            block_height: 1,
+            hash_chain: "h".into(),
+            pos: nonce + 1,
+            assignment,
+            message,
+        }
+    }
+
+    /// The struct-written text is the `Value` the SU shapes were built as before, field for field and in
+    /// the same order, for a message with an anchor and binary data, and for an assignment of an
+    /// existing message (`message` null).
+    #[test]
+    fn the_written_text_is_the_value_shape() -> Result<(), Box<dyn std::error::Error>> {
+        let w = wallet();
+        let anchor = [7u8; 32];
+        let msg = w.sign_data_item(
+            b"\xff\x00binary",
+            &[("Action", "Eval"), ("Ünï", "cödé \"q\"")],
+            Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            Some(&anchor),
+        )?;
+        let asg = w.sign_data_item(b"", &[("Process", "p"), ("Nonce", "1")], None, None)?;
+        let with = record(Some(msg.clone()), asg.clone(), 1);
+        let without = record(None, asg.clone(), 2);
+        for r in [&with, &without] {
+            let old = json!({
+                "message": r.message.as_deref().map(parse).transpose()?.map_or(Value::Null, |m| message_json(&m)),
+                "assignment": assignment_json(&parse(&r.assignment)?),
+            });
+            let text = message_node_text(r)?;
+            assert_eq!(String::from_utf8(text.clone())?, old.to_string());
+            assert_eq!(message_node(r)?, old);
+        }
+        let page = page_text(&[with.clone(), without.clone()], true)?;
+        let old = json!({"page_info": {"has_next_page": true}, "edges": [
+            {"node": message_node(&with)?, "cursor": with.timestamp.to_string()},
+            {"node": message_node(&without)?, "cursor": without.timestamp.to_string()},
+        ]});
+        assert_eq!(String::from_utf8(page)?, old.to_string());
+        assert_eq!(
+            page_json(&[], false)?,
+            json!({"page_info": {"has_next_page": false}, "edges": []})
+        );
+        Ok(())
+    }
 }

@@ -175,6 +175,16 @@ pub(crate) fn json_ok(value: &Value) -> Response {
     json_response(StatusCode::OK, value.to_string())
 }
 
+/// A 200 with JSON text already written.
+pub(crate) fn json_bytes_ok(body: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
 /// A 200 JSON result for message `position` of `process_id`, with `extra` headers; signed (RFC 9421,
 /// `docs/attestation.md` §2.6) when the node has a key. Signing is one SHA-256 over the body and one
 /// ed25519 signature (~25 µs for a small result), cheap enough for the async worker.

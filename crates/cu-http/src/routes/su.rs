@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::get;
 use cu_node::NodeError;
 
-use super::{AppState, Reply, Shared, blocking, json_ok};
+use super::{AppState, Reply, Shared, blocking, json_bytes_ok, json_ok};
 use crate::query::{Query, SuPageParams};
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
@@ -48,18 +48,18 @@ async fn su_read(
 ) -> Reply {
     let node = state.node.clone();
     let asked = id.clone();
-    let value = blocking(move || {
+    let text = blocking(move || {
         if let Some(pid) = pid.as_deref().filter(|p| *p != id) {
             match node.su_message(&id, pid) {
                 Err(NodeError::NotFound(_)) => {}
-                other => return other,
+                other => return other.map(|v| v.to_string().into_bytes()),
             }
         }
-        node.su_messages(&id, from.as_deref(), to.as_deref(), limit)
+        node.su_messages_text(&id, from.as_deref(), to.as_deref(), limit)
     })
     .await;
-    match value {
-        Ok(value) => Ok(json_ok(&value)),
+    match text {
+        Ok(text) => Ok(json_bytes_ok(text)),
         Err(e) if e.status() == axum::http::StatusCode::NOT_FOUND && state.config.roles.gateway => {
             super::gateway::data(&state, asked, &headers).await
         }
