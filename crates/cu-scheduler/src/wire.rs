@@ -16,19 +16,13 @@ fn parse(raw: &[u8]) -> Result<DataItem, SchedError> {
 
 /// `{address, key}`: the SU's owner (address = base64url(sha256(owner key bytes))).
 pub fn owner_json(item: &DataItem) -> Value {
-    json!({
-        "address": URL_SAFE_NO_PAD.encode(Sha256::digest(item.owner())),
-        "key": item.owner_b64url(),
-    })
+    as_value(&OwnerOut::of(item))
 }
 
-fn tags_json(item: &DataItem) -> Value {
-    Value::Array(
-        item.tags()
-            .iter()
-            .map(|(n, v)| json!({"name": n, "value": v}))
-            .collect(),
-    )
+/// A wire struct as a `Value`. Every field is a string, a list or an option of them, which always
+/// serializes, so the error arm cannot happen.
+fn as_value(v: &impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or_default()
 }
 
 /// The anchor as the SU shows it: the anchor bytes as UTF-8, `None` when empty or not UTF-8.
@@ -45,36 +39,12 @@ pub fn data_if_string(item: &DataItem) -> Option<String> {
 
 /// `MessageInner`.
 pub fn message_json(item: &DataItem) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), item.id().into());
-    m.insert("owner".into(), owner_json(item));
-    m.insert(
-        "data".into(),
-        data_if_string(item).map_or(Value::Null, Value::String),
-    );
-    m.insert("tags".into(), tags_json(item));
-    m.insert("signature".into(), item.signature_b64url().into());
-    m.insert(
-        "anchor".into(),
-        anchor_of(item).map_or(Value::Null, Value::String),
-    );
-    m.insert("target".into(), item.target().map_or(Value::Null, Value::String));
-    Value::Object(m)
+    as_value(&MessageOut::of(item))
 }
 
 /// `AssignmentInner`.
 pub fn assignment_json(item: &DataItem) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), item.id().into());
-    m.insert("owner".into(), owner_json(item));
-    m.insert("tags".into(), tags_json(item));
-    m.insert("signature".into(), item.signature_b64url().into());
-    m.insert(
-        "anchor".into(),
-        anchor_of(item).map_or(Value::Null, Value::String),
-    );
-    m.insert("target".into(), Value::String(item.target().unwrap_or_default()));
-    Value::Object(m)
+    as_value(&AssignmentOut::of(item))
 }
 
 /// `{message, assignment}` of one assignment (`message` null for an assignment of an existing message).
@@ -154,26 +124,38 @@ struct NodeOut<'a> {
     assignment: AssignmentOut<'a>,
 }
 
+impl<'a> MessageOut<'a> {
+    fn of(m: &'a DataItem) -> MessageOut<'a> {
+        MessageOut {
+            id: m.id(),
+            owner: OwnerOut::of(m),
+            data: data_if_string(m),
+            tags: tags_out(m),
+            signature: m.signature_b64url(),
+            anchor: anchor_of(m),
+            target: m.target(),
+        }
+    }
+}
+
+impl<'a> AssignmentOut<'a> {
+    fn of(a: &'a DataItem) -> AssignmentOut<'a> {
+        AssignmentOut {
+            id: a.id(),
+            owner: OwnerOut::of(a),
+            tags: tags_out(a),
+            signature: a.signature_b64url(),
+            anchor: anchor_of(a),
+            target: a.target().unwrap_or_default(),
+        }
+    }
+}
+
 impl<'a> NodeOut<'a> {
     fn of(assignment: &'a DataItem, message: Option<&'a DataItem>) -> NodeOut<'a> {
         NodeOut {
-            message: message.map(|m| MessageOut {
-                id: m.id(),
-                owner: OwnerOut::of(m),
-                data: data_if_string(m),
-                tags: tags_out(m),
-                signature: m.signature_b64url(),
-                anchor: anchor_of(m),
-                target: m.target(),
-            }),
-            assignment: AssignmentOut {
-                id: assignment.id(),
-                owner: OwnerOut::of(assignment),
-                tags: tags_out(assignment),
-                signature: assignment.signature_b64url(),
-                anchor: anchor_of(assignment),
-                target: assignment.target().unwrap_or_default(),
-            },
+            message: message.map(MessageOut::of),
+            assignment: AssignmentOut::of(assignment),
         }
     }
 }
@@ -193,7 +175,7 @@ pub fn process_json(r: &ScheduleRecord) -> Result<Value, SchedError> {
     m.insert("process_id".into(), item.id().into());
     m.insert("block".into(), block.into());
     m.insert("owner".into(), owner_json(&item));
-    m.insert("tags".into(), tags_json(&item));
+    m.insert("tags".into(), as_value(&tags_out(&item)));
     m.insert("timestamp".into(), r.timestamp.into());
     m.insert(
         "data".into(),
@@ -251,6 +233,55 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("test wallet: {e}"))
     }
 
+    // The shapes as they were built before the structs (`Map` inserts in the SU's order): the oracle.
+    fn old_owner(item: &DataItem) -> Value {
+        json!({
+            "address": URL_SAFE_NO_PAD.encode(Sha256::digest(item.owner())),
+            "key": item.owner_b64url(),
+        })
+    }
+
+    fn old_tags(item: &DataItem) -> Value {
+        Value::Array(
+            item.tags()
+                .iter()
+                .map(|(n, v)| json!({"name": n, "value": v}))
+                .collect(),
+        )
+    }
+
+    fn old_message(item: &DataItem) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), item.id().into());
+        m.insert("owner".into(), old_owner(item));
+        m.insert(
+            "data".into(),
+            data_if_string(item).map_or(Value::Null, Value::String),
+        );
+        m.insert("tags".into(), old_tags(item));
+        m.insert("signature".into(), item.signature_b64url().into());
+        m.insert(
+            "anchor".into(),
+            anchor_of(item).map_or(Value::Null, Value::String),
+        );
+        m.insert("target".into(), item.target().map_or(Value::Null, Value::String));
+        Value::Object(m)
+    }
+
+    fn old_assignment(item: &DataItem) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), item.id().into());
+        m.insert("owner".into(), old_owner(item));
+        m.insert("tags".into(), old_tags(item));
+        m.insert("signature".into(), item.signature_b64url().into());
+        m.insert(
+            "anchor".into(),
+            anchor_of(item).map_or(Value::Null, Value::String),
+        );
+        m.insert("target".into(), Value::String(item.target().unwrap_or_default()));
+        Value::Object(m)
+    }
+
     fn record(message: Option<Vec<u8>>, assignment: Vec<u8>, nonce: u64) -> ScheduleRecord {
         ScheduleRecord {
             process_id: "p".into(),
@@ -285,12 +316,18 @@ mod tests {
         let without = record(None, asg.clone(), 2);
         for r in [&with, &without] {
             let old = json!({
-                "message": r.message.as_deref().map(parse).transpose()?.map_or(Value::Null, |m| message_json(&m)),
-                "assignment": assignment_json(&parse(&r.assignment)?),
+                "message": r.message.as_deref().map(parse).transpose()?.map_or(Value::Null, |m| old_message(&m)),
+                "assignment": old_assignment(&parse(&r.assignment)?),
             });
             let text = message_node_text(r)?;
             assert_eq!(String::from_utf8(text.clone())?, old.to_string());
             assert_eq!(message_node(r)?, old);
+            let a = parse(&r.assignment)?;
+            assert_eq!(assignment_json(&a).to_string(), old_assignment(&a).to_string());
+            assert_eq!(owner_json(&a).to_string(), old_owner(&a).to_string());
+            if let Some(m) = r.message.as_deref().map(parse).transpose()? {
+                assert_eq!(message_json(&m).to_string(), old_message(&m).to_string());
+            }
         }
         let page = page_text(&[with.clone(), without.clone()], true)?;
         let old = json!({"page_info": {"has_next_page": true}, "edges": [
