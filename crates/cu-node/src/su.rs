@@ -83,25 +83,17 @@ impl Node {
                 "this node does not schedule processes".into(),
             ));
         }
-        let reads = self.inner.scheduler.reads();
-        let after = match from.checked_sub(1) {
-            None => None,
-            Some(prev) => match reads.by_nonce(process_id, prev)? {
-                Some(r) => Some(r.timestamp),
-                None => {
-                    self.known_process(process_id)?;
-                    return Ok(Vec::new());
-                }
-            },
-        };
-        let records = reads.page(process_id, after, None, max.clamp(1, 5000))?;
-        if records.is_empty() && after.is_none() {
+        let records = self
+            .inner
+            .scheduler
+            .reads()
+            .from_nonce(process_id, from, max.clamp(1, 5000))?;
+        if records.is_empty() {
             self.known_process(process_id)?;
         }
         let mut out = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
-            // Timestamps increase with nonces on this scheduler; a record out of that order ends the
-            // batch rather than sending a gap.
+            // A missing nonce ends the batch rather than sending a gap.
             if r.nonce != from + i as u64 {
                 break;
             }

@@ -115,6 +115,12 @@ pub struct UpstreamCursor {
 const SCHEDULE_COLS: &str = "process_id, nonce, epoch, message_id, assignment_id, timestamp, block_height, \
                              hash_chain, pos, assignment, message";
 
+/// [`ScheduleReads::page`]'s condition and order (see there why by timestamp).
+pub(crate) const PAGE_BY_TIMESTAMP: &str =
+    "WHERE process_id = ?1 AND timestamp > ?2 AND timestamp <= ?3 ORDER BY timestamp LIMIT ?4";
+/// [`ScheduleReads::from_nonce`]'s condition and order.
+pub(crate) const PAGE_BY_NONCE: &str = "WHERE process_id = ?1 AND nonce >= ?2 ORDER BY nonce LIMIT ?3";
+
 fn get_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
     let v: i64 = row.get(idx)?;
     u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
@@ -434,6 +440,21 @@ impl ScheduleReads {
         })
     }
 
+    /// Up to `limit` assignments of a process from nonce `from` on, ascending (a walk of the primary key).
+    pub fn from_nonce(
+        &self,
+        process_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("reading assignments from a nonce", |c| {
+            c.prepare_cached(&format!("SELECT {SCHEDULE_COLS} FROM schedule {PAGE_BY_NONCE}"))?
+                .query_map(params![process_id, to_i64(from), limit], schedule_row)?
+                .collect()
+        })
+    }
+
     /// The (first) assignment of a message on a process.
     pub fn by_message(
         &self,
@@ -462,6 +483,11 @@ impl ScheduleReads {
     }
 
     /// Up to `limit` assignments of a process with `after < timestamp <= upto`, ascending.
+    ///
+    /// Ordered by timestamp, which is nonce order: the scheduler gives every assignment a timestamp
+    /// greater than the previous one's. So SQLite walks `schedule_by_timestamp` and stops after `limit`
+    /// rows; `ORDER BY nonce` here sorted every later assignment of the process (blobs included) in a
+    /// temporary B-tree for each page, which made reading a long schedule quadratic.
     pub fn page(
         &self,
         process_id: &str,
@@ -474,8 +500,7 @@ impl ScheduleReads {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read("reading a page of assignments", |c| {
             c.prepare_cached(&format!(
-                "SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 AND timestamp > ?2 \
-                 AND timestamp <= ?3 ORDER BY nonce LIMIT ?4"
+                "SELECT {SCHEDULE_COLS} FROM schedule {PAGE_BY_TIMESTAMP}"
             ))?
             .query_map(params![process_id, after, upto, limit], schedule_row)?
             .collect()

@@ -1245,6 +1245,42 @@ fn a_failing_write_in_a_group_does_not_undo_the_others() {
 }
 
 #[test]
+fn schedule_pages_walk_an_index_without_sorting() {
+    // Regression: `ORDER BY nonce` under a timestamp range made SQLite sort every later assignment of the
+    // process (blobs included) in a temporary B-tree for each page: reading a schedule was quadratic.
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    for (sql, args, index) in [
+        (
+            crate::schedule::PAGE_BY_TIMESTAMP,
+            vec![
+                rusqlite::types::Value::Text("p".into()),
+                0.into(),
+                i64::MAX.into(),
+                10.into(),
+            ],
+            "schedule_by_timestamp",
+        ),
+        (
+            crate::schedule::PAGE_BY_NONCE,
+            vec![rusqlite::types::Value::Text("p".into()), 0.into(), 10.into()],
+            "sqlite_autoindex_schedule_1",
+        ),
+    ] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN SELECT * FROM schedule {sql}"))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|d| d.contains(index)), "{sql}: {plan:?}");
+        assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{sql}: {plan:?}");
+    }
+}
+
+#[test]
 fn lookups_by_message_use_the_message_indexes() {
     // Regression: `ORDER BY pos` made SQLite scan every row of the process through the primary key.
     let dir = tempfile::tempdir().unwrap();
