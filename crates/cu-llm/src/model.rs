@@ -1,0 +1,777 @@
+//! The integer forward pass of a Llama-architecture model (SmolLM2-135M), one token at a time with a
+//! KV cache. Every operation is fixed-point integer arithmetic, specified in `docs/llm.md`; the logits
+//! are i32 in Q16 ([`LOGIT_Q`]) and the next token is their [`argmax`] (lowest index on ties).
+//!
+//! Number formats (Qn = scaled by 2^n): residual stream Q14 ([`RESID_Q`]), RMSNorm outputs Q20
+//! ([`NORM_Q`]), every other activation (q, k, v, attention output, FFN gate/up/product, logits) Q16
+//! ([`ACT_Q`]); weight scales, norm weights Q24 ([`W_Q`]); RoPE cos/sin Q30; softmax weights Q24.
+
+use crate::fixed::{self, Exp, FixedError, Trig, rshift_round, rshift_round_i128, sat_i32};
+use crate::gguf::{GgmlType, GgufFile, MetaValue};
+use crate::quant::{BLOCK, QMatrix, QuantError, QuantVec, W_Q};
+
+/// Fraction bits of the residual stream.
+pub const RESID_Q: u32 = 14;
+/// Fraction bits of RMSNorm outputs.
+pub const NORM_Q: u32 = 20;
+/// Fraction bits of the other activations, the KV cache and the logits.
+pub const ACT_Q: u32 = 16;
+/// Fraction bits of the logits.
+pub const LOGIT_Q: u32 = ACT_Q;
+/// |q|, |k| after RoPE are clamped below this (2048.0 in Q16), which bounds each score's i64 sum.
+pub const QK_CLAMP: i32 = 1 << 27;
+/// Positions of V summed in i64 before the partial sum is carried into i128 (bounds the i64 sum).
+const V_CHUNK: usize = 128;
+/// The largest head dimension supported.
+pub const MAX_HEAD_DIM: usize = 256;
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A metadata key the model needs is absent or has the wrong type.
+    #[error("GGUF metadata {0:?} missing or not of the expected type")]
+    Metadata(String),
+    /// The architecture is not one this forward pass implements.
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+    /// The hyperparameters are inconsistent.
+    #[error("inconsistent model hyperparameters: {0}")]
+    Hyperparameters(String),
+    /// A tensor is absent.
+    #[error("tensor {0:?} missing")]
+    MissingTensor(String),
+    /// A tensor's shape does not match the hyperparameters.
+    #[error("tensor {name:?} has shape {found:?}, {expected:?} expected")]
+    TensorShape {
+        /// The tensor.
+        name: String,
+        /// Its dims in the file.
+        found: Vec<u64>,
+        /// The dims the metadata implies.
+        expected: Vec<u64>,
+    },
+    /// A tensor's type is not supported where it is used.
+    #[error("tensor {name:?} has type {ty:?}, which is not supported here")]
+    TensorType {
+        /// The tensor.
+        name: String,
+        /// Its type.
+        ty: GgmlType,
+    },
+    /// A quantised weight could not be converted.
+    #[error("tensor {name:?}: {source}")]
+    Weights {
+        /// The tensor.
+        name: String,
+        /// The reason.
+        source: QuantError,
+    },
+    /// A floating-point value in the file could not be converted to fixed point.
+    #[error("{what}: {source}")]
+    Value {
+        /// The tensor or metadata key.
+        what: String,
+        /// The reason.
+        source: FixedError,
+    },
+    /// The requested context is zero or longer than the model's.
+    #[error("context of {requested} tokens requested; the model supports 1 to {max}")]
+    BadContext {
+        /// The requested length.
+        requested: usize,
+        /// The model's context length.
+        max: usize,
+    },
+    /// The cache is full: the sequence would exceed the configured context.
+    #[error("context full: {0} tokens is the configured maximum")]
+    ContextFull(usize),
+    /// A token id is not in the vocabulary.
+    #[error("token id {token} out of range (vocabulary of {vocab})")]
+    TokenOutOfRange {
+        /// The token.
+        token: u32,
+        /// The vocabulary size.
+        vocab: usize,
+    },
+    /// A matrix-vector product's operands do not match (an internal inconsistency).
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+    /// A worker thread of a parallel matrix-vector product panicked (a bug).
+    #[error("a matrix-vector worker thread failed")]
+    Worker,
+    /// The logits buffer has the wrong length.
+    #[error("logits buffer of {found} values, {expected} needed")]
+    LogitsLength {
+        /// Its length.
+        found: usize,
+        /// The vocabulary size.
+        expected: usize,
+    },
+}
+
+/// The model's hyperparameters, read from the GGUF metadata and checked against the tensors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Width of the residual stream.
+    pub n_embd: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (grouped-query attention: query head `h` reads KV head `h / (n_head / n_head_kv)`).
+    pub n_head_kv: usize,
+    /// Dimension of one head (`n_embd / n_head`, which the RoPE dimension must equal).
+    pub head_dim: usize,
+    /// Hidden width of the feed-forward network.
+    pub n_ff: usize,
+    /// Vocabulary size.
+    pub n_vocab: usize,
+    /// The model's trained context length.
+    pub context_length: usize,
+    /// IEEE bits of the RoPE base (`llama.rope.freq_base`).
+    pub rope_base_bits: u32,
+    /// IEEE bits of the RMSNorm epsilon.
+    pub rms_eps_bits: u32,
+}
+
+struct Layer {
+    attn_norm: Vec<i32>,
+    wq: QMatrix,
+    wk: QMatrix,
+    wv: QMatrix,
+    wo: QMatrix,
+    ffn_norm: Vec<i32>,
+    gate: QMatrix,
+    up: QMatrix,
+    down: QMatrix,
+}
+
+/// A loaded model: weights converted to integers, plus the fixed tables of the forward pass.
+pub struct Model {
+    cfg: ModelConfig,
+    embd: QMatrix,
+    /// The output head: `output.weight` or, when absent (tied), `token_embd.weight`.
+    output: Option<QMatrix>,
+    out_norm: Vec<i32>,
+    layers: Vec<Layer>,
+    /// RoPE inverse frequencies in Q62.
+    inv_freq: Vec<i128>,
+    /// RMSNorm epsilon in Q60.
+    eps_q60: u128,
+    /// `log2(head_dim) / 2`: the score scale `1/sqrt(head_dim)` is this right shift.
+    score_shift: u32,
+    trig: Trig,
+    exp: Exp,
+    /// Threads of the matrix-vector products.
+    threads: usize,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn meta_u64(f: &GgufFile, key: &str) -> Result<u64, ModelError> {
+    f.metadata(key)
+        .and_then(MetaValue::as_u64)
+        .ok_or_else(|| ModelError::Metadata(key.to_owned()))
+}
+
+fn meta_usize(f: &GgufFile, key: &str) -> Result<usize, ModelError> {
+    let v = meta_u64(f, key)?;
+    usize::try_from(v)
+        .ok()
+        .filter(|&v| v > 0 && v <= 1 << 24)
+        .ok_or_else(|| ModelError::Hyperparameters(format!("{key} = {v}")))
+}
+
+fn meta_f32_bits(f: &GgufFile, key: &str) -> Result<u32, ModelError> {
+    f.metadata(key)
+        .and_then(MetaValue::as_f32_bits)
+        .ok_or_else(|| ModelError::Metadata(key.to_owned()))
+}
+
+fn tensor<'a>(
+    f: &'a GgufFile,
+    name: &str,
+    dims: &[usize],
+) -> Result<(&'a crate::gguf::TensorInfo, &'a [u8]), ModelError> {
+    let (info, bytes) = f
+        .tensor(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_owned()))?;
+    let expected: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+    if info.dims != expected {
+        return Err(ModelError::TensorShape {
+            name: name.to_owned(),
+            found: info.dims.clone(),
+            expected,
+        });
+    }
+    Ok((info, bytes))
+}
+
+/// A weight matrix of `rows` outputs by `cols` inputs (GGUF dims `[cols, rows]`).
+fn matrix(f: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<QMatrix, ModelError> {
+    let (info, bytes) = tensor(f, name, &[cols, rows])?;
+    QMatrix::from_ggml(info.ggml_type, rows, cols, bytes).map_err(|source| match source {
+        QuantError::UnsupportedType(ty) => ModelError::TensorType {
+            name: name.to_owned(),
+            ty,
+        },
+        source => ModelError::Weights {
+            name: name.to_owned(),
+            source,
+        },
+    })
+}
+
+/// An F32 vector of `n` values in Q24 (rounded half away from zero; |v| < 128).
+fn norm_weight(f: &GgufFile, name: &str, n: usize) -> Result<Vec<i32>, ModelError> {
+    let (info, bytes) = tensor(f, name, &[n])?;
+    if info.ggml_type != GgmlType::F32 {
+        return Err(ModelError::TensorType {
+            name: name.to_owned(),
+            ty: info.ggml_type,
+        });
+    }
+    bytes
+        .chunks_exact(4)
+        .map(|c| {
+            let bits = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            fixed::f32_to_fixed_i32(bits, W_Q).map_err(|source| ModelError::Value {
+                what: name.to_owned(),
+                source,
+            })
+        })
+        .collect()
+}
+
+impl Model {
+    /// Loads a Llama-architecture model from a GGUF file, checking every tensor's shape and type against
+    /// the metadata. Matrices may be Q4_1 or Q8_0; norm weights must be F32.
+    pub fn from_gguf(f: &GgufFile) -> Result<Model, ModelError> {
+        let arch = f
+            .metadata("general.architecture")
+            .and_then(MetaValue::as_str)
+            .ok_or_else(|| ModelError::Metadata("general.architecture".into()))?;
+        if arch != "llama" {
+            return Err(ModelError::Unsupported(format!(
+                "architecture {arch:?} (only \"llama\")"
+            )));
+        }
+        let n_layer = meta_usize(f, "llama.block_count")?;
+        let n_embd = meta_usize(f, "llama.embedding_length")?;
+        let n_head = meta_usize(f, "llama.attention.head_count")?;
+        let n_head_kv = meta_usize(f, "llama.attention.head_count_kv")?;
+        let n_ff = meta_usize(f, "llama.feed_forward_length")?;
+        let context_length = meta_usize(f, "llama.context_length")?;
+        let rope_base_bits = meta_f32_bits(f, "llama.rope.freq_base")?;
+        let rms_eps_bits = meta_f32_bits(f, "llama.attention.layer_norm_rms_epsilon")?;
+        let bad = |s: String| Err(ModelError::Hyperparameters(s));
+        if !n_embd.is_multiple_of(n_head) || !n_head.is_multiple_of(n_head_kv) {
+            return bad(format!("{n_embd} wide, {n_head} heads, {n_head_kv} KV heads"));
+        }
+        let head_dim = n_embd / n_head;
+        let rope_dim = match f.metadata("llama.rope.dimension_count") {
+            None => head_dim,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| ModelError::Metadata("llama.rope.dimension_count".into()))?
+                as usize,
+        };
+        if rope_dim != head_dim {
+            return Err(ModelError::Unsupported(format!(
+                "RoPE on {rope_dim} of {head_dim} head dimensions"
+            )));
+        }
+        let score_shift = head_dim.trailing_zeros() / 2;
+        if !head_dim.is_power_of_two() || head_dim.trailing_zeros() % 2 != 0 {
+            return Err(ModelError::Unsupported(format!(
+                "head dimension {head_dim} (a power of 4 is needed)"
+            )));
+        }
+        if head_dim > MAX_HEAD_DIM {
+            return Err(ModelError::Unsupported(format!(
+                "head dimension {head_dim} (at most {MAX_HEAD_DIM})"
+            )));
+        }
+        if !n_embd.is_multiple_of(BLOCK) || !n_ff.is_multiple_of(BLOCK) || head_dim < 2 {
+            return bad(format!("widths {n_embd} and {n_ff} must be multiples of {BLOCK}"));
+        }
+        if let Some(v) = f.metadata("llama.rope.scaling.type").and_then(MetaValue::as_str)
+            && v != "none"
+        {
+            return Err(ModelError::Unsupported(format!("RoPE scaling {v:?}")));
+        }
+        let (emb_info, _) = f
+            .tensor("token_embd.weight")
+            .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
+        let n_vocab = emb_info.dims.get(1).copied().unwrap_or(0) as usize;
+        if let Some(v) = f.metadata("llama.vocab_size") {
+            let v = v
+                .as_u64()
+                .ok_or_else(|| ModelError::Metadata("llama.vocab_size".into()))?;
+            if v != n_vocab as u64 {
+                return bad(format!("llama.vocab_size {v} but token_embd has {n_vocab} rows"));
+            }
+        }
+        if n_vocab == 0 || n_vocab > u32::MAX as usize {
+            return bad(format!("vocabulary of {n_vocab}"));
+        }
+        let embd = matrix(f, "token_embd.weight", n_vocab, n_embd)?;
+        let output = match f.tensor("output.weight") {
+            Some(_) => Some(matrix(f, "output.weight", n_vocab, n_embd)?),
+            None => None,
+        };
+        let out_norm = norm_weight(f, "output_norm.weight", n_embd)?;
+        let kv = n_head_kv * head_dim;
+        let mut layers = Vec::new(); // not with_capacity: n_layer comes from the file
+        for i in 0..n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            layers.push(Layer {
+                attn_norm: norm_weight(f, &n("attn_norm"), n_embd)?,
+                wq: matrix(f, &n("attn_q"), n_embd, n_embd)?,
+                wk: matrix(f, &n("attn_k"), kv, n_embd)?,
+                wv: matrix(f, &n("attn_v"), kv, n_embd)?,
+                wo: matrix(f, &n("attn_output"), n_embd, n_embd)?,
+                ffn_norm: norm_weight(f, &n("ffn_norm"), n_embd)?,
+                gate: matrix(f, &n("ffn_gate"), n_ff, n_embd)?,
+                up: matrix(f, &n("ffn_up"), n_ff, n_embd)?,
+                down: matrix(f, &n("ffn_down"), n_embd, n_ff)?,
+            });
+        }
+        let inv_freq = fixed::rope_inv_freq_q62(rope_base_bits, head_dim)
+            .ok_or_else(|| ModelError::Hyperparameters("RoPE base must be finite and > 1".into()))?;
+        let eps = fixed::f32_to_fixed(rms_eps_bits, 60).map_err(|source| ModelError::Value {
+            what: "layer_norm_rms_epsilon".into(),
+            source,
+        })?;
+        if eps < 0 {
+            return bad("negative RMSNorm epsilon".into());
+        }
+        let cfg = ModelConfig {
+            n_layer,
+            n_embd,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_ff,
+            n_vocab,
+            context_length,
+            rope_base_bits,
+            rms_eps_bits,
+        };
+        Ok(Model {
+            cfg,
+            embd,
+            output,
+            out_norm,
+            layers,
+            inv_freq,
+            eps_q60: eps as u128,
+            score_shift,
+            trig: Trig::new(),
+            exp: Exp::new(),
+            threads: 1,
+        })
+    }
+
+    /// Uses `n` threads (at least 1) for the matrix-vector products: the rows of each product are split
+    /// between them. Results are identical for every `n` (each row is computed by the same code).
+    pub fn set_threads(&mut self, n: usize) {
+        self.threads = n.clamp(1, 64);
+    }
+
+    /// The number of threads of the matrix-vector products.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// An empty KV cache for sequences of up to `max_context` tokens (1 to the model's context length).
+    /// Its memory grows with the sequence: `2 · n_layer · n_head_kv · head_dim · 4` bytes per token.
+    pub fn new_cache(&self, max_context: usize) -> Result<KvCache, ModelError> {
+        if max_context == 0 || max_context > self.cfg.context_length {
+            return Err(ModelError::BadContext {
+                requested: max_context,
+                max: self.cfg.context_length,
+            });
+        }
+        let c = &self.cfg;
+        Ok(KvCache {
+            max_context,
+            len: 0,
+            k: vec![Vec::new(); c.n_layer],
+            v: vec![Vec::new(); c.n_layer],
+            s: Scratch {
+                x: vec![0; c.n_embd],
+                h: vec![0; c.n_embd],
+                q: vec![0; c.n_embd],
+                k: vec![0; c.n_head_kv * c.head_dim],
+                v: vec![0; c.n_head_kv * c.head_dim],
+                att: vec![0; c.n_embd],
+                o: vec![0; c.n_embd],
+                gate: vec![0; c.n_ff],
+                up: vec![0; c.n_ff],
+                qv: QuantVec::default(),
+                scores: Vec::new(),
+                weights: Vec::new(),
+                totals: Vec::new(),
+                acc: Vec::new(),
+                wide: Vec::new(),
+                rope: vec![(0, 0); c.head_dim / 2],
+            },
+        })
+    }
+
+    /// Runs one token at the cache's next position, appends its keys and values to the cache and writes
+    /// the next-token logits (Q16, `n_vocab` values) into `logits`.
+    pub fn forward(&self, cache: &mut KvCache, token: u32, logits: &mut [i32]) -> Result<(), ModelError> {
+        let c = &self.cfg;
+        if token as usize >= c.n_vocab {
+            return Err(ModelError::TokenOutOfRange {
+                token,
+                vocab: c.n_vocab,
+            });
+        }
+        if logits.len() != c.n_vocab {
+            return Err(ModelError::LogitsLength {
+                found: logits.len(),
+                expected: c.n_vocab,
+            });
+        }
+        if cache.len >= cache.max_context {
+            return Err(ModelError::ContextFull(cache.max_context));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present. The same integer code, compiled with AVX2 enabled so that its
+            // loops vectorise wider; integer results do not depend on the instructions chosen.
+            return unsafe { self.forward_avx2(cache, token, logits) };
+        }
+        self.forward_unchecked(cache, token, logits)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn forward_avx2(
+        &self,
+        cache: &mut KvCache,
+        token: u32,
+        logits: &mut [i32],
+    ) -> Result<(), ModelError> {
+        self.forward_unchecked(cache, token, logits)
+    }
+
+    /// The forward pass after `forward`'s checks (token, logits length, context).
+    #[inline(always)]
+    fn forward_unchecked(
+        &self,
+        cache: &mut KvCache,
+        token: u32,
+        logits: &mut [i32],
+    ) -> Result<(), ModelError> {
+        let c = &self.cfg;
+        let pos = cache.len;
+        let s = &mut cache.s;
+        self.embd.row_fixed(token as usize, RESID_Q, &mut s.x);
+        for (f, cs) in self.inv_freq.iter().zip(s.rope.iter_mut()) {
+            *cs = self.trig.cos_sin_q30(pos as i128 * f);
+        }
+        let kvd = c.n_head_kv * c.head_dim;
+        for (li, l) in self.layers.iter().enumerate() {
+            // Attention.
+            self.rms_norm(&s.x, &l.attn_norm, &mut s.h);
+            s.qv.quantize(&s.h);
+            let shift = W_Q + NORM_Q - ACT_Q;
+            par_matvec(
+                self.threads,
+                &s.qv,
+                &mut [
+                    (&l.wq, shift, &mut s.q),
+                    (&l.wk, shift, &mut s.k),
+                    (&l.wv, shift, &mut s.v),
+                ],
+            )?;
+            rope(&mut s.q, &s.rope);
+            rope(&mut s.k, &s.rope);
+            let kc = &mut cache.k[li];
+            let vc = &mut cache.v[li];
+            kc.extend_from_slice(&s.k);
+            vc.extend_from_slice(&s.v);
+            let t_len = pos + 1;
+            let group = c.n_head / c.n_head_kv;
+            let hd = c.head_dim;
+            // Per KV head, its `group` query heads together: each cached k and v row is read once.
+            for g in 0..c.n_head_kv {
+                let qs = &s.q[g * group * hd..][..group * hd];
+                s.scores.clear();
+                s.scores.resize(group * t_len, 0);
+                for t in 0..t_len {
+                    let kt = &kc[t * kvd + g * hd..][..hd];
+                    for (hh, qh) in qs.chunks_exact(hd).enumerate() {
+                        let dot: i64 = qh
+                            .iter()
+                            .zip(kt)
+                            .map(|(&a, &b)| i64::from(a) * i64::from(b))
+                            .sum();
+                        s.scores[hh * t_len + t] = rshift_round(dot, ACT_Q + self.score_shift);
+                    }
+                }
+                s.weights.clear();
+                s.weights.resize(group * t_len, 0);
+                s.totals.clear();
+                for (sc, ws) in s
+                    .scores
+                    .chunks_exact(t_len)
+                    .zip(s.weights.chunks_exact_mut(t_len))
+                {
+                    let mx = sc.iter().copied().max().unwrap_or(0);
+                    let mut total = 0u64;
+                    for (w, &v) in ws.iter_mut().zip(sc) {
+                        *w = rshift_round(i64::from(self.exp.exp_neg_q16(mx - v)), 30 - 24) as u32;
+                        total += u64::from(*w);
+                    }
+                    s.totals.push(total);
+                }
+                s.acc.clear();
+                s.acc.resize(group * hd, 0);
+                s.wide.clear();
+                s.wide.resize(group * hd, 0);
+                for start in (0..t_len).step_by(V_CHUNK) {
+                    for t in start..(start + V_CHUNK).min(t_len) {
+                        let vt = &vc[t * kvd + g * hd..][..hd];
+                        for (hh, acc) in s.acc.chunks_exact_mut(hd).enumerate() {
+                            let w = i64::from(s.weights[hh * t_len + t]);
+                            for (a, &v) in acc.iter_mut().zip(vt) {
+                                *a += w * i64::from(v);
+                            }
+                        }
+                    }
+                    for (wd, a) in s.wide.iter_mut().zip(s.acc.iter_mut()) {
+                        *wd += i128::from(*a);
+                        *a = 0;
+                    }
+                }
+                let out = &mut s.att[g * group * hd..][..group * hd];
+                for (hh, (o, num)) in out.chunks_exact_mut(hd).zip(s.wide.chunks_exact(hd)).enumerate() {
+                    let total = i128::from(s.totals[hh]);
+                    for (o, &n) in o.iter_mut().zip(num) {
+                        *o = sat_i32(div_round(n, total) as i64);
+                    }
+                }
+            }
+            s.qv.quantize(&s.att);
+            par_matvec(
+                self.threads,
+                &s.qv,
+                &mut [(&l.wo, W_Q + ACT_Q - RESID_Q, &mut s.o)],
+            )?;
+            for (x, &o) in s.x.iter_mut().zip(&s.o) {
+                *x = x.saturating_add(o);
+            }
+            // Feed-forward (SwiGLU).
+            self.rms_norm(&s.x, &l.ffn_norm, &mut s.h);
+            s.qv.quantize(&s.h);
+            par_matvec(
+                self.threads,
+                &s.qv,
+                &mut [(&l.gate, shift, &mut s.gate), (&l.up, shift, &mut s.up)],
+            )?;
+            for (g, &u) in s.gate.iter_mut().zip(&s.up) {
+                let silu = self.exp.silu_q16(*g);
+                *g = sat_i32(rshift_round(i64::from(silu) * i64::from(u), ACT_Q));
+            }
+            s.qv.quantize(&s.gate);
+            par_matvec(
+                self.threads,
+                &s.qv,
+                &mut [(&l.down, W_Q + ACT_Q - RESID_Q, &mut s.o)],
+            )?;
+            for (x, &o) in s.x.iter_mut().zip(&s.o) {
+                *x = x.saturating_add(o);
+            }
+        }
+        self.rms_norm(&s.x, &self.out_norm, &mut s.h);
+        s.qv.quantize(&s.h);
+        let head = self.output.as_ref().unwrap_or(&self.embd);
+        par_matvec(self.threads, &s.qv, &mut [(head, W_Q + NORM_Q - LOGIT_Q, logits)])?;
+        cache.len += 1;
+        Ok(())
+    }
+
+    /// RMSNorm: `x` in Q14, `w` in Q24, `y` in Q20.
+    /// `ss = Σ x_j²` (u128), `V = floor(ss · 2^32 / n) + eps_q60` (Q60), `r = max(1, isqrt(V))` (Q30),
+    /// `inv = (2^74 + r/2) / r` (1/rms in Q44), `z_j = rshift_round(x_j · inv, 32)` (Q26, i128),
+    /// `y_j = sat_i32(rshift_round(z_j · w_j, 30))` (i128).
+    #[inline(always)]
+    fn rms_norm(&self, x: &[i32], w: &[i32], y: &mut [i32]) {
+        let ss: u128 = x
+            .iter()
+            .map(|&v| u128::from(v.unsigned_abs()) * u128::from(v.unsigned_abs()))
+            .sum();
+        let v = (ss << 32) / x.len() as u128 + self.eps_q60;
+        let r = fixed::isqrt_u128(v).max(1);
+        let inv = ((1u128 << 74) + r / 2) / r;
+        let inv = inv as i128;
+        for ((o, &xv), &wv) in y.iter_mut().zip(x).zip(w) {
+            let z = rshift_round_i128(i128::from(xv) * inv, 32);
+            let yv = rshift_round_i128(z * i128::from(wv), 30);
+            *o = yv.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32;
+        }
+    }
+}
+
+/// One matrix-vector product of a parallel region: matrix, output shift, output.
+type Job<'a> = (&'a QMatrix, u32, &'a mut [i32]);
+/// A run of a job's rows: matrix, output shift, first row, outputs.
+type Run<'a> = (&'a QMatrix, u32, usize, &'a mut [i32]);
+
+/// Runs `jobs` on the same input `x`, with the rows of every job split into `threads` runs (multiples of
+/// 4 rows) computed on as many scoped threads (the caller's thread takes the first run of each).
+fn par_matvec(threads: usize, x: &QuantVec, jobs: &mut [Job<'_>]) -> Result<(), ModelError> {
+    let mut parts: Vec<Vec<Run<'_>>> = (0..threads).map(|_| Vec::new()).collect();
+    for (w, shift, y) in jobs.iter_mut() {
+        if y.len() != w.rows() {
+            w.matvec(x, *shift, y)?; // the size error
+        }
+        let per = y.len().div_ceil(threads).next_multiple_of(4).max(4);
+        let mut first = 0;
+        for (t, chunk) in y.chunks_mut(per).enumerate() {
+            let n = chunk.len();
+            parts[t].push((*w, *shift, first, chunk));
+            first += n;
+        }
+    }
+    let run = |part: Vec<Run<'_>>| -> Result<(), QuantError> {
+        for (w, shift, first, y) in part {
+            w.matvec_rows(x, shift, first, y)?;
+        }
+        Ok(())
+    };
+    let mut parts = parts.into_iter();
+    let mine = parts.next().unwrap_or_default();
+    if threads <= 1 {
+        return Ok(run(mine)?);
+    }
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = parts
+            .filter(|p| !p.is_empty())
+            .map(|p| sc.spawn(move || run(p)))
+            .collect();
+        let mut result = run(mine).map_err(ModelError::from);
+        for h in handles {
+            let r = h
+                .join()
+                .map_err(|_| ModelError::Worker)
+                .and_then(|r| r.map_err(ModelError::from));
+            result = result.and(r);
+        }
+        result
+    })
+}
+
+/// `floor(num / den + 1/2)` for `den > 0` (halves towards +∞).
+fn div_round(num: i128, den: i128) -> i128 {
+    (2 * num + den).div_euclid(2 * den)
+}
+
+/// Rotates adjacent pairs `(x[2i], x[2i+1])` of every head by `(cos, sin)` of pair `i` (Q30):
+/// `x0' = rshift_round(x0·c − x1·s, 30)`, `x1' = rshift_round(x0·s + x1·c, 30)` (i64), then clamps to
+/// `±(QK_CLAMP − 1)`.
+#[inline(always)]
+fn rope(x: &mut [i32], cs: &[(i32, i32)]) {
+    let hd = cs.len() * 2;
+    for head in x.chunks_exact_mut(hd) {
+        for (pair, &(c, s)) in head.chunks_exact_mut(2).zip(cs) {
+            let (x0, x1) = (i64::from(pair[0]), i64::from(pair[1]));
+            let (c, s) = (i64::from(c), i64::from(s));
+            let lim = i64::from(QK_CLAMP - 1);
+            pair[0] = rshift_round(x0 * c - x1 * s, 30).clamp(-lim, lim) as i32;
+            pair[1] = rshift_round(x0 * s + x1 * c, 30).clamp(-lim, lim) as i32;
+        }
+    }
+}
+
+/// The lowest index of the largest logit (0 for an empty slice).
+pub fn argmax(logits: &[i32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+struct Scratch {
+    x: Vec<i32>,
+    h: Vec<i32>,
+    q: Vec<i32>,
+    k: Vec<i32>,
+    v: Vec<i32>,
+    att: Vec<i32>,
+    o: Vec<i32>,
+    gate: Vec<i32>,
+    up: Vec<i32>,
+    qv: QuantVec,
+    scores: Vec<i64>,
+    weights: Vec<u32>,
+    totals: Vec<u64>,
+    acc: Vec<i64>,
+    wide: Vec<i128>,
+    rope: Vec<(i32, i32)>,
+}
+
+/// The keys and values of the tokens run so far (i32, Q16, after RoPE for the keys), plus the forward
+/// pass's scratch buffers.
+pub struct KvCache {
+    max_context: usize,
+    len: usize,
+    k: Vec<Vec<i32>>,
+    v: Vec<Vec<i32>>,
+    s: Scratch,
+}
+
+impl std::fmt::Debug for KvCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvCache")
+            .field("len", &self.len)
+            .field("max_context", &self.max_context)
+            .finish()
+    }
+}
+
+impl KvCache {
+    /// Tokens run so far (the position of the next one).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no token has been run yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The configured maximum sequence length.
+    pub fn max_context(&self) -> usize {
+        self.max_context
+    }
+
+    /// Forgets every token (keeps the memory).
+    pub fn clear(&mut self) {
+        self.len = 0;
+        for v in self.k.iter_mut().chain(self.v.iter_mut()) {
+            v.clear();
+        }
+    }
+}
