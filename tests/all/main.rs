@@ -6,6 +6,7 @@ mod abi;
 mod engine;
 mod fork;
 mod limits;
+mod llm;
 mod loading;
 mod lua;
 mod restore;

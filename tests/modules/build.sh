@@ -3,7 +3,7 @@
 #   lua-process.wasm          our Lua 5.3.6 test process (tests/modules/lua/), format wasm32-unknown-emscripten2
 #   lua-process-metered.wasm  the same sources built without SIMD (mvp/lua-process-mvp.wasm), pre-metered with
 #                             @permaweb/wasm-metering 0.2.2 (i32 metering.usegas), which cannot parse SIMD
-#   tensor-infer.wasm, weavedrive-probe.wasm: by tensor/build.sh and drive/build.sh (called at the end)
+#   tensor-infer.wasm, llm-generate.wasm, weavedrive-probe.wasm: by tensor/build.sh, llm/build.sh and drive/build.sh (called at the end)
 # Needs: Debian's emscripten 3.1.6 (emcc), wabt (wasm-objdump), cargo (to fetch lua-src from crates.io),
 # node + npm (the metering step uses tests/oracle's pinned packages; `npm ci` runs when they are missing).
 # Incremental: each step is skipped when its outputs are newer than its inputs. FORCE=1 rebuilds everything.
@@ -251,4 +251,5 @@ else
 fi
 log "done: $wasm $metered"
 "$here/tensor/build.sh"
+"$here/llm/build.sh"
 "$here/drive/build.sh"

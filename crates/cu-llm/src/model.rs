@@ -99,6 +99,14 @@ pub enum ModelError {
     /// A worker thread of a parallel matrix-vector product panicked (a bug).
     #[error("a matrix-vector worker thread failed")]
     Worker,
+    /// A caller's KV slab has the wrong length for its capacity.
+    #[error("KV slab of {found} values, {expected} needed")]
+    SlabLength {
+        /// Its length.
+        found: usize,
+        /// `Model::kv_slab_len(capacity)`.
+        expected: usize,
+    },
     /// The logits buffer has the wrong length.
     #[error("logits buffer of {found} values, {expected} needed")]
     LogitsLength {
@@ -132,6 +140,29 @@ pub struct ModelConfig {
     pub rope_base_bits: u32,
     /// IEEE bits of the RMSNorm epsilon.
     pub rms_eps_bits: u32,
+}
+
+impl ModelConfig {
+    /// Multiply-accumulates of one forward step at position `pos` (0-based), from the shape alone: the
+    /// weight products of every layer (`q`, `k`, `v`, `o`, gate, up, down), the output head, and the
+    /// attention over `pos + 1` cached positions (scores and weighted values). Saturates.
+    pub fn step_macs(&self, pos: usize) -> u64 {
+        let (e, kvd, ff) = (
+            self.n_embd as u64,
+            (self.n_head_kv * self.head_dim) as u64,
+            self.n_ff as u64,
+        );
+        let per_layer = (2 * e * e + 2 * e * kvd + 3 * e * ff)
+            .saturating_add((self.n_head * self.head_dim) as u64 * 2 * (pos as u64 + 1));
+        per_layer
+            .saturating_mul(self.n_layer as u64)
+            .saturating_add(self.n_vocab as u64 * e)
+    }
+
+    /// Bytes of one position of the KV cache (keys and values of every layer, `i32`).
+    pub fn kv_bytes_per_position(&self) -> usize {
+        self.n_layer * 2 * self.n_head_kv * self.head_dim * 4
+    }
 }
 
 struct Layer {
@@ -390,6 +421,26 @@ impl Model {
         self.threads
     }
 
+    /// Bytes the converted weights hold in memory (what a host counts against its memory budget).
+    pub fn resident_bytes(&self) -> usize {
+        let norms = 4
+            * (self.out_norm.len()
+                + self
+                    .layers
+                    .iter()
+                    .map(|l| l.attn_norm.len() + l.ffn_norm.len())
+                    .sum::<usize>());
+        let matrices: usize = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down])
+            .chain(std::iter::once(&self.embd))
+            .chain(self.output.as_ref())
+            .map(QMatrix::resident_bytes)
+            .sum();
+        norms + matrices
+    }
+
     /// The hyperparameters.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
@@ -410,30 +461,104 @@ impl Model {
             len: 0,
             k: vec![Vec::new(); c.n_layer],
             v: vec![Vec::new(); c.n_layer],
-            s: Scratch {
-                x: vec![0; c.n_embd],
-                h: vec![0; c.n_embd],
-                q: vec![0; c.n_embd],
-                k: vec![0; c.n_head_kv * c.head_dim],
-                v: vec![0; c.n_head_kv * c.head_dim],
-                att: vec![0; c.n_embd],
-                o: vec![0; c.n_embd],
-                gate: vec![0; c.n_ff],
-                up: vec![0; c.n_ff],
-                qv: QuantVec::default(),
-                scores: Vec::new(),
-                weights: Vec::new(),
-                totals: Vec::new(),
-                acc: Vec::new(),
-                wide: Vec::new(),
-                rope: vec![(0, 0); c.head_dim / 2],
-            },
+            s: self.new_scratch(),
         })
     }
 
     /// Runs one token at the cache's next position, appends its keys and values to the cache and writes
     /// the next-token logits (Q16, `n_vocab` values) into `logits`.
     pub fn forward(&self, cache: &mut KvCache, token: u32, logits: &mut [i32]) -> Result<(), ModelError> {
+        if cache.len >= cache.max_context {
+            return Err(ModelError::ContextFull(cache.max_context));
+        }
+        let pos = cache.len;
+        let KvCache { k, v, s, len, .. } = cache;
+        let mut kv = VecKv { k, v };
+        self.forward_checked(&mut kv, pos, s, token, logits)?;
+        *len += 1;
+        Ok(())
+    }
+
+    /// `i32` values of a [`KvSlab`] for `capacity` positions: `n_layer · 2 · capacity · n_head_kv ·
+    /// head_dim` (the layout is `[layer][k, v][position][n_head_kv · head_dim]`).
+    pub fn kv_slab_len(&self, capacity: usize) -> Option<usize> {
+        let c = &self.cfg;
+        c.n_layer
+            .checked_mul(2)?
+            .checked_mul(capacity)?
+            .checked_mul(c.n_head_kv * c.head_dim)
+    }
+
+    /// Runs `token` at position `pos` over a cache kept by the caller in `slab` (for example in an AO
+    /// process's own memory, so that checkpoints carry it): positions `0..pos` must hold what earlier
+    /// calls wrote; this call writes position `pos` and the next-token logits. `slab` holds
+    /// [`Model::kv_slab_len`]`(capacity)` values; `pos < capacity ≤ context_length`. The results are
+    /// the same bits as [`Model::forward`] on a [`KvCache`] that ran the same tokens.
+    pub fn forward_slab(
+        &self,
+        slab: &mut [i32],
+        capacity: usize,
+        pos: usize,
+        scratch: &mut Scratch,
+        token: u32,
+        logits: &mut [i32],
+    ) -> Result<(), ModelError> {
+        if capacity == 0 || capacity > self.cfg.context_length {
+            return Err(ModelError::BadContext {
+                requested: capacity,
+                max: self.cfg.context_length,
+            });
+        }
+        if pos >= capacity {
+            return Err(ModelError::ContextFull(capacity));
+        }
+        let expected = self.kv_slab_len(capacity).unwrap_or(usize::MAX);
+        if slab.len() != expected {
+            return Err(ModelError::SlabLength {
+                found: slab.len(),
+                expected,
+            });
+        }
+        let mut kv = SlabKv {
+            data: slab,
+            capacity,
+            row: self.cfg.n_head_kv * self.cfg.head_dim,
+        };
+        self.forward_checked(&mut kv, pos, scratch, token, logits)
+    }
+
+    /// Scratch buffers for [`Model::forward_slab`] (any content: every call overwrites what it reads).
+    pub fn new_scratch(&self) -> Scratch {
+        let c = &self.cfg;
+        Scratch {
+            x: vec![0; c.n_embd],
+            h: vec![0; c.n_embd],
+            q: vec![0; c.n_embd],
+            k: vec![0; c.n_head_kv * c.head_dim],
+            v: vec![0; c.n_head_kv * c.head_dim],
+            att: vec![0; c.n_embd],
+            o: vec![0; c.n_embd],
+            gate: vec![0; c.n_ff],
+            up: vec![0; c.n_ff],
+            qv: QuantVec::default(),
+            scores: Vec::new(),
+            weights: Vec::new(),
+            totals: Vec::new(),
+            acc: Vec::new(),
+            wide: Vec::new(),
+            rope: vec![(0, 0); c.head_dim / 2],
+        }
+    }
+
+    /// The token and logits checks, then the forward pass (AVX2-compiled where the CPU has it).
+    fn forward_checked(
+        &self,
+        kv: &mut dyn Kv,
+        pos: usize,
+        s: &mut Scratch,
+        token: u32,
+        logits: &mut [i32],
+    ) -> Result<(), ModelError> {
         let c = &self.cfg;
         if token as usize >= c.n_vocab {
             return Err(ModelError::TokenOutOfRange {
@@ -447,16 +572,13 @@ impl Model {
                 expected: c.n_vocab,
             });
         }
-        if cache.len >= cache.max_context {
-            return Err(ModelError::ContextFull(cache.max_context));
-        }
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present. The same integer code, compiled with AVX2 enabled so that its
             // loops vectorise wider; integer results do not depend on the instructions chosen.
-            return unsafe { self.forward_avx2(cache, token, logits) };
+            return unsafe { self.forward_avx2(kv, pos, s, token, logits) };
         }
-        self.forward_unchecked(cache, token, logits)
+        self.forward_unchecked(kv, pos, s, token, logits)
     }
 
     /// # Safety
@@ -465,24 +587,26 @@ impl Model {
     #[target_feature(enable = "avx2")]
     unsafe fn forward_avx2(
         &self,
-        cache: &mut KvCache,
+        kv: &mut dyn Kv,
+        pos: usize,
+        s: &mut Scratch,
         token: u32,
         logits: &mut [i32],
     ) -> Result<(), ModelError> {
-        self.forward_unchecked(cache, token, logits)
+        self.forward_unchecked(kv, pos, s, token, logits)
     }
 
     /// The forward pass after `forward`'s checks (token, logits length, context).
     #[inline(always)]
     fn forward_unchecked(
         &self,
-        cache: &mut KvCache,
+        kv: &mut dyn Kv,
+        pos: usize,
+        s: &mut Scratch,
         token: u32,
         logits: &mut [i32],
     ) -> Result<(), ModelError> {
         let c = &self.cfg;
-        let pos = cache.len;
-        let s = &mut cache.s;
         self.embd.row_fixed(token as usize, RESID_Q, &mut s.x);
         for (f, cs) in self.inv_freq.iter().zip(s.rope.iter_mut()) {
             *cs = self.trig.cos_sin_q30(pos as i128 * f);
@@ -504,10 +628,7 @@ impl Model {
             )?;
             rope(&mut s.q, &s.rope);
             rope(&mut s.k, &s.rope);
-            let kc = &mut cache.k[li];
-            let vc = &mut cache.v[li];
-            kc.extend_from_slice(&s.k);
-            vc.extend_from_slice(&s.v);
+            let (kc, vc) = kv.append(li, pos, &s.k, &s.v);
             let t_len = pos + 1;
             let group = c.n_head / c.n_head_kv;
             let hd = c.head_dim;
@@ -605,7 +726,6 @@ impl Model {
         s.qv.quantize(&s.h);
         let head = self.output.as_ref().unwrap_or(&self.embd);
         par_matvec(self.threads, &s.qv, &mut [(head, W_Q + NORM_Q - LOGIT_Q, logits)])?;
-        cache.len += 1;
         Ok(())
     }
 
@@ -713,7 +833,8 @@ pub fn argmax(logits: &[i32]) -> usize {
     best
 }
 
-struct Scratch {
+/// The forward pass's working buffers ([`Model::new_scratch`]); they carry nothing between calls.
+pub struct Scratch {
     x: Vec<i32>,
     h: Vec<i32>,
     q: Vec<i32>,
@@ -730,6 +851,55 @@ struct Scratch {
     acc: Vec<i64>,
     wide: Vec<i128>,
     rope: Vec<(i32, i32)>,
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch").finish_non_exhaustive()
+    }
+}
+
+/// Where the forward pass keeps the keys and values of earlier positions.
+trait Kv {
+    /// Stores position `pos`'s keys and values of `layer`, then returns that layer's keys and values
+    /// of positions `0..=pos` (rows of `n_head_kv · head_dim`).
+    fn append(&mut self, layer: usize, pos: usize, k: &[i32], v: &[i32]) -> (&[i32], &[i32]);
+}
+
+/// [`KvCache`]'s growing vectors.
+struct VecKv<'a> {
+    k: &'a mut [Vec<i32>],
+    v: &'a mut [Vec<i32>],
+}
+
+impl Kv for VecKv<'_> {
+    fn append(&mut self, layer: usize, pos: usize, k: &[i32], v: &[i32]) -> (&[i32], &[i32]) {
+        let (kc, vc) = (&mut self.k[layer], &mut self.v[layer]);
+        kc.truncate(pos * k.len());
+        vc.truncate(pos * v.len());
+        kc.extend_from_slice(k);
+        vc.extend_from_slice(v);
+        (kc, vc)
+    }
+}
+
+/// A caller's slab: `[layer][k, v][position][row]`, `capacity` positions.
+struct SlabKv<'a> {
+    data: &'a mut [i32],
+    capacity: usize,
+    row: usize,
+}
+
+impl Kv for SlabKv<'_> {
+    fn append(&mut self, layer: usize, pos: usize, k: &[i32], v: &[i32]) -> (&[i32], &[i32]) {
+        let plane = self.capacity * self.row;
+        let (kp, rest) = self.data[layer * 2 * plane..].split_at_mut(plane);
+        let vp = &mut rest[..plane];
+        kp[pos * self.row..][..self.row].copy_from_slice(k);
+        vp[pos * self.row..][..self.row].copy_from_slice(v);
+        let used = (pos + 1) * self.row;
+        (&kp[..used], &vp[..used])
+    }
 }
 
 /// The keys and values of the tokens run so far (i32, Q16, after RoPE for the keys), plus the forward

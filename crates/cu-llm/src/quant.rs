@@ -137,6 +137,14 @@ impl QMatrix {
         }
     }
 
+    /// Bytes the matrix holds in memory (quants and block parameters).
+    pub fn resident_bytes(&self) -> usize {
+        match self {
+            QMatrix::Q4_1 { qs, d, m, .. } => qs.len() + 4 * (d.len() + m.len()),
+            QMatrix::Q8_0 { q, d, .. } => q.len() + 4 * d.len(),
+        }
+    }
+
     /// Number of rows (outputs).
     pub fn rows(&self) -> usize {
         match self {

@@ -454,3 +454,51 @@ fn malformed_models_are_clear_errors() {
     b.truncate(b.len() - 40);
     assert!(GgufFile::parse(b).is_err());
 }
+
+#[test]
+fn a_kv_slab_gives_the_same_logits_as_the_cache() {
+    let model = Tiny::default().load().unwrap();
+    let tokens: Vec<u32> = vec![1, 5, 79, 0, 33, 33, 12, 64, 7, 2];
+    let expected = run(&model, &tokens);
+    let capacity = tokens.len() + 3;
+    let len = model.kv_slab_len(capacity).unwrap();
+    // Whatever the slab held before (here: garbage) does not matter: each position is written before it
+    // is read.
+    let mut slab: Vec<i32> = (0..len as i64)
+        .map(|i| (i * 2_654_435_761 % 1_000_003) as i32)
+        .collect();
+    let mut scratch = model.new_scratch();
+    let mut logits = vec![0; model.config().n_vocab];
+    for (pos, &t) in tokens.iter().enumerate() {
+        model
+            .forward_slab(&mut slab, capacity, pos, &mut scratch, t, &mut logits)
+            .unwrap();
+        assert_eq!(logits, expected[pos], "position {pos}");
+    }
+    // Running a position again overwrites it: the same logits (a process that retries a step).
+    let last = tokens.len() - 1;
+    model
+        .forward_slab(&mut slab, capacity, last, &mut scratch, tokens[last], &mut logits)
+        .unwrap();
+    assert_eq!(logits, expected[last]);
+    let err = |r: Result<(), ModelError>| r.unwrap_err();
+    assert!(matches!(
+        err(model.forward_slab(&mut slab, capacity, capacity, &mut scratch, 1, &mut logits)),
+        ModelError::ContextFull(c) if c == capacity
+    ));
+    assert!(matches!(
+        err(model.forward_slab(&mut slab[1..], capacity, 0, &mut scratch, 1, &mut logits)),
+        ModelError::SlabLength { .. }
+    ));
+    let ctx = model.config().context_length;
+    let mut big = Vec::new();
+    assert!(matches!(
+        err(model.forward_slab(&mut big, ctx + 1, 0, &mut scratch, 1, &mut logits)),
+        ModelError::BadContext { .. }
+    ));
+    assert_eq!(
+        model.config().kv_bytes_per_position() * capacity,
+        model.kv_slab_len(capacity).unwrap() * 4
+    );
+    assert!(model.config().step_macs(1) > model.config().step_macs(0));
+}

@@ -12,6 +12,8 @@
 //! - [`module`]: transforms (metering for the `-metering` formats via `cu-metering`), compile, link.
 //! - [`host`]: one file per import family, including `ao_tensor` (tensor operations on a
 //!   `cu_gpu::TensorDevice`, the GPU or its CPU twin, per [`ProcessConfig::tensor`]; `docs/tensor-api.md`).
+//! - [`models`]: the node's language models (`ao_tensor.model_*`): loaded once by data item id through
+//!   the embedder's [`drive::DriveSource`], shared by every process, within a byte budget.
 //! - [`state`]: the per-process glue state (fake clock, random sequence, file system) kept in snapshots.
 //! - [`drive`]: WeaveDrive (`/data`, `/block`, `/tx`) as the aos extension serves it, over a
 //!   [`drive::DriveSource`] the embedder provides; what cannot be read halts the evaluation.
@@ -31,6 +33,7 @@ pub mod engine;
 pub mod error;
 pub mod fork;
 pub mod host;
+pub mod models;
 pub mod module;
 pub mod prepare;
 pub mod process;

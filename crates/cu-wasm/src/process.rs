@@ -47,6 +47,9 @@ pub struct ProcessConfig {
     /// WeaveDrive for this process ([`crate::drive`]); `None`: the module has no `Module.WeaveDrive`
     /// and every `weavedrive_open` answers NULL.
     pub drive: Option<crate::drive::Drive>,
+    /// The node's language models for `ao_tensor.model_*` ([`crate::models`]); `None`: `model_open`
+    /// traps ("this node serves no models").
+    pub models: Option<crate::models::ModelHost>,
 }
 
 impl Default for ProcessConfig {
@@ -59,6 +62,7 @@ impl Default for ProcessConfig {
             tensor: crate::host::tensor::default_device(),
             watch: None,
             drive: None,
+            models: None,
         }
     }
 }
@@ -424,6 +428,7 @@ impl Process {
             let data = self.store.data_mut();
             data.gas.used = 0.0;
             data.gas.limit = gas_limit as f64;
+            data.models.clear();
         }
         if self.module.metering == Metering::Fuel {
             let fuel = gas_limit.saturating_mul(FUEL_PER_GAS);
@@ -437,6 +442,8 @@ impl Process {
             kept.push_str(msg);
         }
         let text = call_handle(&mut self.store, &self.abi, msg, env);
+        // Handles end with their message, and an idle process must not keep a model in use.
+        self.store.data_mut().models.clear();
         let kept = &mut self.store.data_mut().msg;
         if kept.capacity() > MSG_KEEP_CAPACITY {
             // A large message's copy is not kept resident until the next one.
@@ -636,6 +643,7 @@ fn instantiate(
     state.tensor = config.tensor.clone();
     state.watch = config.watch.clone();
     state.drive = config.drive.clone();
+    state.model_host = config.models.clone();
     let mut store = Store::new(engine, state);
     store.limiter(|s| s);
     // Every epoch tick (the engines are built with epoch interruption) asks the watch; without one the

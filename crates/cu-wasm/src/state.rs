@@ -142,6 +142,10 @@ pub struct HostState {
     /// The text of the message being evaluated, kept for processes with WeaveDrive only: its
     /// `Block-Height` is read from it when an admissibility check needs it (rarely), not per message.
     pub msg: String,
+    /// The node's models (`ProcessConfig::models`); `None`: `model_open` traps.
+    pub model_host: Option<crate::models::ModelHost>,
+    /// The models the current message opened (cleared around every message).
+    pub models: crate::models::OpenModels,
 }
 
 impl HostState {
@@ -163,6 +167,8 @@ impl HostState {
             watch: None,
             drive: None,
             msg: String::new(),
+            model_host: None,
+            models: crate::models::OpenModels::default(),
         }
     }
 

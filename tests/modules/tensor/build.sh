@@ -21,7 +21,7 @@ case "$("$EMCC" --version | sed -n 1p)" in
   *) die "expected emscripten 3.1.6 (Debian's emcc)" ;;
 esac
 
-if [ "${FORCE:-0}" != 1 ] && [ -e "$wasm" ] && [ ! "$here/infer.c" -nt "$wasm" ] && [ ! "$here/build.sh" -nt "$wasm" ]; then
+if [ "${FORCE:-0}" != 1 ] && [ -e "$wasm" ] && [ ! "$here/infer.c" -nt "$wasm" ] && [ ! "$here/build.sh" -nt "$wasm" ] && [ ! "$here/../common/ao_msg.h" -nt "$wasm" ]; then
   echo "tensor/build.sh: tensor-infer.wasm up to date" >&2
   exit 0
 fi

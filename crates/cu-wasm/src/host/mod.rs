@@ -10,12 +10,14 @@
 //! Families: [`emscripten`] (runtime, heap, longjmp, abort/exit, system), [`clock`] (the fake clocks, time
 //! zone and `strftime`), [`wasi`] (`fd_*`, `environ_*`), [`fs`] (the in-memory file system and the
 //! `__syscall_*` imports), [`metering`] (`metering.usegas`, `metering_gasUsed`), [`weavedrive`], and [`tensor`]
-//! (the `ao_tensor` module: int8 tensor operations on the process's `cu_gpu::TensorDevice`).
+//! (the `ao_tensor` module: int8 tensor operations on the process's `cu_gpu::TensorDevice`), and [`model`]
+//! (its `model_*` functions: language models the node holds, `crate::models`).
 
 pub mod clock;
 pub mod emscripten;
 pub mod fs;
 pub mod metering;
+pub mod model;
 pub mod tensor;
 pub mod wasi;
 pub mod weavedrive;

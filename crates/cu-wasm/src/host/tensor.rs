@@ -70,6 +70,9 @@ pub fn define(linker: &mut Linker<HostState>, name: &str, ty: &FuncType) -> Resu
         name: name.into(),
         reason,
     };
+    if super::model::is_model_import(name) {
+        return super::model::define(linker, name, ty);
+    }
     let Some(imp) = import(name) else {
         return Err(unsupported(
             "not an ao_tensor function (see docs/tensor-api.md)".into(),
@@ -170,7 +173,11 @@ fn check_bounds(
 /// Charges `op`'s gas: added to the message's gas counter (the one `metering.usegas` feeds) and, when the
 /// store counts fuel (modules that are not metered), taken from the fuel as well.
 fn charge(caller: &mut Caller<'_, HostState>, op: Op) -> wasmtime::Result<()> {
-    let gas = op.gas();
+    charge_gas(caller, op.gas())
+}
+
+/// Charges `gas` as [`charge`] does for an operation (the `model_*` imports compute their own).
+pub(crate) fn charge_gas(caller: &mut Caller<'_, HostState>, gas: u64) -> wasmtime::Result<()> {
     let state = caller.data_mut();
     state.gas.used += gas as f64;
     if state.gas.used > state.gas.limit {
