@@ -52,6 +52,7 @@ fn node_config(dir: &Path, wallet: Wallet, public_url: &str, network: Option<Net
         scheduler_role: network.is_none(),
         network,
         checkpoint_uploads: None,
+        model_budget: cu_node::DEFAULT_MODEL_BUDGET,
     }
 }
 

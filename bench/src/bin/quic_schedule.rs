@@ -102,6 +102,7 @@ fn node_config(dir: &Path, wallet: Wallet, public_url: &str) -> NodeConfig {
         scheduler_role: true,
         network: None,
         checkpoint_uploads: None,
+        model_budget: cu_node::DEFAULT_MODEL_BUDGET,
     }
 }
 

@@ -927,6 +927,7 @@ fn http_row(plan: &Plan, wallet: &Wallet, aot: &Path, workers: usize) -> Result<
         upload_quota: None,
         network: None,
         checkpoint_uploads: None,
+        model_budget: cu_node::DEFAULT_MODEL_BUDGET,
         scheduler_role: true,
     };
     let node = {

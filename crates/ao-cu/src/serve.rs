@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// Directory of the compiled-module (AOT) cache; default `<data-dir>/aot`.
     #[arg(long, env = "AO_CU_AOT_CACHE")]
     pub aot_cache: Option<PathBuf>,
+    /// Bytes of language models (`ao_tensor.model_*`, loaded by data item id) the node keeps converted
+    /// for its processes; they count against the memory budget too.
+    #[arg(long, env = "AO_CU_MODEL_MEMORY", default_value = "2147483648", value_parser = parse_u64)]
+    pub model_memory: u64,
     /// Largest request body in bytes (a Type=Module upload carries the whole wasm).
     #[arg(long, env = "AO_CU_BODY_LIMIT", default_value = "67108864", value_parser = parse_u64)]
     pub body_limit: u64,
@@ -363,6 +367,7 @@ fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConf
         network: network_config(args),
         checkpoint_uploads: checkpoint_uploads(args, &public_url_for_uploads),
         scheduler_role: args.roles.su,
+        model_budget: args.model_memory,
     }
 }
 

@@ -812,9 +812,14 @@ impl Shard {
 
     /// Checkpoints (per policy) and drops least recently used processes until the shard is within its
     /// budget. Processes away (on a command) count with their bytes when they left and are never dropped.
+    /// The node's converted language models ([`cu_wasm::models`]) count too, a share per shard.
     fn enforce_budget(&self, core: &mut Core) {
         let away: u64 = core.away.values().map(|a| a.bytes).sum();
-        let mut total: u64 = away + core.residents.values().map(Resident::resident_bytes).sum::<u64>();
+        let models = self.shared.process_config.models.as_ref().map_or(0, |m| {
+            m.registry.resident_bytes() / self.shared.config.workers.max(1) as u64
+        });
+        let mut total: u64 =
+            away + models + core.residents.values().map(Resident::resident_bytes).sum::<u64>();
         while total > core.budget {
             let victim = core
                 .residents

@@ -122,6 +122,7 @@ fn node_config(
         hbu_verify_signatures: false,
         upload_quota: None,
         scheduler_role: network.is_none(),
+        model_budget: cu_node::DEFAULT_MODEL_BUDGET,
         network,
         checkpoint_uploads,
     }

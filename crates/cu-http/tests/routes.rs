@@ -116,6 +116,7 @@ impl Fixture {
             network: None,
             checkpoint_uploads: None,
             scheduler_role: true,
+            model_budget: cu_node::DEFAULT_MODEL_BUDGET,
         };
         let node = tokio::task::spawn_blocking(move || Node::open(node_config))
             .await

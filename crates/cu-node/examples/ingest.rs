@@ -48,6 +48,7 @@ fn main() {
         upload_quota: None,
         network: None,
         checkpoint_uploads: None,
+        model_budget: cu_node::DEFAULT_MODEL_BUDGET,
         scheduler_role: true,
     })
     .unwrap();

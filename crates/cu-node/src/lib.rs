@@ -47,6 +47,7 @@ mod su;
 pub use checkpoints::{CheckpointColdStart, CheckpointUploads};
 pub use cu::{ResultsParams, StateReply};
 pub use cu_upstream::{UpstreamConfig, http::HttpOptions};
+pub use cu_wasm::models::DEFAULT_MODEL_BUDGET;
 pub use error::NodeError;
 pub use mu::{IngestKind, Ingested, build_msg};
 pub use network::NetworkConfig;

@@ -61,6 +61,9 @@ pub struct NodeConfig {
     /// Whether this node is an SU: its MU schedules here. `false` (an MU without the SU role, network
     /// mode): every message and spawn goes to the SU that schedules it.
     pub scheduler_role: bool,
+    /// Bytes of language models (`ao_tensor.model_*`) the node keeps converted for its processes
+    /// ([`cu_wasm::models`]); they also count against the engine's memory budget.
+    pub model_budget: u64,
 }
 
 pub(crate) struct Inner {
@@ -160,12 +163,18 @@ impl Node {
             crate::drive::LocalDrive::new(store.clone(), config.clock.clone()),
             gateway_drive,
         );
+        let drive: Arc<dyn cu_wasm::drive::DriveSource> = Arc::new(drive);
         let process_config = cu_wasm::ProcessConfig {
             this_program: config.engine.this_program.clone(),
             drive: Some(cu_wasm::drive::Drive {
-                source: Arc::new(drive),
+                source: drive.clone(),
                 spawn_tags: Vec::new(),
                 module_tags: Vec::new(),
+            }),
+            // Models are data items too: read from the store, or in network mode the gateway.
+            models: Some(cu_wasm::models::ModelHost {
+                registry: Arc::new(cu_wasm::models::ModelRegistry::new(config.model_budget)),
+                source: drive,
             }),
             ..cu_wasm::ProcessConfig::default()
         };

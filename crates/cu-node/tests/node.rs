@@ -67,6 +67,7 @@ fn node_config(data_dir: std::path::PathBuf, cron: bool, clock: &Arc<AtomicU64>)
         upload_quota: None,
         network: None,
         checkpoint_uploads: None,
+        model_budget: cu_node::DEFAULT_MODEL_BUDGET,
         scheduler_role: true,
     }
 }

@@ -53,6 +53,7 @@ fn node(dir: &Path, wallet: Wallet) -> Node {
         scheduler_role: true,
         network: None,
         checkpoint_uploads: None,
+        model_budget: cu_node::DEFAULT_MODEL_BUDGET,
     })
     .unwrap()
 }
