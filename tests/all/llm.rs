@@ -373,3 +373,61 @@ fn a_model_that_cannot_be_had_halts_instead_of_answering() {
         );
     });
 }
+
+/// The Lua face: aos-style Lua code drives the model through the `Llama` module of `lua-llm.wasm`
+/// (`tests/modules/lua/llama.c`, AOS-Llama's load / setPrompt / run / next), with the same tokens.
+#[test]
+fn lua_code_generates_through_the_llama_module() {
+    let Some(bytes) = model_bytes() else { return };
+    let Some(wasm) = built_module("lua-llm.wasm") else {
+        return;
+    };
+    on_eval_thread(move || {
+        let module = compile(&wasm, ModuleFormat::Emscripten2);
+        let (_, expected, tok) = library_greedy(&bytes, PROMPT, 10);
+        let h = host(items(&bytes, &[]), cu_wasm::models::DEFAULT_MODEL_BUDGET);
+        let mut p = process(&module, &h, Limits::default());
+        let eval = |p: &mut Process, code: &str| {
+            let out = p.handle(&message("Eval", &[], code), ENV).unwrap();
+            match (&out.error, out.output.as_str()) {
+                (None, Some(text)) => Ok(text.to_owned()),
+                _ => Err(out),
+            }
+        };
+        let first = eval(
+            &mut p,
+            &format!("Llama.load('{MODEL_ID}'); Llama.chat('{PROMPT}'); return Llama.run(6)"),
+        )
+        .unwrap();
+        assert_eq!(first, tok.decode(&expected[..6]).unwrap());
+        // The context survives between messages: the next run goes on.
+        let pieces = eval(
+            &mut p,
+            "local t = {} for i = 1, 4 do t[i] = Llama.next() end return table.concat(t)",
+        )
+        .unwrap();
+        assert_eq!(pieces, tok.decode(&expected[6..10]).unwrap());
+        let chat = tok.encode(&tok.apply_chat_template(&[ChatMessage::user(PROMPT)], true));
+        assert_eq!(
+            eval(&mut p, "return Llama.position()").unwrap(),
+            (chat.len() + 10).to_string()
+        );
+        // setPrompt takes the chat markup written out (special tokens recognised): the same continuation.
+        let rendered = tok.apply_chat_template(&[ChatMessage::user(PROMPT)], true);
+        let code = format!(
+            "Llama.setPrompt({}); return Llama.run(3)",
+            serde_json::to_string(&rendered).unwrap()
+        );
+        assert_eq!(eval(&mut p, &code).unwrap(), tok.decode(&expected[..3]).unwrap());
+        // Lua errors and host refusals are the message's Error; the process goes on.
+        let unknown = eval(&mut p, "Llama.load('no-such-item')").unwrap_err();
+        assert!(
+            error_text(&unknown).contains("no data item no-such-item holds a model"),
+            "{unknown:?}"
+        );
+        assert_eq!(
+            eval(&mut p, "return Llama.run(1)").unwrap(),
+            tok.decode(&expected[3..4]).unwrap()
+        );
+    });
+}

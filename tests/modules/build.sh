@@ -3,6 +3,7 @@
 #   lua-process.wasm          our Lua 5.3.6 test process (tests/modules/lua/), format wasm32-unknown-emscripten2
 #   lua-process-metered.wasm  the same sources built without SIMD (mvp/lua-process-mvp.wasm), pre-metered with
 #                             @permaweb/wasm-metering 0.2.2 (i32 metering.usegas), which cannot parse SIMD
+#   lua-llm.wasm              the same process with the `llama` Lua module (llama.c) over ao_tensor.model_*
 #   tensor-infer.wasm, llm-generate.wasm, weavedrive-probe.wasm: by tensor/build.sh, llm/build.sh and drive/build.sh (called at the end)
 # Needs: Debian's emscripten 3.1.6 (emcc), wabt (wasm-objdump), cargo (to fetch lua-src from crates.io),
 # node + npm (the metering step uses tests/oracle's pinned packages; `npm ci` runs when they are missing).
@@ -197,6 +198,23 @@ wasm="$out/lua-process.wasm"
 mvp_wasm="$out/mvp/lua-process-mvp.wasm"
 link_process simd "$wasm" "${BASE_CFLAGS[@]}" -msimd128
 link_process mvp "$mvp_wasm" "${BASE_CFLAGS[@]}"
+
+# lua-llm.wasm: the same process with the `llama` module (llama.c, AOS-Llama's Lua face over the
+# ao_tensor.model_* imports, docs/tensor-api.md). Not for the reference loader, which has no ao_tensor.
+llm_wasm="$out/lua-llm.wasm"
+if up_to_date "$llm_wasm" "$src/handle.c" "$src/compat.c" "$src/llama.c" "$bundle" "$out/simd/liblua.a" "$here/build.sh"; then
+  log "lua-llm.wasm up to date"
+else
+  log "linking lua-llm.wasm"
+  rm -f "${llm_wasm%.wasm}.js" "$llm_wasm"
+  "$EMCC" "${BASE_CFLAGS[@]}" -msimd128 -DAO_LLAMA -I"$lua_dir" -I"$out" "$src/handle.c" "$src/compat.c" "$src/llama.c" \
+    "$out/simd/liblua.a" "${LDFLAGS[@]}" -o "${llm_wasm%.wasm}.js"
+  [ -s "$llm_wasm" ] || die "emcc produced no $llm_wasm"
+  llm_imports="$(wasm-objdump -x -j Import "$llm_wasm" | sed -n 's/.*<- \([^ ]*\)$/\1/p')"
+  for name in model_open model_info model_chat model_tokenize model_detokenize model_forward; do
+    grep -qx "ao_tensor.$name" <<<"$llm_imports" || die "$llm_wasm does not import ao_tensor.$name"
+  done
+fi
 
 # --- 5. check the import set against what the emscripten2 glue of @permaweb/ao-loader provides ----------
 # (the glue passes one object as both `env` and `wasi_snapshot_preview1`; `metering.usegas` is always given)

@@ -1,7 +1,8 @@
 /*
  * C side of the ao-cu Lua test process (Lua 5.3.6, Emscripten).
  *
- * main() creates the Lua state, opens the standard libraries, registers the bundled Lua modules
+ * main() creates the Lua state, opens the standard libraries (and, built with -DAO_LLAMA, the `llama`
+ * module of llama.c as the global Llama), registers the bundled Lua modules
  * (generated lua_bundle.h: json, process) in package.preload and runs the bundled main.lua, which defines
  * the Lua global `handle`. The exported handle(msg, env) calls that global under lua_pcall with the two
  * JSON strings and returns the JSON string it produced; on any failure it prints one line and returns "",
@@ -17,6 +18,11 @@
 #include "lualib.h"
 
 #include "lua_bundle.h"
+
+#ifdef AO_LLAMA
+/* lua-llm.wasm: the `llama` module (llama.c), also as the global Llama, as AOS-Llama offers it. */
+int luaopen_llama(lua_State *L);
+#endif
 
 static lua_State *L = NULL;
 
@@ -34,6 +40,10 @@ static int boot(void) {
         return 1;
     }
     luaL_openlibs(state);
+#ifdef AO_LLAMA
+    luaL_requiref(state, "llama", luaopen_llama, 0);
+    lua_setglobal(state, "Llama");
+#endif
 
     lua_getglobal(state, "package");
     lua_getfield(state, -1, "preload");
