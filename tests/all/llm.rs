@@ -391,7 +391,7 @@ fn lua_code_generates_through_the_llama_module() {
             let out = p.handle(&message("Eval", &[], code), ENV).unwrap();
             match (&out.error, out.output.as_str()) {
                 (None, Some(text)) => Ok(text.to_owned()),
-                _ => Err(out),
+                _ => Err(Box::new(out)),
             }
         };
         let first = eval(
