@@ -329,3 +329,31 @@ pub fn straight_outputs(
         (outs, process.memory_hash())
     })
 }
+
+/// Data items by id, as a node's store answers them to WeaveDrive and `ao_tensor.model_open`
+/// (no attestations, blocks or transaction headers).
+pub struct MemoryItems(pub std::collections::HashMap<String, std::sync::Arc<Vec<u8>>>);
+
+impl cu_wasm::drive::DriveSource for MemoryItems {
+    fn data_size(&self, id: &str) -> Result<Option<u64>, cu_wasm::drive::DriveError> {
+        Ok(self.0.get(id).map(|d| d.len() as u64))
+    }
+    fn read(&self, id: &str, offset: u64, len: u64) -> Result<Vec<u8>, cu_wasm::drive::DriveError> {
+        let d = self
+            .0
+            .get(id)
+            .ok_or_else(|| cu_wasm::drive::DriveError(format!("{id} is gone")))?;
+        let start = (offset as usize).min(d.len());
+        let end = start.saturating_add(len as usize).min(d.len());
+        Ok(d[start..end].to_vec())
+    }
+    fn attested(&self, _: &cu_wasm::drive::AttestationQuery) -> Result<bool, cu_wasm::drive::DriveError> {
+        Ok(false)
+    }
+    fn block(&self, _: &str) -> Result<Option<Vec<u8>>, cu_wasm::drive::DriveError> {
+        Ok(None)
+    }
+    fn tx(&self, _: &str) -> Result<Option<serde_json::Value>, cu_wasm::drive::DriveError> {
+        Ok(None)
+    }
+}

@@ -19,7 +19,6 @@ use cu_llm::model::{Model, argmax};
 use cu_llm::tokenizer::{ChatMessage, Tokenizer};
 use cu_tests::*;
 use cu_types::{EvalOutput, Limits, ModuleFormat};
-use cu_wasm::drive::{AttestationQuery, DriveError, DriveSource};
 use cu_wasm::models::{ModelHost, ModelRegistry};
 use cu_wasm::{CompiledModule, Process, ProcessConfig, WasmError};
 use serde_json::{Value, json};
@@ -27,33 +26,6 @@ use serde_json::{Value, json};
 const ENV: &str = r#"{"Process":{"Id":"llm-process","Owner":"owner","Tags":[]}}"#;
 const MODEL_ID: &str = "SmolLM2-135M-Instruct-Q4_1-test-item-id-0000";
 const PROMPT: &str = "Write a short story about a robot who learns to paint.";
-
-/// Data items by id, as a node's store would answer them.
-struct Items(HashMap<String, Arc<Vec<u8>>>);
-
-impl DriveSource for Items {
-    fn data_size(&self, id: &str) -> Result<Option<u64>, DriveError> {
-        Ok(self.0.get(id).map(|d| d.len() as u64))
-    }
-    fn read(&self, id: &str, offset: u64, len: u64) -> Result<Vec<u8>, DriveError> {
-        let d = self
-            .0
-            .get(id)
-            .ok_or_else(|| DriveError(format!("{id} is gone")))?;
-        let start = (offset as usize).min(d.len());
-        let end = start.saturating_add(len as usize).min(d.len());
-        Ok(d[start..end].to_vec())
-    }
-    fn attested(&self, _: &AttestationQuery) -> Result<bool, DriveError> {
-        Ok(false)
-    }
-    fn block(&self, _: &str) -> Result<Option<Vec<u8>>, DriveError> {
-        Ok(None)
-    }
-    fn tx(&self, _: &str) -> Result<Option<Value>, DriveError> {
-        Ok(None)
-    }
-}
 
 /// The model file's bytes, or `None` with a printed reason (a failure under CI).
 fn model_bytes() -> Option<Arc<Vec<u8>>> {
@@ -82,15 +54,15 @@ fn setup() -> Option<(Arc<CompiledModule>, Arc<Vec<u8>>)> {
 }
 
 /// A source holding the model under [`MODEL_ID`] plus `extra` items.
-fn items(model: &Arc<Vec<u8>>, extra: &[(&str, Vec<u8>)]) -> Arc<Items> {
+fn items(model: &Arc<Vec<u8>>, extra: &[(&str, Vec<u8>)]) -> Arc<MemoryItems> {
     let mut map = HashMap::from([(MODEL_ID.to_string(), model.clone())]);
     for (id, bytes) in extra {
         map.insert(id.to_string(), Arc::new(bytes.clone()));
     }
-    Arc::new(Items(map))
+    Arc::new(MemoryItems(map))
 }
 
-fn host(source: Arc<Items>, budget: u64) -> ModelHost {
+fn host(source: Arc<MemoryItems>, budget: u64) -> ModelHost {
     ModelHost {
         registry: Arc::new(ModelRegistry::new(budget)),
         source,
