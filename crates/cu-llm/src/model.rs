@@ -99,6 +99,9 @@ pub enum ModelError {
     /// A worker thread of a parallel matrix-vector product panicked (a bug).
     #[error("a matrix-vector worker thread failed")]
     Worker,
+    /// A batch of no tokens.
+    #[error("a batch of no tokens")]
+    EmptyBatch,
     /// A caller's KV slab has the wrong length for its capacity.
     #[error("KV slab of {found} values, {expected} needed")]
     SlabLength {
@@ -527,6 +530,196 @@ impl Model {
         self.forward_checked(&mut kv, pos, scratch, token, logits)
     }
 
+    /// [`Model::forward`] of several tokens in one pass (a prompt): runs `tokens` at the cache's next
+    /// positions and writes the logits after the last one. The cache and the logits are the same bits as
+    /// `tokens.len()` calls of `forward`; each weight is read once per group of tokens
+    /// ([`QMatrix::matmat`]) and the output head runs for the last token only.
+    pub fn forward_batch(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        logits: &mut [i32],
+    ) -> Result<(), ModelError> {
+        if cache.len + tokens.len() > cache.max_context {
+            return Err(ModelError::ContextFull(cache.max_context));
+        }
+        let pos = cache.len;
+        let KvCache { k, v, s, len, .. } = cache;
+        let mut kv = VecKv { k, v };
+        self.batch_checked(&mut kv, pos, s, tokens, logits)?;
+        *len += tokens.len();
+        Ok(())
+    }
+
+    /// [`Model::forward_slab`] of several tokens at positions `pos .. pos + tokens.len()` (all below
+    /// `capacity`), the logits after the last: the same bits as one `forward_slab` per token.
+    pub fn forward_slab_batch(
+        &self,
+        slab: &mut [i32],
+        capacity: usize,
+        pos: usize,
+        scratch: &mut Scratch,
+        tokens: &[u32],
+        logits: &mut [i32],
+    ) -> Result<(), ModelError> {
+        if capacity == 0 || capacity > self.cfg.context_length {
+            return Err(ModelError::BadContext {
+                requested: capacity,
+                max: self.cfg.context_length,
+            });
+        }
+        if pos + tokens.len() > capacity {
+            return Err(ModelError::ContextFull(capacity));
+        }
+        let expected = self.kv_slab_len(capacity).unwrap_or(usize::MAX);
+        if slab.len() != expected {
+            return Err(ModelError::SlabLength {
+                found: slab.len(),
+                expected,
+            });
+        }
+        let mut kv = SlabKv {
+            data: slab,
+            capacity,
+            row: self.cfg.n_head_kv * self.cfg.head_dim,
+        };
+        self.batch_checked(&mut kv, pos, scratch, tokens, logits)
+    }
+
+    /// The checks of `forward_checked` for every token (nothing is written when one fails), then the
+    /// batched pass (AVX2-compiled where the CPU has it).
+    fn batch_checked(
+        &self,
+        kv: &mut dyn Kv,
+        pos: usize,
+        s: &mut Scratch,
+        tokens: &[u32],
+        logits: &mut [i32],
+    ) -> Result<(), ModelError> {
+        let c = &self.cfg;
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyBatch);
+        }
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+            return Err(ModelError::TokenOutOfRange {
+                token,
+                vocab: c.n_vocab,
+            });
+        }
+        if logits.len() != c.n_vocab {
+            return Err(ModelError::LogitsLength {
+                found: logits.len(),
+                expected: c.n_vocab,
+            });
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (see `forward_checked`).
+            return unsafe { self.batch_avx2(kv, pos, s, tokens, logits) };
+        }
+        self.batch_unchecked(kv, pos, s, tokens, logits)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn batch_avx2(
+        &self,
+        kv: &mut dyn Kv,
+        pos: usize,
+        s: &mut Scratch,
+        tokens: &[u32],
+        logits: &mut [i32],
+    ) -> Result<(), ModelError> {
+        self.batch_unchecked(kv, pos, s, tokens, logits)
+    }
+
+    /// The forward pass of `forward_unchecked`, token by token where it is per token (norms, RoPE,
+    /// attention, SwiGLU, residuals) and for all tokens at once in the matrix products.
+    #[inline(always)]
+    fn batch_unchecked(
+        &self,
+        kv: &mut dyn Kv,
+        pos: usize,
+        s: &mut Scratch,
+        tokens: &[u32],
+        logits: &mut [i32],
+    ) -> Result<(), ModelError> {
+        let c = &self.cfg;
+        let n = tokens.len();
+        let (e, kvd, ff) = (c.n_embd, c.n_head_kv * c.head_dim, c.n_ff);
+        let mut x = vec![0i32; n * e];
+        for (t, &tok) in tokens.iter().enumerate() {
+            self.embd.row_fixed(tok as usize, RESID_Q, &mut x[t * e..][..e]);
+        }
+        let ropes: Vec<Vec<(i32, i32)>> = (0..n)
+            .map(|t| {
+                self.inv_freq
+                    .iter()
+                    .map(|f| self.trig.cos_sin_q30((pos + t) as i128 * f))
+                    .collect()
+            })
+            .collect();
+        let mut qvs = vec![QuantVec::default(); n];
+        let (mut q, mut k, mut v) = (vec![0; n * e], vec![0; n * kvd], vec![0; n * kvd]);
+        let (mut att, mut o) = (vec![0; n * e], vec![0; n * e]);
+        let (mut gate, mut up) = (vec![0; n * ff], vec![0; n * ff]);
+        let shift = W_Q + NORM_Q - ACT_Q;
+        for (li, l) in self.layers.iter().enumerate() {
+            // Attention.
+            for (xt, qv) in x.chunks_exact(e).zip(qvs.iter_mut()) {
+                self.rms_norm(xt, &l.attn_norm, &mut s.h);
+                qv.quantize(&s.h);
+            }
+            l.wq.matmat(&qvs, shift, &mut q)?;
+            l.wk.matmat(&qvs, shift, &mut k)?;
+            l.wv.matmat(&qvs, shift, &mut v)?;
+            for (t, cs) in ropes.iter().enumerate() {
+                rope(&mut q[t * e..][..e], cs);
+                rope(&mut k[t * kvd..][..kvd], cs);
+            }
+            for t in 0..n - 1 {
+                kv.append(li, pos + t, &k[t * kvd..][..kvd], &v[t * kvd..][..kvd]);
+            }
+            let last = n - 1;
+            let (kc, vc) = kv.append(li, pos + last, &k[last * kvd..][..kvd], &v[last * kvd..][..kvd]);
+            for (t, (qt, out)) in q.chunks_exact(e).zip(att.chunks_exact_mut(e)).enumerate() {
+                self.attend(qt, kc, vc, pos + t + 1, &mut s.attn, out);
+            }
+            for (at, qv) in att.chunks_exact(e).zip(qvs.iter_mut()) {
+                qv.quantize(at);
+            }
+            l.wo.matmat(&qvs, W_Q + ACT_Q - RESID_Q, &mut o)?;
+            for (x, &o) in x.iter_mut().zip(&o) {
+                *x = x.saturating_add(o);
+            }
+            // Feed-forward (SwiGLU).
+            for (xt, qv) in x.chunks_exact(e).zip(qvs.iter_mut()) {
+                self.rms_norm(xt, &l.ffn_norm, &mut s.h);
+                qv.quantize(&s.h);
+            }
+            l.gate.matmat(&qvs, shift, &mut gate)?;
+            l.up.matmat(&qvs, shift, &mut up)?;
+            for (g, &u) in gate.iter_mut().zip(&up) {
+                let silu = self.exp.silu_q16(*g);
+                *g = sat_i32(rshift_round(i64::from(silu) * i64::from(u), ACT_Q));
+            }
+            for (gt, qv) in gate.chunks_exact(ff).zip(qvs.iter_mut()) {
+                qv.quantize(gt);
+            }
+            l.down.matmat(&qvs, W_Q + ACT_Q - RESID_Q, &mut o)?;
+            for (x, &o) in x.iter_mut().zip(&o) {
+                *x = x.saturating_add(o);
+            }
+        }
+        self.rms_norm(&x[(n - 1) * e..], &self.out_norm, &mut s.h);
+        s.qv.quantize(&s.h);
+        let head = self.output.as_ref().unwrap_or(&self.embd);
+        par_matvec(self.threads, &s.qv, &mut [(head, W_Q + NORM_Q - LOGIT_Q, logits)])?;
+        Ok(())
+    }
+
     /// Scratch buffers for [`Model::forward_slab`] (any content: every call overwrites what it reads).
     pub fn new_scratch(&self) -> Scratch {
         let c = &self.cfg;
@@ -541,11 +734,7 @@ impl Model {
             gate: vec![0; c.n_ff],
             up: vec![0; c.n_ff],
             qv: QuantVec::default(),
-            scores: Vec::new(),
-            weights: Vec::new(),
-            totals: Vec::new(),
-            acc: Vec::new(),
-            wide: Vec::new(),
+            attn: AttnBufs::default(),
             rope: vec![(0, 0); c.head_dim / 2],
         }
     }
@@ -611,7 +800,6 @@ impl Model {
         for (f, cs) in self.inv_freq.iter().zip(s.rope.iter_mut()) {
             *cs = self.trig.cos_sin_q30(pos as i128 * f);
         }
-        let kvd = c.n_head_kv * c.head_dim;
         for (li, l) in self.layers.iter().enumerate() {
             // Attention.
             self.rms_norm(&s.x, &l.attn_norm, &mut s.h);
@@ -629,68 +817,7 @@ impl Model {
             rope(&mut s.q, &s.rope);
             rope(&mut s.k, &s.rope);
             let (kc, vc) = kv.append(li, pos, &s.k, &s.v);
-            let t_len = pos + 1;
-            let group = c.n_head / c.n_head_kv;
-            let hd = c.head_dim;
-            // Per KV head, its `group` query heads together: each cached k and v row is read once.
-            for g in 0..c.n_head_kv {
-                let qs = &s.q[g * group * hd..][..group * hd];
-                s.scores.clear();
-                s.scores.resize(group * t_len, 0);
-                for t in 0..t_len {
-                    let kt = &kc[t * kvd + g * hd..][..hd];
-                    for (hh, qh) in qs.chunks_exact(hd).enumerate() {
-                        let dot: i64 = qh
-                            .iter()
-                            .zip(kt)
-                            .map(|(&a, &b)| i64::from(a) * i64::from(b))
-                            .sum();
-                        s.scores[hh * t_len + t] = rshift_round(dot, ACT_Q + self.score_shift);
-                    }
-                }
-                s.weights.clear();
-                s.weights.resize(group * t_len, 0);
-                s.totals.clear();
-                for (sc, ws) in s
-                    .scores
-                    .chunks_exact(t_len)
-                    .zip(s.weights.chunks_exact_mut(t_len))
-                {
-                    let mx = sc.iter().copied().max().unwrap_or(0);
-                    let mut total = 0u64;
-                    for (w, &v) in ws.iter_mut().zip(sc) {
-                        *w = rshift_round(i64::from(self.exp.exp_neg_q16(mx - v)), 30 - 24) as u32;
-                        total += u64::from(*w);
-                    }
-                    s.totals.push(total);
-                }
-                s.acc.clear();
-                s.acc.resize(group * hd, 0);
-                s.wide.clear();
-                s.wide.resize(group * hd, 0);
-                for start in (0..t_len).step_by(V_CHUNK) {
-                    for t in start..(start + V_CHUNK).min(t_len) {
-                        let vt = &vc[t * kvd + g * hd..][..hd];
-                        for (hh, acc) in s.acc.chunks_exact_mut(hd).enumerate() {
-                            let w = i64::from(s.weights[hh * t_len + t]);
-                            for (a, &v) in acc.iter_mut().zip(vt) {
-                                *a += w * i64::from(v);
-                            }
-                        }
-                    }
-                    for (wd, a) in s.wide.iter_mut().zip(s.acc.iter_mut()) {
-                        *wd += i128::from(*a);
-                        *a = 0;
-                    }
-                }
-                let out = &mut s.att[g * group * hd..][..group * hd];
-                for (hh, (o, num)) in out.chunks_exact_mut(hd).zip(s.wide.chunks_exact(hd)).enumerate() {
-                    let total = i128::from(s.totals[hh]);
-                    for (o, &n) in o.iter_mut().zip(num) {
-                        *o = sat_i32(div_round(n, total) as i64);
-                    }
-                }
-            }
+            self.attend(&s.q, kc, vc, pos + 1, &mut s.attn, &mut s.att);
             s.qv.quantize(&s.att);
             par_matvec(
                 self.threads,
@@ -727,6 +854,79 @@ impl Model {
         let head = self.output.as_ref().unwrap_or(&self.embd);
         par_matvec(self.threads, &s.qv, &mut [(head, W_Q + NORM_Q - LOGIT_Q, logits)])?;
         Ok(())
+    }
+
+    /// Causal attention of one position: the query heads `q` (`n_embd`, after RoPE) against the `t_len`
+    /// cached rows of keys `kc` and values `vc`, into `out` (`n_embd`).
+    #[inline(always)]
+    fn attend(&self, q: &[i32], kc: &[i32], vc: &[i32], t_len: usize, buf: &mut AttnBufs, out: &mut [i32]) {
+        let c = &self.cfg;
+        let kvd = c.n_head_kv * c.head_dim;
+        let group = c.n_head / c.n_head_kv;
+        let hd = c.head_dim;
+        // Per KV head, its `group` query heads together: each cached k and v row is read once.
+        for g in 0..c.n_head_kv {
+            let qs = &q[g * group * hd..][..group * hd];
+            buf.scores.clear();
+            buf.scores.resize(group * t_len, 0);
+            for t in 0..t_len {
+                let kt = &kc[t * kvd + g * hd..][..hd];
+                for (hh, qh) in qs.chunks_exact(hd).enumerate() {
+                    let dot: i64 = qh
+                        .iter()
+                        .zip(kt)
+                        .map(|(&a, &b)| i64::from(a) * i64::from(b))
+                        .sum();
+                    buf.scores[hh * t_len + t] = rshift_round(dot, ACT_Q + self.score_shift);
+                }
+            }
+            buf.weights.clear();
+            buf.weights.resize(group * t_len, 0);
+            buf.totals.clear();
+            for (sc, ws) in buf
+                .scores
+                .chunks_exact(t_len)
+                .zip(buf.weights.chunks_exact_mut(t_len))
+            {
+                let mx = sc.iter().copied().max().unwrap_or(0);
+                let mut total = 0u64;
+                for (w, &v) in ws.iter_mut().zip(sc) {
+                    *w = rshift_round(i64::from(self.exp.exp_neg_q16(mx - v)), 30 - 24) as u32;
+                    total += u64::from(*w);
+                }
+                buf.totals.push(total);
+            }
+            buf.acc.clear();
+            buf.acc.resize(group * hd, 0);
+            buf.wide.clear();
+            buf.wide.resize(group * hd, 0);
+            for start in (0..t_len).step_by(V_CHUNK) {
+                for t in start..(start + V_CHUNK).min(t_len) {
+                    let vt = &vc[t * kvd + g * hd..][..hd];
+                    for (hh, acc) in buf.acc.chunks_exact_mut(hd).enumerate() {
+                        let w = i64::from(buf.weights[hh * t_len + t]);
+                        for (a, &v) in acc.iter_mut().zip(vt) {
+                            *a += w * i64::from(v);
+                        }
+                    }
+                }
+                for (wd, a) in buf.wide.iter_mut().zip(buf.acc.iter_mut()) {
+                    *wd += i128::from(*a);
+                    *a = 0;
+                }
+            }
+            let out = &mut out[g * group * hd..][..group * hd];
+            for (hh, (o, num)) in out
+                .chunks_exact_mut(hd)
+                .zip(buf.wide.chunks_exact(hd))
+                .enumerate()
+            {
+                let total = i128::from(buf.totals[hh]);
+                for (o, &n) in o.iter_mut().zip(num) {
+                    *o = sat_i32(div_round(n, total) as i64);
+                }
+            }
+        }
     }
 
     /// RMSNorm: `x` in Q14, `w` in Q24, `y` in Q20.
@@ -845,12 +1045,18 @@ pub struct Scratch {
     gate: Vec<i32>,
     up: Vec<i32>,
     qv: QuantVec,
+    attn: AttnBufs,
+    rope: Vec<(i32, i32)>,
+}
+
+/// Attention's working buffers (resized per call).
+#[derive(Default)]
+struct AttnBufs {
     scores: Vec<i64>,
     weights: Vec<u32>,
     totals: Vec<u64>,
     acc: Vec<i64>,
     wide: Vec<i128>,
-    rope: Vec<(i32, i32)>,
 }
 
 impl std::fmt::Debug for Scratch {

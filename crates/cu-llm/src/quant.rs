@@ -231,6 +231,40 @@ impl QMatrix {
         Ok(())
     }
 
+    /// [`QMatrix::matvec`] of several vectors at once: `y[t·rows + r]` is row `r` of `W·xs[t]`, the same
+    /// bits as `xs.len()` calls of `matvec`, with each weight block read once for all the vectors (the
+    /// prompt of a language model: one pass over the weights per group of tokens instead of per token).
+    pub fn matmat(&self, xs: &[QuantVec], out_shift: u32, y: &mut [i32]) -> Result<(), QuantError> {
+        let rows = self.rows();
+        let nb = self.cols() / BLOCK;
+        let bad = |x: &QuantVec| x.a.len() != self.cols() || x.sum.len() != nb || x.shift.len() != nb;
+        if y.len() != xs.len() * rows || out_shift >= 64 || xs.iter().any(bad) {
+            let x = xs.iter().find(|x| bad(x)).or(xs.first());
+            return Err(QuantError::Operands {
+                rows,
+                cols: self.cols(),
+                x: x.map_or(0, |x| x.a.len()),
+                y: y.len(),
+            });
+        }
+        let v = self.view(0, rows);
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            let mut t = 0;
+            while t < xs.len() {
+                let n = (xs.len() - t).min(avx2::BATCH);
+                // SAFETY: AVX2 is present and the operand sizes were checked above.
+                unsafe { avx2::matmat(&v, &xs[t..t + n], out_shift, &mut y[t * rows..(t + n) * rows]) };
+                t += n;
+            }
+            return Ok(());
+        }
+        for (x, yt) in xs.iter().zip(y.chunks_exact_mut(rows.max(1))) {
+            scalar(&v, x, out_shift, yt);
+        }
+        Ok(())
+    }
+
     /// [`QMatrix::matvec`] in plain Rust, never SIMD: the definition the SIMD kernel must equal bit for
     /// bit. Errors as `matvec`.
     pub fn matvec_scalar(&self, x: &QuantVec, out_shift: u32, y: &mut [i32]) -> Result<(), QuantError> {
@@ -365,6 +399,131 @@ mod avx2 {
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
         _mm_cvtsi128_si32(s)
+    }
+
+    /// Vectors per pass of [`matmat`].
+    pub(super) const BATCH: usize = 4;
+
+    /// # Safety
+    /// The CPU must support AVX2; `xs` has 1 to [`BATCH`] vectors of `v.nb` blocks, `y` `xs.len()` times
+    /// `v`'s rows (as `QMatrix::matmat` checks).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn matmat(v: &View<'_>, xs: &[QuantVec], out_shift: u32, y: &mut [i32]) {
+        // SAFETY (every arm): forwarded contract, with the vector count as the const parameter.
+        unsafe {
+            match (v.q4, xs.len()) {
+                (true, 1) => rows_n::<true, 1>(v, xs, out_shift, y),
+                (true, 2) => rows_n::<true, 2>(v, xs, out_shift, y),
+                (true, 3) => rows_n::<true, 3>(v, xs, out_shift, y),
+                (true, _) => rows_n::<true, 4>(v, xs, out_shift, y),
+                (false, 1) => rows_n::<false, 1>(v, xs, out_shift, y),
+                (false, 2) => rows_n::<false, 2>(v, xs, out_shift, y),
+                (false, 3) => rows_n::<false, 3>(v, xs, out_shift, y),
+                (false, _) => rows_n::<false, 4>(v, xs, out_shift, y),
+            }
+        }
+    }
+
+    /// The weights of one block as two vectors of 16 int16 (the operands `block_lanes` multiplies).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn block_weights<const Q4: bool>(q: &[u8]) -> (__m256i, __m256i) {
+        if Q4 {
+            // SAFETY: q has at least 16 bytes (sliced here).
+            let raw = unsafe { _mm_loadu_si128(q[..16].as_ptr() as *const __m128i) };
+            let mask = _mm_set1_epi8(0x0f);
+            (
+                _mm256_cvtepu8_epi16(_mm_and_si128(raw, mask)),
+                _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), mask)),
+            )
+        } else {
+            // SAFETY: q has at least 32 bytes (sliced here).
+            let (r0, r1) = unsafe {
+                let p = q[..32].as_ptr() as *const __m128i;
+                (_mm_loadu_si128(p), _mm_loadu_si128(p.add(1)))
+            };
+            (_mm256_cvtepi8_epi16(r0), _mm256_cvtepi8_epi16(r1))
+        }
+    }
+
+    /// `T` vectors against every row of `v`: per group of four rows and block, the weights are unpacked
+    /// once and multiplied with each vector; each vector's terms and sums are those of `rows`.
+    ///
+    /// # Safety
+    /// As [`matmat`], with `Q4 == v.q4` and `T == xs.len()`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn rows_n<const Q4: bool, const T: usize>(
+        v: &View<'_>,
+        xs: &[QuantVec],
+        out_shift: u32,
+        y: &mut [i32],
+    ) {
+        let (nb, qs, d, m) = (v.nb, v.q, v.d, v.m);
+        let qb = if Q4 { 16 } else { BLOCK };
+        let rows = v.d.len() / nb.max(1);
+        let act = |t: usize, b: usize| {
+            let a = &xs[t].a[b * BLOCK..][..BLOCK];
+            // SAFETY: a has 32 i16 = two 256-bit vectors.
+            unsafe {
+                let p = a.as_ptr() as *const __m256i;
+                (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
+            }
+        };
+        let mut r = 0;
+        while r + 4 <= rows {
+            let mut acc = [_mm256_setzero_si256(); T];
+            for b in 0..nb {
+                let w = |i: usize| block_weights::<Q4>(&qs[((r + i) * nb + b) * qb..][..qb]);
+                let (w0, w1, w2, w3) = (w(0), w(1), w(2), w(3));
+                let at = |v: &[i32], i: usize| v[(r + i) * nb + b];
+                let d4 = _mm256_cvtepi32_epi64(_mm_set_epi32(at(d, 3), at(d, 2), at(d, 1), at(d, 0)));
+                let m4 = if Q4 {
+                    _mm256_cvtepi32_epi64(_mm_set_epi32(at(m, 3), at(m, 2), at(m, 1), at(m, 0)))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let (a0, a1) = act(t, b);
+                    let lanes = |(x0, x1): (__m256i, __m256i)| {
+                        _mm256_add_epi32(_mm256_madd_epi16(x0, a0), _mm256_madd_epi16(x1, a1))
+                    };
+                    let (p0, p1, p2, p3) = (lanes(w0), lanes(w1), lanes(w2), lanes(w3));
+                    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+                    let isum = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+                    let mut term = _mm256_mul_epi32(_mm256_cvtepi32_epi64(isum), d4);
+                    if Q4 {
+                        let asum = _mm256_set1_epi64x(i64::from(xs[t].sum[b]));
+                        term = _mm256_add_epi64(term, _mm256_mul_epi32(m4, asum));
+                    }
+                    term = _mm256_sll_epi64(term, _mm_cvtsi32_si128(xs[t].shift[b] as i32));
+                    *acc = _mm256_add_epi64(*acc, term);
+                }
+            }
+            for (t, acc) in acc.iter().enumerate() {
+                let mut out = [0i64; 4];
+                // SAFETY: out has room for 4 i64.
+                unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, *acc) };
+                for (o, &a) in y[t * rows + r..][..4].iter_mut().zip(&out) {
+                    *o = sat_i32(rshift_round(a, out_shift));
+                }
+            }
+            r += 4;
+        }
+        for t in 0..T {
+            for (rr, out) in y[t * rows..(t + 1) * rows].iter_mut().enumerate().skip(r) {
+                let mut acc = 0i64;
+                for b in 0..nb {
+                    let (a0, a1) = act(t, b);
+                    let isum = hsum(block_lanes::<Q4>(&qs[(rr * nb + b) * qb..][..qb], a0, a1));
+                    let mut term = i64::from(d[rr * nb + b]) * i64::from(isum);
+                    if Q4 {
+                        term += i64::from(m[rr * nb + b]) * i64::from(xs[t].sum[b]);
+                    }
+                    acc = acc.wrapping_add(term << xs[t].shift[b]);
+                }
+                *out = sat_i32(rshift_round(acc, out_shift));
+            }
+        }
     }
 
     /// # Safety
@@ -584,6 +743,31 @@ mod tests {
                     assert_eq!(a, b, "case {case} {ty:?} shift {shift}");
                 }
                 assert!(w.matvec(&qv, 0, &mut vec![0; rows + 1]).is_err());
+                // Several vectors at once: the same bits as one matvec each, for every batch size
+                // (including more than one pass and a remainder).
+                let n = 1 + case % 9;
+                let xs: Vec<QuantVec> = (0..n)
+                    .map(|t| {
+                        let x: Vec<i32> = (0..cols)
+                            .map(|i| (rnd() as i32) >> ((i + t + case) % 31))
+                            .collect();
+                        let mut q = QuantVec::default();
+                        q.quantize(&x);
+                        q
+                    })
+                    .collect();
+                let mut batch = vec![0; n * rows];
+                w.matmat(&xs, 24, &mut batch).unwrap();
+                for (t, x) in xs.iter().enumerate() {
+                    let mut one = vec![0; rows];
+                    w.matvec_scalar(x, 24, &mut one).unwrap();
+                    assert_eq!(
+                        batch[t * rows..][..rows],
+                        one,
+                        "case {case} {ty:?} vector {t} of {n}"
+                    );
+                }
+                assert!(w.matmat(&xs, 24, &mut vec![0; n * rows + 1]).is_err());
             }
         }
     }

@@ -502,3 +502,94 @@ fn a_kv_slab_gives_the_same_logits_as_the_cache() {
     );
     assert!(model.config().step_macs(1) > model.config().step_macs(0));
 }
+
+#[test]
+fn a_batch_of_tokens_gives_the_same_cache_and_logits_as_one_at_a_time() {
+    let model = Tiny::default().load().unwrap();
+    let tokens: Vec<u32> = vec![1, 5, 79, 0, 33, 33, 12, 64, 7, 2, 50, 19, 3];
+    let expected = run(&model, &tokens);
+    let mut logits = vec![0; model.config().n_vocab];
+    // Batches of every size from any start: the logits after each batch, then one more token, agree.
+    for split in [1, 2, 3, 4, 5, 8, 12] {
+        let mut cache = model.new_cache(tokens.len() + 2).unwrap();
+        model
+            .forward_batch(&mut cache, &tokens[..split], &mut logits)
+            .unwrap();
+        assert_eq!(logits, expected[split - 1], "batch of {split}");
+        model
+            .forward_batch(&mut cache, &tokens[split..], &mut logits)
+            .unwrap();
+        assert_eq!(
+            logits,
+            expected[tokens.len() - 1],
+            "then {}",
+            tokens.len() - split
+        );
+        assert_eq!(cache.len(), tokens.len());
+    }
+    // Over a caller's slab too.
+    let capacity = tokens.len();
+    let mut slab = vec![7; model.kv_slab_len(capacity).unwrap()];
+    let mut scratch = model.new_scratch();
+    model
+        .forward_slab_batch(&mut slab, capacity, 0, &mut scratch, &tokens[..6], &mut logits)
+        .unwrap();
+    assert_eq!(logits, expected[5]);
+    for (pos, &t) in tokens.iter().enumerate().skip(6) {
+        model
+            .forward_slab(&mut slab, capacity, pos, &mut scratch, t, &mut logits)
+            .unwrap();
+        assert_eq!(logits, expected[pos]);
+    }
+    // Checked before anything is written: a bad token anywhere, an empty batch, no room.
+    let mut cache = model.new_cache(4).unwrap();
+    assert!(matches!(
+        model.forward_batch(&mut cache, &[1, 2, 100_000], &mut logits),
+        Err(ModelError::TokenOutOfRange { token: 100_000, .. })
+    ));
+    assert!(matches!(
+        model.forward_batch(&mut cache, &[], &mut logits),
+        Err(ModelError::EmptyBatch)
+    ));
+    assert!(matches!(
+        model.forward_batch(&mut cache, &[1, 2, 3, 4, 5], &mut logits),
+        Err(ModelError::ContextFull(4))
+    ));
+    assert_eq!(cache.len(), 0);
+}
+
+/// The real model's greedy answer, pinned (computed before the batched pass and the KV slab existed):
+/// any change to the arithmetic that moves a logit enough to change a choice shows here; the batched
+/// prompt gives the same logits as token by token.
+#[test]
+fn real_model_greedy_answer_is_pinned() {
+    let Some(path) = model_path() else { return };
+    let file = GgufFile::open(&path).unwrap();
+    let model = Model::from_gguf(&file).unwrap();
+    let tok = cu_llm::tokenizer::Tokenizer::from_gguf(&file).unwrap();
+    let chat = [cu_llm::tokenizer::ChatMessage::user(
+        "What is the capital of France?",
+    )];
+    let ids = tok.encode(&tok.apply_chat_template(&chat, true));
+    assert_eq!(ids.len(), 37);
+    let mut cache = model.new_cache(64).unwrap();
+    let mut logits = vec![0; model.config().n_vocab];
+    model.forward_batch(&mut cache, &ids, &mut logits).unwrap();
+    let mut one = model.new_cache(64).unwrap();
+    let mut single = vec![0; model.config().n_vocab];
+    for &t in &ids {
+        model.forward(&mut one, t, &mut single).unwrap();
+    }
+    assert_eq!(logits, single, "the batched prompt gives the same logits");
+    let mut answer = Vec::new();
+    loop {
+        let next = cu_llm::model::argmax(&logits) as u32;
+        if next == tok.eos() || answer.len() == 12 {
+            break;
+        }
+        answer.push(next);
+        model.forward(&mut cache, next, &mut logits).unwrap();
+    }
+    assert_eq!(answer, [504, 3575, 282, 4649, 314, 7042, 30]);
+    assert_eq!(tok.decode(&answer).unwrap(), "The capital of France is Paris.");
+}
