@@ -795,7 +795,6 @@ impl Model {
         token: u32,
         logits: &mut [i32],
     ) -> Result<(), ModelError> {
-        let c = &self.cfg;
         self.embd.row_fixed(token as usize, RESID_Q, &mut s.x);
         for (f, cs) in self.inv_freq.iter().zip(s.rope.iter_mut()) {
             *cs = self.trig.cos_sin_q30(pos as i128 * f);
