@@ -164,6 +164,24 @@ fn generation_in_a_process_is_the_librarys_greedy_continuation() {
         assert_eq!(out.output["position"], prompt_ids.len() + 9);
         assert_eq!(out.output["stop"], "max-tokens");
         eprintln!("{PROMPT:?} -> {:?} ({} gas)", out.output["data"], out.gas_used);
+        // GasUsed is the documented charges of the calls the process made (an unmetered module reports
+        // its ao_tensor charges), from the shapes alone (docs/tensor-api.md, "Models").
+        let c = GgufFile::parse(bytes.to_vec())
+            .map(|f| Model::from_gguf(&f).unwrap().config().clone())
+            .unwrap();
+        let step = |p: usize| {
+            1000 + c.step_macs(p) + (c.kv_bytes_per_position() * (p + 1)) as u64 + 4 * c.n_vocab as u64
+        };
+        let (n, max) = (prompt_ids.len(), expected.len());
+        let text_len = tok.decode(&expected).unwrap().len() as u64;
+        let gas = (1000 + MODEL_ID.len() as u64)          // model_open
+            + 1000                                         // model_info
+            + (1000 + 64 * PROMPT.len() as u64 + 4 * 512)  // model_chat, cap = the context
+            + (0..n).map(step).sum::<u64>()                // the prompt (model_forward_batch)
+            + (n..n + max - 1).map(step).sum::<u64>()      // the generated tokens but the last
+            + (1000 + 4 * max as u64)                      // model_detokenize, measuring
+            + (1000 + 4 * max as u64 + text_len); // model_detokenize, writing
+        assert_eq!(out.gas_used, gas);
         // The same message on a fresh process: the same bytes and the same gas.
         let mut q = process(&module, &h, Limits::default());
         let again = generate(&mut q, MODEL_ID, 10, PROMPT).unwrap();

@@ -211,7 +211,7 @@ else
     "$out/simd/liblua.a" "${LDFLAGS[@]}" -o "${llm_wasm%.wasm}.js"
   [ -s "$llm_wasm" ] || die "emcc produced no $llm_wasm"
   llm_imports="$(wasm-objdump -x -j Import "$llm_wasm" | sed -n 's/.*<- \([^ ]*\)$/\1/p')"
-  for name in model_open model_info model_chat model_tokenize model_detokenize model_forward; do
+  for name in model_open model_info model_chat model_tokenize model_detokenize model_forward model_forward_batch; do
     grep -qx "ao_tensor.$name" <<<"$llm_imports" || die "$llm_wasm does not import ao_tensor.$name"
   done
 fi

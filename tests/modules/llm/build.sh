@@ -37,7 +37,7 @@ rm -f "$js" "$wasm"
 
 # Every ao_tensor import the source declares must be in the module, under module ao_tensor.
 imports="$(wasm-objdump -x -j Import "$wasm" | sed -n 's/.*<- \([^ ]*\)$/\1/p')"
-for name in model_open model_info model_chat model_detokenize model_forward; do
+for name in model_open model_info model_chat model_detokenize model_forward model_forward_batch; do
   grep -qx "ao_tensor.$name" <<<"$imports" || die "$wasm does not import ao_tensor.$name"
 done
 exports="$(wasm-objdump -x -j Export "$wasm")"

@@ -30,6 +30,7 @@ AO_TENSOR(model_info) void ao_model_info(int32_t model, uint32_t *out);
 AO_TENSOR(model_chat) int32_t ao_model_chat(int32_t model, const char *text, uint32_t len, uint32_t *out, uint32_t cap);
 AO_TENSOR(model_detokenize) int32_t ao_model_detokenize(int32_t model, const uint32_t *ids, uint32_t n, char *out, uint32_t cap);
 AO_TENSOR(model_forward) void ao_model_forward(int32_t model, int32_t *kv, uint32_t capacity, uint32_t pos, uint32_t token, int32_t *logits);
+AO_TENSOR(model_forward_batch) void ao_model_forward_batch(int32_t model, int32_t *kv, uint32_t capacity, uint32_t pos, const uint32_t *tokens, uint32_t n, int32_t *logits);
 
 #include "../common/ao_msg.h"
 
@@ -240,8 +241,9 @@ static const char *generate(const char *msg, const char *text) {
         return fail(why);
     }
     prompt_tokens = (uint32_t)n;
-    for (position = 0; position < prompt_tokens; position++)
-        ao_model_forward(model, kv, capacity, position, prompt[position], logits);
+    /* The prompt in one pass (the same cache, logits and gas as one model_forward per token). */
+    ao_model_forward_batch(model, kv, capacity, 0, prompt, prompt_tokens, logits);
+    position = prompt_tokens;
     pending = argmax(logits, info[INFO_VOCAB]);
     in_progress = 1;
     uint32_t *out = malloc((size_t)max * 4);

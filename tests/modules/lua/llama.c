@@ -28,6 +28,7 @@ AO_TENSOR(model_chat) int32_t ao_model_chat(int32_t model, const char *text, uin
 AO_TENSOR(model_tokenize) int32_t ao_model_tokenize(int32_t model, const char *text, uint32_t len, int32_t special, uint32_t *out, uint32_t cap);
 AO_TENSOR(model_detokenize) int32_t ao_model_detokenize(int32_t model, const uint32_t *ids, uint32_t n, char *out, uint32_t cap);
 AO_TENSOR(model_forward) void ao_model_forward(int32_t model, int32_t *kv, uint32_t capacity, uint32_t pos, uint32_t token, int32_t *logits);
+AO_TENSOR(model_forward_batch) void ao_model_forward_batch(int32_t model, int32_t *kv, uint32_t capacity, uint32_t pos, const uint32_t *tokens, uint32_t n, int32_t *logits);
 
 enum { INFO_VOCAB, INFO_CONTEXT, INFO_LAYERS, INFO_EMBD, INFO_KV_BYTES, INFO_BOS, INFO_EOS, INFO_WORDS = 8 };
 
@@ -71,10 +72,10 @@ static int l_load(lua_State *L) {
 /* Runs `n` ids after what is in the context. */
 static void feed(lua_State *L, int32_t m, const uint32_t *ids, uint32_t n) {
     if ((uint64_t)position + n > capacity) luaL_error(L, "Llama: the context of %d tokens is full", (int)capacity);
-    for (uint32_t i = 0; i < n; i++) {
-        ao_model_forward(m, kv, capacity, position, ids[i], logits);
-        position++;
-    }
+    if (n == 0) return;
+    if (n == 1) ao_model_forward(m, kv, capacity, position, ids[0], logits);
+    else ao_model_forward_batch(m, kv, capacity, position, ids, n, logits); /* a prompt in one pass */
+    position += n;
 }
 
 /* Tokenises `text` (chat template or plain) and runs it. */

@@ -52,6 +52,7 @@ fn import(name: &str) -> Option<Import> {
         "model_tokenize" => (tokenize, &[I, P, I, I, P, I], true),
         "model_detokenize" => (detokenize, &[I, P, I, P, I], true),
         "model_forward" => (forward, &[I, P, I, I, I, P], false),
+        "model_forward_batch" => (forward_batch, &[I, P, I, I, P, I, P], false),
         _ => return None,
     };
     Some(Import {
@@ -329,17 +330,64 @@ fn forward(caller: &mut Caller<'_, HostState>, args: &[Val]) -> wasmtime::Result
     if kv % 4 != 0 {
         return Err(trap(NAME, format!("the KV slab at {kv} is not 4-byte aligned")));
     }
-    let per = c.kv_bytes_per_position() as u64;
-    let kv_bytes = check_span(caller, NAME, "kv", kv, capacity.checked_mul(per))?;
-    let logits_bytes = check_span(caller, NAME, "logits", lp, Some(4 * c.n_vocab as u64))?;
-    charge_gas(
+    let kv_bytes = check_span(
         caller,
-        (BASE_GAS + c.step_macs(pos as usize))
-            .saturating_add(per.saturating_mul(pos + 1))
-            .saturating_add(logits_bytes),
+        NAME,
+        "kv",
+        kv,
+        capacity.checked_mul(c.kv_bytes_per_position() as u64),
     )?;
-    let mut scratch = caller.data_mut().models.take_scratch(&m);
-    let mut logits = vec![0i32; c.n_vocab];
+    check_span(caller, NAME, "logits", lp, Some(4 * c.n_vocab as u64))?;
+    charge_gas(caller, step_gas(c, pos))?;
+    run_on_slab(
+        caller,
+        NAME,
+        &m,
+        kv,
+        kv_bytes,
+        lp,
+        Box::new(move |model, slab, scratch, logits| {
+            model.forward_slab(
+                slab,
+                capacity as usize,
+                pos as usize,
+                scratch,
+                token as u32,
+                logits,
+            )
+        }),
+    )
+}
+
+/// The gas of one token step at position `pos`: `1000 + MACs(pos) + KV bytes read + logits bytes`.
+fn step_gas(c: &cu_llm::model::ModelConfig, pos: u64) -> u64 {
+    (BASE_GAS + c.step_macs(pos as usize))
+        .saturating_add((c.kv_bytes_per_position() as u64).saturating_mul(pos + 1))
+        .saturating_add(4 * c.n_vocab as u64)
+}
+
+/// A forward pass over a caller's slab and logits buffer (`Model::forward_slab` or its batch).
+type SlabPass<'a> = dyn FnOnce(
+        &cu_llm::model::Model,
+        &mut [i32],
+        &mut cu_llm::model::Scratch,
+        &mut [i32],
+    ) -> Result<(), cu_llm::model::ModelError>
+    + 'a;
+
+/// Runs `pass` over the process's KV slab (`kv_bytes` at `kv`, borrowed in place) and writes the logits
+/// it produced at `lp`; nothing is written when it fails.
+fn run_on_slab(
+    caller: &mut Caller<'_, HostState>,
+    import: &'static str,
+    m: &Arc<LoadedModel>,
+    kv: u64,
+    kv_bytes: u64,
+    lp: u64,
+    pass: Box<SlabPass<'_>>,
+) -> wasmtime::Result<Option<i64>> {
+    let mut scratch = caller.data_mut().models.take_scratch(m);
+    let mut logits = vec![0i32; m.model.config().n_vocab];
     let result = {
         let mem = Mem::of(caller)?;
         let region = &mut mem.data[kv as usize..(kv + kv_bytes) as usize];
@@ -347,25 +395,82 @@ fn forward(caller: &mut Caller<'_, HostState>, args: &[Val]) -> wasmtime::Result
         let (head, slab, tail) = unsafe { region.align_to_mut::<i32>() };
         if !head.is_empty() || !tail.is_empty() {
             Err(trap(
-                NAME,
+                import,
                 format!("the KV slab at {kv} is not 4-byte aligned in the host's memory"),
             ))
         } else {
-            m.model
-                .forward_slab(
-                    slab,
-                    capacity as usize,
-                    pos as usize,
-                    &mut scratch,
-                    token as u32,
-                    &mut logits,
-                )
-                .map_err(|e| trap(NAME, e))
+            pass(&m.model, slab, &mut scratch, &mut logits).map_err(|e| trap(import, e))
         }
     };
-    caller.data_mut().models.put_scratch(&m, scratch);
+    caller.data_mut().models.put_scratch(m, scratch);
     result?;
     let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
     Mem::of(caller)?.write(lp, &bytes)?;
     Ok(None)
+}
+
+/// The most tokens one `model_forward_batch` call takes.
+pub const MAX_BATCH: u64 = 4096;
+
+/// `model_forward_batch(handle, kv, capacity, pos, tokens, n, logits)`: `model_forward` of the `n` ids
+/// at `tokens` at positions `pos .. pos + n` in one pass (a prompt), the logits after the last. The slab
+/// and the logits are the same bytes, and the gas the same sum, as `n` calls of `model_forward`.
+fn forward_batch(caller: &mut Caller<'_, HostState>, args: &[Val]) -> wasmtime::Result<Option<i64>> {
+    const NAME: &str = "model_forward_batch";
+    let m = model(caller, NAME, args.u(0))?;
+    let (kv, capacity, pos, tp, n, lp) = (args.u(1), args.u(2), args.u(3), args.u(4), args.u(5), args.u(6));
+    let c = m.model.config();
+    if capacity == 0 || capacity > c.context_length as u64 {
+        return Err(trap(
+            NAME,
+            format!(
+                "capacity {capacity} is outside [1, {}] (the model's context)",
+                c.context_length
+            ),
+        ));
+    }
+    if n == 0 || n > MAX_BATCH {
+        return Err(trap(NAME, format!("a batch of {n} tokens (1 to {MAX_BATCH})")));
+    }
+    if pos + n > capacity {
+        return Err(trap(
+            NAME,
+            format!(
+                "positions {pos}..{} are past the slab's capacity {capacity}",
+                pos + n
+            ),
+        ));
+    }
+    if kv % 4 != 0 {
+        return Err(trap(NAME, format!("the KV slab at {kv} is not 4-byte aligned")));
+    }
+    let kv_bytes = check_span(
+        caller,
+        NAME,
+        "kv",
+        kv,
+        capacity.checked_mul(c.kv_bytes_per_position() as u64),
+    )?;
+    check_span(caller, NAME, "tokens", tp, Some(4 * n))?;
+    check_span(caller, NAME, "logits", lp, Some(4 * c.n_vocab as u64))?;
+    let gas = (pos..pos + n).fold(0u64, |g, p| g.saturating_add(step_gas(c, p)));
+    charge_gas(caller, gas)?;
+    let tokens: Vec<u32> = {
+        let mem = Mem::of(caller)?;
+        mem.bytes(tp, 4 * n)?
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    run_on_slab(
+        caller,
+        NAME,
+        &m,
+        kv,
+        kv_bytes,
+        lp,
+        Box::new(move |model, slab, scratch, logits| {
+            model.forward_slab_batch(slab, capacity as usize, pos as usize, scratch, &tokens, logits)
+        }),
+    )
 }
