@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use cu_llm::gguf::GgufFile;
-use cu_llm::model::{Model, argmax};
+use cu_llm::model::Model;
 use cu_llm::tokenizer::{ChatMessage, Tokenizer};
 use cu_tests::*;
 use cu_types::{EvalOutput, Limits, ModuleFormat};
@@ -128,20 +128,7 @@ fn library_greedy(bytes: &[u8], prompt: &str, max: usize) -> (Vec<u32>, Vec<u32>
     let model = Model::from_gguf(&file).unwrap();
     let tok = Tokenizer::from_gguf(&file).unwrap();
     let ids = tok.encode(&tok.apply_chat_template(&[ChatMessage::user(prompt)], true));
-    let mut cache = model.new_cache(512).unwrap();
-    let mut logits = vec![0; model.config().n_vocab];
-    for &t in &ids {
-        model.forward(&mut cache, t, &mut logits).unwrap();
-    }
-    let mut out = Vec::new();
-    while out.len() < max {
-        let next = argmax(&logits) as u32;
-        if next == tok.eos() {
-            break;
-        }
-        out.push(next);
-        model.forward(&mut cache, next, &mut logits).unwrap();
-    }
+    let out = model.generate_greedy(&ids, max, tok.eos()).unwrap();
     (ids, out, tok)
 }
 

@@ -18,7 +18,7 @@ use common::{Server, repo, under_ci};
 mod locate;
 
 use cu_llm::gguf::GgufFile;
-use cu_llm::model::{Model, argmax};
+use cu_llm::model::Model;
 use cu_llm::tokenizer::{ChatMessage, Tokenizer};
 
 const PROMPT: &str = "Write a short story about a robot who learns to paint.";
@@ -29,18 +29,8 @@ fn greedy(gguf: &std::path::Path, max: usize) -> (Vec<u32>, Tokenizer) {
     let model = Model::from_gguf(&file).unwrap();
     let tok = Tokenizer::from_gguf(&file).unwrap();
     let ids = tok.encode(&tok.apply_chat_template(&[ChatMessage::user(PROMPT)], true));
-    let mut cache = model.new_cache(512).unwrap();
-    let mut logits = vec![0; model.config().n_vocab];
-    for &t in &ids {
-        model.forward(&mut cache, t, &mut logits).unwrap();
-    }
-    let mut out = Vec::new();
-    while out.len() < max {
-        let next = argmax(&logits) as u32;
-        assert_ne!(next, tok.eos(), "the answer is longer than {max} tokens");
-        out.push(next);
-        model.forward(&mut cache, next, &mut logits).unwrap();
-    }
+    let out = model.generate_greedy(&ids, max, tok.eos()).unwrap();
+    assert_eq!(out.len(), max, "the answer is longer than {max} tokens");
     (out, tok)
 }
 

@@ -506,27 +506,7 @@ impl Model {
         token: u32,
         logits: &mut [i32],
     ) -> Result<(), ModelError> {
-        if capacity == 0 || capacity > self.cfg.context_length {
-            return Err(ModelError::BadContext {
-                requested: capacity,
-                max: self.cfg.context_length,
-            });
-        }
-        if pos >= capacity {
-            return Err(ModelError::ContextFull(capacity));
-        }
-        let expected = self.kv_slab_len(capacity).unwrap_or(usize::MAX);
-        if slab.len() != expected {
-            return Err(ModelError::SlabLength {
-                found: slab.len(),
-                expected,
-            });
-        }
-        let mut kv = SlabKv {
-            data: slab,
-            capacity,
-            row: self.cfg.n_head_kv * self.cfg.head_dim,
-        };
+        let mut kv = self.slab_kv(slab, capacity, pos, 1)?;
         self.forward_checked(&mut kv, pos, scratch, token, logits)
     }
 
@@ -562,27 +542,7 @@ impl Model {
         tokens: &[u32],
         logits: &mut [i32],
     ) -> Result<(), ModelError> {
-        if capacity == 0 || capacity > self.cfg.context_length {
-            return Err(ModelError::BadContext {
-                requested: capacity,
-                max: self.cfg.context_length,
-            });
-        }
-        if pos + tokens.len() > capacity {
-            return Err(ModelError::ContextFull(capacity));
-        }
-        let expected = self.kv_slab_len(capacity).unwrap_or(usize::MAX);
-        if slab.len() != expected {
-            return Err(ModelError::SlabLength {
-                found: slab.len(),
-                expected,
-            });
-        }
-        let mut kv = SlabKv {
-            data: slab,
-            capacity,
-            row: self.cfg.n_head_kv * self.cfg.head_dim,
-        };
+        let mut kv = self.slab_kv(slab, capacity, pos, tokens.len().max(1))?;
         self.batch_checked(&mut kv, pos, scratch, tokens, logits)
     }
 
@@ -718,6 +678,59 @@ impl Model {
         let head = self.output.as_ref().unwrap_or(&self.embd);
         par_matvec(self.threads, &s.qv, &mut [(head, W_Q + NORM_Q - LOGIT_Q, logits)])?;
         Ok(())
+    }
+
+    /// The checks of a slab for `n` positions from `pos` (capacity within the model's context, room for
+    /// them, the slab's length), then the slab as the forward pass's KV store.
+    fn slab_kv<'a>(
+        &self,
+        slab: &'a mut [i32],
+        capacity: usize,
+        pos: usize,
+        n: usize,
+    ) -> Result<SlabKv<'a>, ModelError> {
+        if capacity == 0 || capacity > self.cfg.context_length {
+            return Err(ModelError::BadContext {
+                requested: capacity,
+                max: self.cfg.context_length,
+            });
+        }
+        if pos + n > capacity {
+            return Err(ModelError::ContextFull(capacity));
+        }
+        let expected = self.kv_slab_len(capacity).unwrap_or(usize::MAX);
+        if slab.len() != expected {
+            return Err(ModelError::SlabLength {
+                found: slab.len(),
+                expected,
+            });
+        }
+        Ok(SlabKv {
+            data: slab,
+            capacity,
+            row: self.cfg.n_head_kv * self.cfg.head_dim,
+        })
+    }
+
+    /// Greedy decoding: runs `prompt` (one batch), then chooses the lowest id of the largest logit up to
+    /// `max_new` times, stopping before `stop` (the end-of-turn token). Needs `prompt.len() + max_new`
+    /// positions of context.
+    pub fn generate_greedy(&self, prompt: &[u32], max_new: usize, stop: u32) -> Result<Vec<u32>, ModelError> {
+        let mut cache = self.new_cache(prompt.len() + max_new)?;
+        let mut logits = vec![0; self.cfg.n_vocab];
+        self.forward_batch(&mut cache, prompt, &mut logits)?;
+        let mut out = Vec::with_capacity(max_new);
+        while out.len() < max_new {
+            let next = argmax(&logits) as u32;
+            if next == stop {
+                break;
+            }
+            out.push(next);
+            if out.len() < max_new {
+                self.forward(&mut cache, next, &mut logits)?;
+            }
+        }
+        Ok(out)
     }
 
     /// Scratch buffers for [`Model::forward_slab`] (any content: every call overwrites what it reads).

@@ -312,32 +312,7 @@ fn forward(caller: &mut Caller<'_, HostState>, args: &[Val]) -> wasmtime::Result
     let m = model(caller, NAME, args.u(0))?;
     let (kv, capacity, pos, token, lp) = (args.u(1), args.u(2), args.u(3), args.u(4), args.u(5));
     let c = m.model.config();
-    if capacity == 0 || capacity > c.context_length as u64 {
-        return Err(trap(
-            NAME,
-            format!(
-                "capacity {capacity} is outside [1, {}] (the model's context)",
-                c.context_length
-            ),
-        ));
-    }
-    if pos >= capacity {
-        return Err(trap(
-            NAME,
-            format!("position {pos} is past the slab's capacity {capacity}"),
-        ));
-    }
-    if kv % 4 != 0 {
-        return Err(trap(NAME, format!("the KV slab at {kv} is not 4-byte aligned")));
-    }
-    let kv_bytes = check_span(
-        caller,
-        NAME,
-        "kv",
-        kv,
-        capacity.checked_mul(c.kv_bytes_per_position() as u64),
-    )?;
-    check_span(caller, NAME, "logits", lp, Some(4 * c.n_vocab as u64))?;
+    let kv_bytes = check_slab(caller, NAME, c, kv, capacity, pos, 1, lp)?;
     charge_gas(caller, step_gas(c, pos))?;
     run_on_slab(
         caller,
@@ -357,6 +332,51 @@ fn forward(caller: &mut Caller<'_, HostState>, args: &[Val]) -> wasmtime::Result
             )
         }),
     )
+}
+
+/// The checks of a KV slab for `n` positions from `pos` and of the logits buffer: the capacity within
+/// the model's context, room for the positions, a 4-byte aligned slab inside the memory, the logits
+/// inside it. Answers the slab's byte length.
+#[allow(clippy::too_many_arguments)]
+fn check_slab(
+    caller: &Caller<'_, HostState>,
+    import: &'static str,
+    c: &cu_llm::model::ModelConfig,
+    kv: u64,
+    capacity: u64,
+    pos: u64,
+    n: u64,
+    lp: u64,
+) -> wasmtime::Result<u64> {
+    if capacity == 0 || capacity > c.context_length as u64 {
+        return Err(trap(
+            import,
+            format!(
+                "capacity {capacity} is outside [1, {}] (the model's context)",
+                c.context_length
+            ),
+        ));
+    }
+    if pos.saturating_add(n) > capacity {
+        let at = if n == 1 {
+            format!("position {pos} is")
+        } else {
+            format!("positions {pos}..{} are", pos + n)
+        };
+        return Err(trap(import, format!("{at} past the slab's capacity {capacity}")));
+    }
+    if !kv.is_multiple_of(4) {
+        return Err(trap(import, format!("the KV slab at {kv} is not 4-byte aligned")));
+    }
+    let kv_bytes = check_span(
+        caller,
+        import,
+        "kv",
+        kv,
+        capacity.checked_mul(c.kv_bytes_per_position() as u64),
+    )?;
+    check_span(caller, import, "logits", lp, Some(4 * c.n_vocab as u64))?;
+    Ok(kv_bytes)
 }
 
 /// The gas of one token step at position `pos`: `1000 + MACs(pos) + KV bytes read + logits bytes`.
@@ -420,39 +440,11 @@ fn forward_batch(caller: &mut Caller<'_, HostState>, args: &[Val]) -> wasmtime::
     let m = model(caller, NAME, args.u(0))?;
     let (kv, capacity, pos, tp, n, lp) = (args.u(1), args.u(2), args.u(3), args.u(4), args.u(5), args.u(6));
     let c = m.model.config();
-    if capacity == 0 || capacity > c.context_length as u64 {
-        return Err(trap(
-            NAME,
-            format!(
-                "capacity {capacity} is outside [1, {}] (the model's context)",
-                c.context_length
-            ),
-        ));
-    }
     if n == 0 || n > MAX_BATCH {
         return Err(trap(NAME, format!("a batch of {n} tokens (1 to {MAX_BATCH})")));
     }
-    if pos + n > capacity {
-        return Err(trap(
-            NAME,
-            format!(
-                "positions {pos}..{} are past the slab's capacity {capacity}",
-                pos + n
-            ),
-        ));
-    }
-    if kv % 4 != 0 {
-        return Err(trap(NAME, format!("the KV slab at {kv} is not 4-byte aligned")));
-    }
-    let kv_bytes = check_span(
-        caller,
-        NAME,
-        "kv",
-        kv,
-        capacity.checked_mul(c.kv_bytes_per_position() as u64),
-    )?;
+    let kv_bytes = check_slab(caller, NAME, c, kv, capacity, pos, n, lp)?;
     check_span(caller, NAME, "tokens", tp, Some(4 * n))?;
-    check_span(caller, NAME, "logits", lp, Some(4 * c.n_vocab as u64))?;
     let gas = (pos..pos + n).fold(0u64, |g, p| g.saturating_add(step_gas(c, p)));
     charge_gas(caller, gas)?;
     let tokens: Vec<u32> = {
