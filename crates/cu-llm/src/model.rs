@@ -477,7 +477,7 @@ impl Model {
         let pos = cache.len;
         let KvCache { k, v, s, len, .. } = cache;
         let mut kv = VecKv { k, v };
-        self.forward_checked(&mut kv, pos, s, token, logits)?;
+        self.pass_checked(&mut kv, pos, s, std::slice::from_ref(&token), logits)?;
         *len += 1;
         Ok(())
     }
@@ -507,7 +507,7 @@ impl Model {
         logits: &mut [i32],
     ) -> Result<(), ModelError> {
         let mut kv = self.slab_kv(slab, capacity, pos, 1)?;
-        self.forward_checked(&mut kv, pos, scratch, token, logits)
+        self.pass_checked(&mut kv, pos, scratch, std::slice::from_ref(&token), logits)
     }
 
     /// [`Model::forward`] of several tokens in one pass (a prompt): runs `tokens` at the cache's next
@@ -526,7 +526,7 @@ impl Model {
         let pos = cache.len;
         let KvCache { k, v, s, len, .. } = cache;
         let mut kv = VecKv { k, v };
-        self.batch_checked(&mut kv, pos, s, tokens, logits)?;
+        self.pass_checked(&mut kv, pos, s, tokens, logits)?;
         *len += tokens.len();
         Ok(())
     }
@@ -543,12 +543,12 @@ impl Model {
         logits: &mut [i32],
     ) -> Result<(), ModelError> {
         let mut kv = self.slab_kv(slab, capacity, pos, tokens.len().max(1))?;
-        self.batch_checked(&mut kv, pos, scratch, tokens, logits)
+        self.pass_checked(&mut kv, pos, scratch, tokens, logits)
     }
 
-    /// The checks of `forward_checked` for every token (nothing is written when one fails), then the
-    /// batched pass (AVX2-compiled where the CPU has it).
-    fn batch_checked(
+    /// The token and logits checks (for every token: nothing is written when one fails), then the forward
+    /// pass (AVX2-compiled where the CPU has it).
+    fn pass_checked(
         &self,
         kv: &mut dyn Kv,
         pos: usize,
@@ -574,17 +574,18 @@ impl Model {
         }
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present (see `forward_checked`).
-            return unsafe { self.batch_avx2(kv, pos, s, tokens, logits) };
+            // SAFETY: AVX2 is present. The same integer code, compiled with AVX2 enabled so that its
+            // loops vectorise wider; integer results do not depend on the instructions chosen.
+            return unsafe { self.pass_avx2(kv, pos, s, tokens, logits) };
         }
-        self.batch_unchecked(kv, pos, s, tokens, logits)
+        self.pass_unchecked(kv, pos, s, tokens, logits)
     }
 
     /// # Safety
     /// The CPU must support AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn batch_avx2(
+    unsafe fn pass_avx2(
         &self,
         kv: &mut dyn Kv,
         pos: usize,
@@ -592,13 +593,14 @@ impl Model {
         tokens: &[u32],
         logits: &mut [i32],
     ) -> Result<(), ModelError> {
-        self.batch_unchecked(kv, pos, s, tokens, logits)
+        self.pass_unchecked(kv, pos, s, tokens, logits)
     }
 
-    /// The forward pass of `forward_unchecked`, token by token where it is per token (norms, RoPE,
-    /// attention, SwiGLU, residuals) and for all tokens at once in the matrix products.
+    /// The forward pass of `tokens` at positions `pos ..`: token by token where it is per token (norms,
+    /// RoPE, attention, SwiGLU, residuals), for all tokens at once in the matrix products
+    /// ([`products`]); the output head for the last token only.
     #[inline(always)]
-    fn batch_unchecked(
+    fn pass_unchecked(
         &self,
         kv: &mut dyn Kv,
         pos: usize,
@@ -608,75 +610,96 @@ impl Model {
     ) -> Result<(), ModelError> {
         let c = &self.cfg;
         let n = tokens.len();
-        let (e, kvd, ff) = (c.n_embd, c.n_head_kv * c.head_dim, c.n_ff);
-        let mut x = vec![0i32; n * e];
-        for (t, &tok) in tokens.iter().enumerate() {
-            self.embd.row_fixed(tok as usize, RESID_Q, &mut x[t * e..][..e]);
+        let (e, kvd, ff, half) = (c.n_embd, c.n_head_kv * c.head_dim, c.n_ff, c.head_dim / 2);
+        // Every buffer is written before it is read; only the sizes follow the token count.
+        for (b, len) in [
+            (&mut s.x, e),
+            (&mut s.q, e),
+            (&mut s.k, kvd),
+            (&mut s.v, kvd),
+            (&mut s.att, e),
+            (&mut s.o, e),
+            (&mut s.gate, ff),
+            (&mut s.up, ff),
+        ] {
+            b.resize(n * len, 0);
         }
-        let ropes: Vec<Vec<(i32, i32)>> = (0..n)
-            .map(|t| {
-                self.inv_freq
-                    .iter()
-                    .map(|f| self.trig.cos_sin_q30((pos + t) as i128 * f))
-                    .collect()
-            })
-            .collect();
-        let mut qvs = vec![QuantVec::default(); n];
-        let (mut q, mut k, mut v) = (vec![0; n * e], vec![0; n * kvd], vec![0; n * kvd]);
-        let (mut att, mut o) = (vec![0; n * e], vec![0; n * e]);
-        let (mut gate, mut up) = (vec![0; n * ff], vec![0; n * ff]);
+        s.qvs.resize_with(n, QuantVec::default);
+        s.rope.resize(n * half, (0, 0));
+        for (t, &tok) in tokens.iter().enumerate() {
+            self.embd.row_fixed(tok as usize, RESID_Q, &mut s.x[t * e..][..e]);
+            for (f, cs) in self.inv_freq.iter().zip(&mut s.rope[t * half..][..half]) {
+                *cs = self.trig.cos_sin_q30((pos + t) as i128 * f);
+            }
+        }
         let shift = W_Q + NORM_Q - ACT_Q;
+        let threads = self.threads;
         for (li, l) in self.layers.iter().enumerate() {
             // Attention.
-            for (xt, qv) in x.chunks_exact(e).zip(qvs.iter_mut()) {
+            for (xt, qv) in s.x.chunks_exact(e).zip(s.qvs.iter_mut()) {
                 self.rms_norm(xt, &l.attn_norm, &mut s.h);
                 qv.quantize(&s.h);
             }
-            l.wq.matmat(&qvs, shift, &mut q)?;
-            l.wk.matmat(&qvs, shift, &mut k)?;
-            l.wv.matmat(&qvs, shift, &mut v)?;
-            for (t, cs) in ropes.iter().enumerate() {
-                rope(&mut q[t * e..][..e], cs);
-                rope(&mut k[t * kvd..][..kvd], cs);
+            products(
+                threads,
+                &s.qvs,
+                &mut [
+                    (&l.wq, shift, &mut s.q),
+                    (&l.wk, shift, &mut s.k),
+                    (&l.wv, shift, &mut s.v),
+                ],
+            )?;
+            for (t, cs) in s.rope.chunks_exact(half).enumerate() {
+                rope(&mut s.q[t * e..][..e], cs);
+                rope(&mut s.k[t * kvd..][..kvd], cs);
             }
             for t in 0..n - 1 {
-                kv.append(li, pos + t, &k[t * kvd..][..kvd], &v[t * kvd..][..kvd]);
+                kv.append(li, pos + t, &s.k[t * kvd..][..kvd], &s.v[t * kvd..][..kvd]);
             }
             let last = n - 1;
-            let (kc, vc) = kv.append(li, pos + last, &k[last * kvd..][..kvd], &v[last * kvd..][..kvd]);
-            for (t, (qt, out)) in q.chunks_exact(e).zip(att.chunks_exact_mut(e)).enumerate() {
+            let (kc, vc) = kv.append(
+                li,
+                pos + last,
+                &s.k[last * kvd..][..kvd],
+                &s.v[last * kvd..][..kvd],
+            );
+            for (t, (qt, out)) in s.q.chunks_exact(e).zip(s.att.chunks_exact_mut(e)).enumerate() {
                 self.attend(qt, kc, vc, pos + t + 1, &mut s.attn, out);
             }
-            for (at, qv) in att.chunks_exact(e).zip(qvs.iter_mut()) {
+            for (at, qv) in s.att.chunks_exact(e).zip(s.qvs.iter_mut()) {
                 qv.quantize(at);
             }
-            l.wo.matmat(&qvs, W_Q + ACT_Q - RESID_Q, &mut o)?;
-            for (x, &o) in x.iter_mut().zip(&o) {
+            products(threads, &s.qvs, &mut [(&l.wo, W_Q + ACT_Q - RESID_Q, &mut s.o)])?;
+            for (x, &o) in s.x.iter_mut().zip(&s.o) {
                 *x = x.saturating_add(o);
             }
             // Feed-forward (SwiGLU).
-            for (xt, qv) in x.chunks_exact(e).zip(qvs.iter_mut()) {
+            for (xt, qv) in s.x.chunks_exact(e).zip(s.qvs.iter_mut()) {
                 self.rms_norm(xt, &l.ffn_norm, &mut s.h);
                 qv.quantize(&s.h);
             }
-            l.gate.matmat(&qvs, shift, &mut gate)?;
-            l.up.matmat(&qvs, shift, &mut up)?;
-            for (g, &u) in gate.iter_mut().zip(&up) {
+            products(
+                threads,
+                &s.qvs,
+                &mut [(&l.gate, shift, &mut s.gate), (&l.up, shift, &mut s.up)],
+            )?;
+            for (g, &u) in s.gate.iter_mut().zip(&s.up) {
                 let silu = self.exp.silu_q16(*g);
                 *g = sat_i32(rshift_round(i64::from(silu) * i64::from(u), ACT_Q));
             }
-            for (gt, qv) in gate.chunks_exact(ff).zip(qvs.iter_mut()) {
+            for (gt, qv) in s.gate.chunks_exact(ff).zip(s.qvs.iter_mut()) {
                 qv.quantize(gt);
             }
-            l.down.matmat(&qvs, W_Q + ACT_Q - RESID_Q, &mut o)?;
-            for (x, &o) in x.iter_mut().zip(&o) {
+            products(threads, &s.qvs, &mut [(&l.down, W_Q + ACT_Q - RESID_Q, &mut s.o)])?;
+            for (x, &o) in s.x.iter_mut().zip(&s.o) {
                 *x = x.saturating_add(o);
             }
         }
-        self.rms_norm(&x[(n - 1) * e..], &self.out_norm, &mut s.h);
-        s.qv.quantize(&s.h);
+        self.rms_norm(&s.x[(n - 1) * e..], &self.out_norm, &mut s.h);
+        let qv = &mut s.qvs[0];
+        qv.quantize(&s.h);
         let head = self.output.as_ref().unwrap_or(&self.embd);
-        par_matvec(self.threads, &s.qv, &mut [(head, W_Q + NORM_Q - LOGIT_Q, logits)])?;
+        par_matvec(threads, qv, &mut [(head, W_Q + NORM_Q - LOGIT_Q, logits)])?;
         Ok(())
     }
 
@@ -733,7 +756,8 @@ impl Model {
         Ok(out)
     }
 
-    /// Scratch buffers for [`Model::forward_slab`] (any content: every call overwrites what it reads).
+    /// Scratch buffers for [`Model::forward_slab`] and [`Model::forward_slab_batch`] (any content: every call
+    /// overwrites what it reads).
     pub fn new_scratch(&self) -> Scratch {
         let c = &self.cfg;
         Scratch {
@@ -746,126 +770,10 @@ impl Model {
             o: vec![0; c.n_embd],
             gate: vec![0; c.n_ff],
             up: vec![0; c.n_ff],
-            qv: QuantVec::default(),
+            qvs: vec![QuantVec::default()],
             attn: AttnBufs::default(),
             rope: vec![(0, 0); c.head_dim / 2],
         }
-    }
-
-    /// The token and logits checks, then the forward pass (AVX2-compiled where the CPU has it).
-    fn forward_checked(
-        &self,
-        kv: &mut dyn Kv,
-        pos: usize,
-        s: &mut Scratch,
-        token: u32,
-        logits: &mut [i32],
-    ) -> Result<(), ModelError> {
-        let c = &self.cfg;
-        if token as usize >= c.n_vocab {
-            return Err(ModelError::TokenOutOfRange {
-                token,
-                vocab: c.n_vocab,
-            });
-        }
-        if logits.len() != c.n_vocab {
-            return Err(ModelError::LogitsLength {
-                found: logits.len(),
-                expected: c.n_vocab,
-            });
-        }
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present. The same integer code, compiled with AVX2 enabled so that its
-            // loops vectorise wider; integer results do not depend on the instructions chosen.
-            return unsafe { self.forward_avx2(kv, pos, s, token, logits) };
-        }
-        self.forward_unchecked(kv, pos, s, token, logits)
-    }
-
-    /// # Safety
-    /// The CPU must support AVX2.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn forward_avx2(
-        &self,
-        kv: &mut dyn Kv,
-        pos: usize,
-        s: &mut Scratch,
-        token: u32,
-        logits: &mut [i32],
-    ) -> Result<(), ModelError> {
-        self.forward_unchecked(kv, pos, s, token, logits)
-    }
-
-    /// The forward pass after `forward`'s checks (token, logits length, context).
-    #[inline(always)]
-    fn forward_unchecked(
-        &self,
-        kv: &mut dyn Kv,
-        pos: usize,
-        s: &mut Scratch,
-        token: u32,
-        logits: &mut [i32],
-    ) -> Result<(), ModelError> {
-        self.embd.row_fixed(token as usize, RESID_Q, &mut s.x);
-        for (f, cs) in self.inv_freq.iter().zip(s.rope.iter_mut()) {
-            *cs = self.trig.cos_sin_q30(pos as i128 * f);
-        }
-        for (li, l) in self.layers.iter().enumerate() {
-            // Attention.
-            self.rms_norm(&s.x, &l.attn_norm, &mut s.h);
-            s.qv.quantize(&s.h);
-            let shift = W_Q + NORM_Q - ACT_Q;
-            par_matvec(
-                self.threads,
-                &s.qv,
-                &mut [
-                    (&l.wq, shift, &mut s.q),
-                    (&l.wk, shift, &mut s.k),
-                    (&l.wv, shift, &mut s.v),
-                ],
-            )?;
-            rope(&mut s.q, &s.rope);
-            rope(&mut s.k, &s.rope);
-            let (kc, vc) = kv.append(li, pos, &s.k, &s.v);
-            self.attend(&s.q, kc, vc, pos + 1, &mut s.attn, &mut s.att);
-            s.qv.quantize(&s.att);
-            par_matvec(
-                self.threads,
-                &s.qv,
-                &mut [(&l.wo, W_Q + ACT_Q - RESID_Q, &mut s.o)],
-            )?;
-            for (x, &o) in s.x.iter_mut().zip(&s.o) {
-                *x = x.saturating_add(o);
-            }
-            // Feed-forward (SwiGLU).
-            self.rms_norm(&s.x, &l.ffn_norm, &mut s.h);
-            s.qv.quantize(&s.h);
-            par_matvec(
-                self.threads,
-                &s.qv,
-                &mut [(&l.gate, shift, &mut s.gate), (&l.up, shift, &mut s.up)],
-            )?;
-            for (g, &u) in s.gate.iter_mut().zip(&s.up) {
-                let silu = self.exp.silu_q16(*g);
-                *g = sat_i32(rshift_round(i64::from(silu) * i64::from(u), ACT_Q));
-            }
-            s.qv.quantize(&s.gate);
-            par_matvec(
-                self.threads,
-                &s.qv,
-                &mut [(&l.down, W_Q + ACT_Q - RESID_Q, &mut s.o)],
-            )?;
-            for (x, &o) in s.x.iter_mut().zip(&s.o) {
-                *x = x.saturating_add(o);
-            }
-        }
-        self.rms_norm(&s.x, &self.out_norm, &mut s.h);
-        s.qv.quantize(&s.h);
-        let head = self.output.as_ref().unwrap_or(&self.embd);
-        par_matvec(self.threads, &s.qv, &mut [(head, W_Q + NORM_Q - LOGIT_Q, logits)])?;
-        Ok(())
     }
 
     /// Causal attention of one position: the query heads `q` (`n_embd`, after RoPE) against the `t_len`
@@ -1012,6 +920,19 @@ fn par_matvec(threads: usize, x: &QuantVec, jobs: &mut [Job<'_>]) -> Result<(), 
     })
 }
 
+/// The matrix products of one step of the pass: for one token the rows of every job split over
+/// `threads` ([`par_matvec`]), for several each job's [`QMatrix::matmat`] (outputs token-major). The same
+/// bits either way: every output is the same row dot product.
+fn products(threads: usize, xs: &[QuantVec], jobs: &mut [Job<'_>]) -> Result<(), ModelError> {
+    if let [x] = xs {
+        return par_matvec(threads, x, jobs);
+    }
+    for (w, shift, y) in jobs.iter_mut() {
+        w.matmat(xs, *shift, y)?;
+    }
+    Ok(())
+}
+
 /// `floor(num / den + 1/2)` for `den > 0` (halves towards +∞).
 fn div_round(num: i128, den: i128) -> i128 {
     (2 * num + den).div_euclid(2 * den)
@@ -1045,7 +966,8 @@ pub fn argmax(logits: &[i32]) -> usize {
     best
 }
 
-/// The forward pass's working buffers ([`Model::new_scratch`]); they carry nothing between calls.
+/// The forward pass's working buffers ([`Model::new_scratch`], sized for one token and grown for a batch);
+/// they carry nothing between calls.
 pub struct Scratch {
     x: Vec<i32>,
     h: Vec<i32>,
@@ -1056,8 +978,10 @@ pub struct Scratch {
     o: Vec<i32>,
     gate: Vec<i32>,
     up: Vec<i32>,
-    qv: QuantVec,
+    /// One quantised vector per token.
+    qvs: Vec<QuantVec>,
     attn: AttnBufs,
+    /// `(cos, sin)` of every RoPE pair, per token.
     rope: Vec<(i32, i32)>,
 }
 
