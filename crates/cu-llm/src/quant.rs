@@ -530,71 +530,8 @@ mod avx2 {
     /// The CPU must support AVX2; `v` has `y.len()` rows and `x` `v.nb` blocks (as `matvec_rows` checks).
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn matvec(v: &View<'_>, x: &QuantVec, out_shift: u32, y: &mut [i32]) {
-        if v.q4 {
-            // SAFETY: forwarded contract.
-            unsafe { rows::<true>(v, x, out_shift, y) }
-        } else {
-            // SAFETY: forwarded contract.
-            unsafe { rows::<false>(v, x, out_shift, y) }
-        }
-    }
-
-    /// # Safety
-    /// As [`matvec`], with `Q4 == v.q4`.
-    #[target_feature(enable = "avx2")]
-    unsafe fn rows<const Q4: bool>(v: &View<'_>, x: &QuantVec, out_shift: u32, y: &mut [i32]) {
-        let (nb, qs, d, m) = (v.nb, v.q, v.d, v.m);
-        let qb = if Q4 { 16 } else { BLOCK }; // quant bytes per block
-        let rows = y.len();
-        let act = |b: usize| {
-            let a = &x.a[b * BLOCK..][..BLOCK];
-            // SAFETY: a has 32 i16 = two 256-bit vectors.
-            unsafe {
-                let p = a.as_ptr() as *const __m256i;
-                (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
-            }
-        };
-        let mut r = 0;
-        while r + 4 <= rows {
-            let mut acc = _mm256_setzero_si256();
-            for b in 0..nb {
-                let (a0, a1) = act(b);
-                let lanes = |i: usize| block_lanes::<Q4>(&qs[((r + i) * nb + b) * qb..][..qb], a0, a1);
-                let (p0, p1, p2, p3) = (lanes(0), lanes(1), lanes(2), lanes(3));
-                let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
-                let isum = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-                let at = |v: &[i32], i: usize| v[(r + i) * nb + b];
-                let d4 = _mm_set_epi32(at(d, 3), at(d, 2), at(d, 1), at(d, 0));
-                let mut t = _mm256_mul_epi32(_mm256_cvtepi32_epi64(isum), _mm256_cvtepi32_epi64(d4));
-                if Q4 {
-                    let m4 = _mm_set_epi32(at(m, 3), at(m, 2), at(m, 1), at(m, 0));
-                    let asum = _mm256_set1_epi64x(i64::from(x.sum[b]));
-                    t = _mm256_add_epi64(t, _mm256_mul_epi32(_mm256_cvtepi32_epi64(m4), asum));
-                }
-                t = _mm256_sll_epi64(t, _mm_cvtsi32_si128(x.shift[b] as i32));
-                acc = _mm256_add_epi64(acc, t);
-            }
-            let mut out = [0i64; 4];
-            // SAFETY: out has room for 4 i64.
-            unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, acc) };
-            for (o, &a) in y[r..r + 4].iter_mut().zip(&out) {
-                *o = sat_i32(rshift_round(a, out_shift));
-            }
-            r += 4;
-        }
-        for (r, out) in y.iter_mut().enumerate().skip(r) {
-            let mut acc = 0i64;
-            for b in 0..nb {
-                let (a0, a1) = act(b);
-                let isum = hsum(block_lanes::<Q4>(&qs[(r * nb + b) * qb..][..qb], a0, a1));
-                let mut t = i64::from(d[r * nb + b]) * i64::from(isum);
-                if Q4 {
-                    t += i64::from(m[r * nb + b]) * i64::from(x.sum[b]);
-                }
-                acc = acc.wrapping_add(t << x.shift[b]);
-            }
-            *out = sat_i32(rshift_round(acc, out_shift));
-        }
+        // SAFETY: forwarded contract: one vector, `y` holds `v`'s rows.
+        unsafe { matmat(v, std::slice::from_ref(x), out_shift, y) }
     }
 }
 
