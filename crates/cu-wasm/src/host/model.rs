@@ -228,6 +228,16 @@ fn text_arg(
     String::from_utf8(mem.bytes(ptr, len)?.to_vec()).map_err(|_| trap(import, "the text is not UTF-8"))
 }
 
+/// `n` little-endian `u32` token ids at `ptr` (bounds checked by the caller).
+fn read_ids(caller: &mut Caller<'_, HostState>, ptr: u64, n: u64) -> wasmtime::Result<Vec<u32>> {
+    let mem = Mem::of(caller)?;
+    Ok(mem
+        .bytes(ptr, 4 * n)?
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
 /// Writes up to `cap` of `ids` at `out` and answers how many there are.
 fn write_ids(
     caller: &mut Caller<'_, HostState>,
@@ -290,13 +300,7 @@ fn detokenize(caller: &mut Caller<'_, HostState>, args: &[Val]) -> wasmtime::Res
     check_span(caller, NAME, "ids", ip, n.checked_mul(4))?;
     check_span(caller, NAME, "out", op, Some(cap))?;
     charge_gas(caller, BASE_GAS + 4 * n + cap)?;
-    let ids: Vec<u32> = {
-        let mem = Mem::of(caller)?;
-        mem.bytes(ip, 4 * n)?
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
+    let ids = read_ids(caller, ip, n)?;
     let bytes = m.tokenizer.decode_bytes(&ids).map_err(|e| trap(NAME, e))?;
     let k = bytes.len().min(cap as usize);
     Mem::of(caller)?.write(op, &bytes[..k])?;
@@ -447,13 +451,7 @@ fn forward_batch(caller: &mut Caller<'_, HostState>, args: &[Val]) -> wasmtime::
     check_span(caller, NAME, "tokens", tp, Some(4 * n))?;
     let gas = (pos..pos + n).fold(0u64, |g, p| g.saturating_add(step_gas(c, p)));
     charge_gas(caller, gas)?;
-    let tokens: Vec<u32> = {
-        let mem = Mem::of(caller)?;
-        mem.bytes(tp, 4 * n)?
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    };
+    let tokens = read_ids(caller, tp, n)?;
     run_on_slab(
         caller,
         NAME,
