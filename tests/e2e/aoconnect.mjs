@@ -11,13 +11,9 @@
 //
 // Exit status 0 = every assertion held. The wallet is generated per run (test-only, never stored).
 import { readFileSync, writeFileSync } from "node:fs";
-import { generateKeyPairSync } from "node:crypto";
 import { strict as assert } from "node:assert";
 import { connect, createDataItemSigner } from "@permaweb/aoconnect";
-import * as arbundlesNs from "@dha-team/arbundles";
-
-const arbundles = arbundlesNs.default ?? arbundlesNs;
-const { createData, ArweaveSigner } = arbundles;
+import { moduleItem as signedModule, testWallet } from "./common.mjs";
 
 const [, , command, baseUrl, arg1, arg2] = process.argv;
 if (!command || !baseUrl) {
@@ -26,12 +22,6 @@ if (!command || !baseUrl) {
 }
 
 const log = (...args) => console.log("[e2e]", ...args);
-
-function testWallet() {
-  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 4096, publicExponent: 65537 });
-  const jwk = privateKey.export({ format: "jwk" });
-  return { kty: "RSA", e: jwk.e, n: jwk.n, d: jwk.d, p: jwk.p, q: jwk.q, dp: jwk.dp, dq: jwk.dq, qi: jwk.qi };
-}
 
 /** The text of an Output as aos clients read it: a string, or `data` of an object Output. */
 function outputText(output) {
@@ -82,20 +72,7 @@ async function run(wasmPath, stateOut) {
 
   // 1. Register the module: a Type=Module data item signed with arbundles, data = the wasm.
   const wasm = readFileSync(wasmPath);
-  const moduleItem = createData(wasm, new ArweaveSigner(jwk), {
-    tags: [
-      { name: "Data-Protocol", value: "ao" },
-      { name: "Variant", value: "ao.TN.1" },
-      { name: "Type", value: "Module" },
-      { name: "Module-Format", value: "wasm32-unknown-emscripten2" },
-      { name: "Input-Encoding", value: "JSON-1" },
-      { name: "Output-Encoding", value: "JSON-1" },
-      { name: "Memory-Limit", value: "1-gb" },
-      { name: "Compute-Limit", value: "9000000000000" },
-      { name: "Content-Type", value: "application/wasm" },
-    ],
-  });
-  await moduleItem.sign(new ArweaveSigner(jwk));
+  const moduleItem = await signedModule(jwk, wasm, [{ name: "Content-Type", value: "application/wasm" }]);
   const moduleRes = await fetch(`${baseUrl}/`, {
     method: "POST",
     headers: { "Content-Type": "application/octet-stream", Accept: "application/json" },

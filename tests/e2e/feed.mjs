@@ -12,19 +12,10 @@
 //
 // Exit status 0 = every message was acknowledged.
 import { readFileSync, writeFileSync } from "node:fs";
-import { generateKeyPairSync } from "node:crypto";
 import { connect, createDataItemSigner } from "@permaweb/aoconnect";
-import * as arbundlesNs from "@dha-team/arbundles";
-
-const arbundles = arbundlesNs.default ?? arbundlesNs;
-const { createData, ArweaveSigner } = arbundles;
+import { moduleItem, testWallet } from "./common.mjs";
 const [, , command, baseUrl, arg1, arg2] = process.argv;
 
-function testWallet() {
-  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 4096, publicExponent: 65537 });
-  const jwk = privateKey.export({ format: "jwk" });
-  return { kty: "RSA", e: jwk.e, n: jwk.n, d: jwk.d, p: jwk.p, q: jwk.q, dp: jwk.dp, dq: jwk.dq, qi: jwk.qi };
-}
 
 const gatewayUrl = process.env.FEED_GATEWAY_URL || baseUrl;
 const ao = connect({ MODE: "legacy", MU_URL: baseUrl, CU_URL: gatewayUrl, GATEWAY_URL: gatewayUrl });
@@ -33,19 +24,7 @@ if (command === "spawn") {
   const jwk = testWallet();
   const root = await (await fetch(`${gatewayUrl}/`)).json();
   const wasm = readFileSync(arg1);
-  const item = createData(wasm, new ArweaveSigner(jwk), {
-    tags: [
-      { name: "Data-Protocol", value: "ao" },
-      { name: "Variant", value: "ao.TN.1" },
-      { name: "Type", value: "Module" },
-      { name: "Module-Format", value: "wasm32-unknown-emscripten2" },
-      { name: "Input-Encoding", value: "JSON-1" },
-      { name: "Output-Encoding", value: "JSON-1" },
-      { name: "Memory-Limit", value: "1-gb" },
-      { name: "Compute-Limit", value: "9000000000000" },
-    ],
-  });
-  await item.sign(new ArweaveSigner(jwk));
+  const item = await moduleItem(jwk, wasm);
   const res = await fetch(`${gatewayUrl}/`, { method: "POST", body: item.getRaw() });
   if (!res.ok) throw new Error(`module upload: ${res.status} ${await res.text()}`);
   const signer = createDataItemSigner(jwk);

@@ -10,13 +10,9 @@
 // <out.json> for the Rust side, which checks the tokens against cu-llm's own greedy continuation.
 // Exit status 0 = every assertion here held.
 import { readFileSync, writeFileSync } from "node:fs";
-import { generateKeyPairSync } from "node:crypto";
 import { strict as assert } from "node:assert";
 import { connect, createDataItemSigner } from "@permaweb/aoconnect";
-import * as arbundlesNs from "@dha-team/arbundles";
-
-const arbundles = arbundlesNs.default ?? arbundlesNs;
-const { createData, ArweaveSigner } = arbundles;
+import { createData, ArweaveSigner, moduleItem as signedModule, testWallet } from "./common.mjs";
 
 const [, , baseUrl, wasmPath, ggufPath, outPath] = process.argv;
 if (!outPath) {
@@ -24,12 +20,6 @@ if (!outPath) {
   process.exit(2);
 }
 const log = (...args) => console.log("[llm]", ...args);
-
-function testWallet() {
-  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 4096, publicExponent: 65537 });
-  const jwk = privateKey.export({ format: "jwk" });
-  return { kty: "RSA", e: jwk.e, n: jwk.n, d: jwk.d, p: jwk.p, q: jwk.q, dp: jwk.dp, dq: jwk.dq, qi: jwk.qi };
-}
 
 async function post(path, item) {
   const res = await fetch(`${baseUrl}${path}`, {
@@ -60,20 +50,7 @@ const modelId = await post("/tx", modelItem);
 log("model", modelId);
 
 // 2. The module and a process.
-const moduleItem = createData(readFileSync(wasmPath), new ArweaveSigner(jwk), {
-  tags: [
-    { name: "Data-Protocol", value: "ao" },
-    { name: "Variant", value: "ao.TN.1" },
-    { name: "Type", value: "Module" },
-    { name: "Module-Format", value: "wasm32-unknown-emscripten2" },
-    { name: "Input-Encoding", value: "JSON-1" },
-    { name: "Output-Encoding", value: "JSON-1" },
-    { name: "Memory-Limit", value: "1-gb" },
-    { name: "Compute-Limit", value: "9000000000000" },
-    { name: "Content-Type", value: "application/wasm" },
-  ],
-});
-await moduleItem.sign(new ArweaveSigner(jwk));
+const moduleItem = await signedModule(jwk, readFileSync(wasmPath), [{ name: "Content-Type", value: "application/wasm" }]);
 const moduleId = await post("/", moduleItem);
 const pid = await ao.spawn({ module: moduleId, scheduler, signer, tags: [{ name: "Name", value: "llm" }] });
 log("process", pid);
