@@ -62,17 +62,22 @@ impl LocalDrive {
         {
             return Ok(Some(data.clone()));
         }
-        let data: Option<Arc<[u8]>> = match self.store.item_raw(id).map_err(store_error)? {
-            Some(raw) => {
-                let item = DataItem::from_vec(raw).map_err(store_error)?;
-                Some(item.data().into())
-            }
-            None => self.store.module(id).map_err(store_error)?.map(|m| m.wasm.into()),
-        };
+        let data: Option<Arc<[u8]>> = self.load(id)?.map(Into::into);
         if let Some(d) = &data {
             *last = Some((id.to_owned(), d.clone()));
         }
         Ok(data)
+    }
+
+    /// The data of `id` in the store, read now (not through the one-item cache).
+    fn load(&self, id: &str) -> Result<Option<Vec<u8>>, DriveError> {
+        match self.store.item_raw(id).map_err(store_error)? {
+            Some(raw) => {
+                let item = DataItem::from_vec(raw).map_err(store_error)?;
+                Ok(Some(item.data().to_vec()))
+            }
+            None => Ok(self.store.module(id).map_err(store_error)?.map(|m| m.wasm)),
+        }
     }
 }
 
@@ -93,6 +98,11 @@ impl DriveSource for LocalDrive {
             .data(id)?
             .ok_or_else(|| DriveError(format!("{id} is no longer in the node's store")))?;
         Ok(slice(&data, offset, len))
+    }
+
+    fn read_whole(&self, id: &str) -> Result<Option<Vec<u8>>, DriveError> {
+        // Not through `data`: a model file must not stay in the one-item cache after it is loaded.
+        self.load(id)
     }
 
     fn attested(&self, q: &AttestationQuery) -> Result<bool, DriveError> {
@@ -324,6 +334,14 @@ impl DriveSource for NodeDrive {
             (Some(data), _) => Ok(slice(&data, offset, len)),
             (None, Some(g)) => g.read(id, offset, len),
             (None, None) => Err(DriveError(format!("{id} is no longer in the node's store"))),
+        }
+    }
+
+    fn read_whole(&self, id: &str) -> Result<Option<Vec<u8>>, DriveError> {
+        match (self.local.read_whole(id)?, &self.gateway) {
+            (Some(data), _) => Ok(Some(data)),
+            (None, Some(g)) => g.read_whole(id),
+            (None, None) => Ok(None),
         }
     }
 

@@ -76,6 +76,16 @@ pub trait DriveSource: Send + Sync {
     /// `len` bytes of `id`'s data from `offset` (fewer at the end).
     fn read(&self, id: &str, offset: u64, len: u64) -> Result<Vec<u8>, DriveError>;
 
+    /// All of `id`'s data in one read, `None` when the source has no such data: what a model load
+    /// (`crate::models`) takes. Sources that cache pieces for WeaveDrive's many small reads override it
+    /// so that a whole large item does not stay in that cache.
+    fn read_whole(&self, id: &str) -> Result<Option<Vec<u8>>, DriveError> {
+        match self.data_size(id)? {
+            Some(size) => self.read(id, 0, size).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Whether an attestation answering `query` exists.
     fn attested(&self, query: &AttestationQuery) -> Result<bool, DriveError>;
 

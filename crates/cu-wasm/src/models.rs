@@ -211,7 +211,10 @@ fn load(id: &str, source: &dyn DriveSource) -> Result<LoadedModel, OpenError> {
             "{size} bytes, more than the {MAX_MODEL_FILE} a model may take"
         )));
     }
-    let bytes = source.read(id, 0, size).map_err(|e| unavailable(e.0))?;
+    let bytes = source
+        .read_whole(id)
+        .map_err(|e| unavailable(e.0))?
+        .ok_or_else(|| OpenError::NotFound(id.to_owned()))?;
     if bytes.len() as u64 != size {
         return Err(unavailable(format!("read {} of its {size} bytes", bytes.len())));
     }
