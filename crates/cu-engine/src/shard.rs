@@ -589,6 +589,10 @@ impl Shard {
             r.last_used = core.clock;
             core.residents.insert(process.to_string(), r);
         }
+        // The resident set changed: publish it now, not at the driver's next turn. A process comes back
+        // on a long-command thread while the driver may already be answering the commands that waited
+        // for it (a `state` reply read with `stats` right after would otherwise see its away bytes).
+        self.publish(&core);
         for command in pending {
             // Unbounded, and its receiver lives as long as `self`.
             let _ = self.returned.0.send(command);
