@@ -27,14 +27,14 @@ pub enum StoreError {
         /// The newest schema version this build knows.
         supported: i64,
     },
-    /// An SQLite call failed.
-    #[error("sqlite error while {context}: {source}")]
-    Sqlite {
+    /// A database call failed (SQLite or PostgreSQL), or a stored value does not fit its record.
+    #[error("database error while {context}: {source}")]
+    Database {
         /// What the store was doing (names the database and the process id where there is one).
         context: String,
-        /// SQLite's error.
+        /// The driver's error.
         #[source]
-        source: rusqlite::Error,
+        source: crate::db::DbError,
     },
     /// A file operation failed.
     #[error("I/O error on {}: {source}", path.display())]
@@ -132,11 +132,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// An [`StoreError::Sqlite`] with its context.
-    pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
+    /// A [`StoreError::Database`] with its context.
+    pub(crate) fn db(context: impl Into<String>, source: impl Into<crate::db::DbError>) -> StoreError {
+        StoreError::Database {
             context: context.into(),
-            source,
+            source: source.into(),
         }
     }
 
@@ -156,7 +156,7 @@ impl StoreError {
     }
 }
 
-/// Converts a `u64` for SQLite, refusing values above `i64::MAX`.
+/// Converts a `u64` for the database (64-bit signed integers), refusing values above `i64::MAX`.
 pub(crate) fn to_sql_int(field: &'static str, value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::ValueTooLarge { field, value })
 }

@@ -7,8 +7,7 @@
 //! cold start from an Arweave checkpoint): such a process has no log before that checkpoint, so it
 //! must never be booted fresh and replayed.
 
-use rusqlite::{OptionalExtension, Row, params};
-
+use crate::db::{Conn, DbError, Row, args};
 use crate::error::StoreError;
 use crate::records::Tag;
 use crate::store::Store;
@@ -69,31 +68,23 @@ pub struct Adopted {
 const ITEM_COLS: &str =
     "seq, id, owner, owner_key, signature, target, anchor, tags, data_size, timestamp, block_height";
 
-fn u64_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
-    let v: i64 = row.get(idx)?;
-    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
-}
-
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn item_row(row: &Row<'_>) -> rusqlite::Result<ItemMeta> {
-    let tags: String = row.get(7)?;
+fn item_row(row: &Row<'_>) -> Result<ItemMeta, DbError> {
     Ok(ItemMeta {
-        seq: u64_at(row, 0)?,
-        id: row.get(1)?,
-        owner: row.get(2)?,
-        owner_key: row.get(3)?,
-        signature: row.get(4)?,
-        target: row.get(5)?,
-        anchor: row.get(6)?,
-        tags: serde_json::from_str(&tags).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        data_size: u64_at(row, 8)?,
-        timestamp: u64_at(row, 9)?,
-        block_height: u64_at(row, 10)?,
+        seq: row.u64(0)?,
+        id: row.text(1)?,
+        owner: row.text(2)?,
+        owner_key: row.text(3)?,
+        signature: row.text(4)?,
+        target: row.opt_text(5)?,
+        anchor: row.opt_text(6)?,
+        tags: row.json::<Vec<Tag>>(7)?,
+        data_size: row.u64(8)?,
+        timestamp: row.u64(9)?,
+        block_height: row.u64(10)?,
     })
 }
 
@@ -108,40 +99,41 @@ impl Store {
         let ctx = self.ctx(format_args!("storing item {}", item.meta.id));
         self.submit_wait(|done| {
             Job::atomic(
-                Box::new(move |conn| {
-                    let sql = |e| StoreError::sqlite(ctx.clone(), e);
+                Box::new(move |conn: &Conn| {
+                    let sql = |e| StoreError::db(ctx.clone(), e);
                     let m = &item.meta;
+                    // `RETURNING` gives the new row's seq, and no row when the item was stored already.
                     let inserted = conn
-                        .prepare_cached(
-                            "INSERT OR IGNORE INTO items (id, owner, owner_key, signature, target, anchor, tags, \
+                        .query_opt(
+                            "INSERT INTO items (id, owner, owner_key, signature, target, anchor, tags, \
                              data_size, timestamp, block_height, raw) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                        )
-                        .and_then(|mut st| {
-                            st.execute(params![
-                                m.id,
-                                m.owner,
-                                m.owner_key,
-                                m.signature,
-                                m.target,
-                                m.anchor,
-                                tags,
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                             ON CONFLICT DO NOTHING RETURNING seq",
+                            args![
+                                &m.id,
+                                &m.owner,
+                                &m.owner_key,
+                                &m.signature,
+                                &m.target,
+                                &m.anchor,
+                                &tags,
                                 i64_of(m.data_size),
                                 i64_of(m.timestamp),
                                 i64_of(m.block_height),
-                                item.raw
-                            ])
-                        })
+                                &item.raw
+                            ],
+                            |r| r.int(0),
+                        )
                         .map_err(sql)?;
-                    if inserted == 0 {
+                    let Some(seq) = inserted else {
                         return Ok(());
-                    }
-                    let seq = conn.last_insert_rowid();
-                    let mut st = conn
-                        .prepare_cached("INSERT INTO item_tags (item_seq, name, value) VALUES (?1, ?2, ?3)")
-                        .map_err(sql)?;
+                    };
                     for t in &m.tags {
-                        st.execute(params![seq, t.name, t.value]).map_err(sql)?;
+                        conn.execute(
+                            "INSERT INTO item_tags (item_seq, name, value) VALUES (?1, ?2, ?3)",
+                            args![seq, &t.name, &t.value],
+                        )
+                        .map_err(sql)?;
                     }
                     Ok(())
                 }),
@@ -153,18 +145,20 @@ impl Store {
     /// The metadata of a stored item.
     pub fn item(&self, id: &str) -> Result<Option<ItemMeta>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(&format!("SELECT {ITEM_COLS} FROM items WHERE id = ?1"))
-                .and_then(|mut st| st.query_row([id], item_row).optional())
-                .map_err(|e| StoreError::sqlite(self.ctx(format_args!("reading item {id}")), e))
+            conn.query_opt(
+                &format!("SELECT {ITEM_COLS} FROM items WHERE id = ?1"),
+                args![id],
+                item_row,
+            )
+            .map_err(|e| StoreError::db(self.ctx(format_args!("reading item {id}")), e))
         })
     }
 
     /// The whole signed bytes of a stored item.
     pub fn item_raw(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached("SELECT raw FROM items WHERE id = ?1")
-                .and_then(|mut st| st.query_row([id], |r| r.get(0)).optional())
-                .map_err(|e| StoreError::sqlite(self.ctx(format_args!("reading item {id}")), e))
+            conn.query_opt("SELECT raw FROM items WHERE id = ?1", args![id], |r| r.bytes(0))
+                .map_err(|e| StoreError::db(self.ctx(format_args!("reading item {id}")), e))
         })
     }
 
@@ -179,18 +173,15 @@ impl Store {
         let limit = limit.min(MAX_ITEMS_PER_QUERY);
         let mut out: Vec<ItemMeta> = Vec::new();
         self.read(|conn| {
-            let mut st = conn
-                .prepare_cached(&format!(
-                    "SELECT {ITEM_COLS} FROM items WHERE seq IN \
-                     (SELECT item_seq FROM item_tags WHERE name = ?1 AND value = ?2) \
-                     ORDER BY seq DESC LIMIT ?3"
-                ))
-                .map_err(|e| StoreError::sqlite(self.ctx("querying items by tag"), e))?;
+            let sql = format!(
+                "SELECT {ITEM_COLS} FROM items WHERE seq IN \
+                 (SELECT item_seq FROM item_tags WHERE name = ?1 AND value = ?2) \
+                 ORDER BY seq DESC LIMIT ?3"
+            );
             for value in values {
-                let rows = st
-                    .query_map(params![name, value, limit as i64], item_row)
-                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                    .map_err(|e| StoreError::sqlite(self.ctx("querying items by tag"), e))?;
+                let rows = conn
+                    .query(&sql, args![name, value, limit as i64], item_row)
+                    .map_err(|e| StoreError::db(self.ctx("querying items by tag"), e))?;
                 out.extend(rows);
             }
             Ok(())
@@ -205,11 +196,12 @@ impl Store {
     pub fn items_newest(&self, limit: usize) -> Result<Vec<ItemMeta>, StoreError> {
         let limit = limit.min(MAX_ITEMS_PER_QUERY) as i64;
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {ITEM_COLS} FROM items ORDER BY seq DESC LIMIT ?1"
-            ))
-            .and_then(|mut st| st.query_map([limit], item_row)?.collect())
-            .map_err(|e| StoreError::sqlite(self.ctx("listing items"), e))
+            conn.query(
+                &format!("SELECT {ITEM_COLS} FROM items ORDER BY seq DESC LIMIT ?1"),
+                args![limit],
+                item_row,
+            )
+            .map_err(|e| StoreError::db(self.ctx("listing items"), e))
         })
     }
 
@@ -218,56 +210,50 @@ impl Store {
     pub fn items_at_height(&self, height: u64, limit: usize) -> Result<Vec<String>, StoreError> {
         let limit = limit.min(MAX_ITEMS_PER_QUERY) as i64;
         self.read(|conn| {
-            conn.prepare_cached("SELECT id FROM items WHERE block_height = ?1 ORDER BY seq LIMIT ?2")
-                .and_then(|mut st| {
-                    st.query_map(rusqlite::params![i64_of(height), limit], |r| r.get(0))?
-                        .collect()
-                })
-                .map_err(|e| {
-                    StoreError::sqlite(self.ctx(format_args!("listing the items of block {height}")), e)
-                })
+            conn.query(
+                "SELECT id FROM items WHERE block_height = ?1 ORDER BY seq LIMIT ?2",
+                args![i64_of(height), limit],
+                |r| r.text(0),
+            )
+            .map_err(|e| StoreError::db(self.ctx(format_args!("listing the items of block {height}")), e))
         })
     }
 
     /// Whether (and from which checkpoint) a process's log begins after an adopted checkpoint.
     pub fn adopted(&self, process_id: &str) -> Result<Option<Adopted>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(
+            conn.query_opt(
                 "SELECT process_id, checkpoint_id, nonce, timestamp FROM adopted WHERE process_id = ?1",
-            )
-            .and_then(|mut st| {
-                st.query_row([process_id], |r| {
+                args![process_id],
+                |r| {
                     Ok(Adopted {
-                        process_id: r.get(0)?,
-                        checkpoint_id: r.get(1)?,
-                        nonce: u64_at(r, 2)?,
-                        timestamp: u64_at(r, 3)?,
+                        process_id: r.text(0)?,
+                        checkpoint_id: r.text(1)?,
+                        nonce: r.u64(2)?,
+                        timestamp: r.u64(3)?,
                     })
-                })
-                .optional()
-            })
-            .map_err(|e| StoreError::sqlite(self.ctx(format_args!("reading the origin of {process_id}")), e))
+                },
+            )
+            .map_err(|e| StoreError::db(self.ctx(format_args!("reading the origin of {process_id}")), e))
         })
     }
 }
 
 /// Writes an adopted mark (inside a schedule batch's transaction).
-pub(crate) fn write_adopted(conn: &rusqlite::Connection, a: &Adopted) -> Result<(), StoreError> {
-    conn.prepare_cached(
+pub(crate) fn write_adopted(conn: &Conn, a: &Adopted) -> Result<(), StoreError> {
+    conn.execute(
         "INSERT INTO adopted (process_id, checkpoint_id, nonce, timestamp) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (process_id) DO UPDATE SET checkpoint_id = excluded.checkpoint_id, \
          nonce = excluded.nonce, timestamp = excluded.timestamp",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            a.process_id,
-            a.checkpoint_id,
+        args![
+            &a.process_id,
+            &a.checkpoint_id,
             i64_of(a.nonce),
             i64_of(a.timestamp)
-        ])
-    })
+        ],
+    )
     .map(|_| ())
-    .map_err(|e| StoreError::sqlite(format!("marking the origin of {}", a.process_id), e))
+    .map_err(|e| StoreError::db(format!("marking the origin of {}", a.process_id), e))
 }
 
 #[cfg(test)]
@@ -306,7 +292,7 @@ mod tests {
     #[test]
     fn items_are_stored_once_and_found_by_tag_newest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = crate::test_db::open(dir.path(), StoreOptions::default());
         store
             .put_item(item("a", &[("Type", "Checkpoint"), ("Process", "p")]))
             .unwrap();
@@ -352,14 +338,14 @@ mod tests {
         assert!(store.item("zz").unwrap().is_none());
         // Durable across a reopen.
         drop(store);
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = crate::test_db::open(dir.path(), StoreOptions::default());
         assert_eq!(ids(store.items_newest(10).unwrap()), ["c", "b", "a"]);
     }
 
     #[test]
     fn the_adopted_mark_commits_with_its_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = crate::test_db::open(dir.path(), StoreOptions::default());
         assert!(store.adopted("p").unwrap().is_none());
         let mark = Adopted {
             process_id: "p".into(),

@@ -1,7 +1,10 @@
-//! ao-cu's persistence: modules, processes, the message log, results and the checkpoint index in one SQLite
-//! database (`<dir>/ao-cu.sqlite`, WAL mode), checkpoint blobs as files beside it
-//! (`<dir>/checkpoints/<process_id>/<seq:020>.ckpt`).
+//! ao-cu's persistence: modules, processes, the message log, results and the checkpoint index in one
+//! database, checkpoint blobs as files in the store directory (`<dir>/checkpoints/<process_id>/<seq:020>.ckpt`).
 //!
+//! - Two engines behind the same API ([`Database`]): SQLite (`<dir>/ao-cu.sqlite`, WAL mode), the embedded
+//!   default, and PostgreSQL ([`Store::open_with`] and a `postgres://` URL), for nodes that share one
+//!   database. Each statement is written once in SQL both accept (module `db`); the store's test suite runs
+//!   on both (`CU_STORE_TEST_POSTGRES`, see `tests/run.sh`).
 //! - [`Store`] is the handle (cheap to clone, `Send + Sync`). Reads use a small pool of read connections and
 //!   never wait for writes. All writes go to one writer thread through a bounded queue (a full queue blocks the
 //!   caller); the writer commits everything queued in ONE transaction (group commit), then runs the callbacks
@@ -11,17 +14,20 @@
 //!   fsync, rename, directory fsync) and verified by length and BLAKE3 when read ([`StoreError::Corrupt`]).
 //! - The message log has gap-free positions 1, 2, 3, ... per process; [`Store::append`] checks them and writes
 //!   a batch all or nothing.
-//! - The schema is versioned with `PRAGMA user_version`; a database from a newer build is refused.
+//! - The schema is versioned (`PRAGMA user_version` in SQLite, table `cu_schema` in PostgreSQL); a database
+//!   from a newer build is refused.
 //! - Process ids name checkpoint folders, so they are validated (`[A-Za-z0-9_-]`, 1 to 64 characters,
 //!   [`StoreError::BadId`]) by [`Store::put_process`] and every checkpoint method.
 //!
 //! - Data items uploaded to the node ([`items`]): kept whole, indexed by tag for the gateway surface.
 //!
-//! Modules: [`records`] (the record and query types), [`error`], and internally `schema` (tables,
-//! pragmas), `writer` (the group-commit thread), `blobs` (checkpoint files), `rows` (row mapping) and
-//! `store` (the operations).
+//! Modules: [`records`] (the record and query types), [`error`], and internally `db` (the SQL surface
+//! over both engines), `schema` (tables, pragmas, migrations), `writer` (the group-commit thread), `blobs`
+//! (checkpoint files), `rows` (row mapping) and `store` (the operations, and the one write path of the
+//! message log).
 
 mod blobs;
+mod db;
 pub mod error;
 pub mod items;
 pub mod records;
@@ -32,6 +38,7 @@ mod store;
 mod writer;
 
 pub use blobs::validate_process_id;
+pub use db::DbError;
 pub use error::StoreError;
 pub use items::{Adopted, ItemMeta, NewItem};
 pub use records::{
@@ -39,7 +46,9 @@ pub use records::{
     ResultRecord, ResultsPage, ResultsQuery, Sort, Tag,
 };
 pub use schema::SCHEMA_VERSION;
-pub use store::{DB_FILE, Store, StoreOptions};
+pub use store::{DB_FILE, Database, Store, StoreOptions};
 
+#[cfg(test)]
+mod test_db;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,6 @@
 //! Column lists and row mapping for the record types.
 
-use rusqlite::Row;
-use rusqlite::types::Type;
+use crate::db::{DbError, Row};
 
 use crate::records::{
     CheckpointKind, CheckpointRecord, LogEntry, ModuleRecord, ProcessRecord, ResultRecord, Tag,
@@ -19,97 +18,77 @@ pub const RESULT_COLS: &str =
 /// Columns of `checkpoints`, in the order [`checkpoint`] reads them.
 pub const CHECKPOINT_COLS: &str = "process_id, seq, pos, kind, parent, memory_len, file, blake3, bytes";
 
-fn get_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
-    let v: i64 = row.get(idx)?;
-    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
-}
-
-fn get_opt_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
-    let v: Option<i64> = row.get(idx)?;
-    v.map(|v| u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v)))
-        .transpose()
-}
-
-fn get_tags(row: &Row<'_>, idx: usize) -> rusqlite::Result<Vec<Tag>> {
-    let text: String = row.get(idx)?;
-    serde_json::from_str(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
-}
-
 /// Reads a [`ModuleRecord`] from a row of [`MODULE_COLS`].
-pub fn module(row: &Row<'_>) -> rusqlite::Result<ModuleRecord> {
+pub fn module(row: &Row<'_>) -> Result<ModuleRecord, DbError> {
     Ok(ModuleRecord {
-        id: row.get(0)?,
-        format: row.get(1)?,
-        owner: row.get(2)?,
-        tags: get_tags(row, 3)?,
-        wasm: row.get(4)?,
-        owner_key: row.get(5)?,
+        id: row.text(0)?,
+        format: row.text(1)?,
+        owner: row.text(2)?,
+        tags: row.json::<Vec<Tag>>(3)?,
+        wasm: row.bytes(4)?,
+        owner_key: row.opt_text(5)?,
     })
 }
 
 /// Reads a [`ProcessRecord`] from a row of [`PROCESS_COLS`].
-pub fn process(row: &Row<'_>) -> rusqlite::Result<ProcessRecord> {
+pub fn process(row: &Row<'_>) -> Result<ProcessRecord, DbError> {
     Ok(ProcessRecord {
-        id: row.get(0)?,
-        module_id: row.get(1)?,
-        owner: row.get(2)?,
-        tags: get_tags(row, 3)?,
-        env_json: row.get(4)?,
-        block_height: get_u64(row, 5)?,
-        timestamp: get_u64(row, 6)?,
-        spawn_json: row.get(7)?,
+        id: row.text(0)?,
+        module_id: row.text(1)?,
+        owner: row.text(2)?,
+        tags: row.json::<Vec<Tag>>(3)?,
+        env_json: row.text(4)?,
+        block_height: row.u64(5)?,
+        timestamp: row.u64(6)?,
+        spawn_json: row.text(7)?,
     })
 }
 
 /// Reads a [`LogEntry`] from a row of [`LOG_COLS`].
-pub fn log_entry(row: &Row<'_>) -> rusqlite::Result<LogEntry> {
+pub fn log_entry(row: &Row<'_>) -> Result<LogEntry, DbError> {
     Ok(LogEntry {
-        process_id: row.get(0)?,
-        pos: get_u64(row, 1)?,
-        message_id: row.get(2)?,
-        nonce: get_opt_u64(row, 3)?,
-        timestamp: get_u64(row, 4)?,
-        block_height: get_u64(row, 5)?,
-        cron: row.get(6)?,
-        msg_json: row.get(7)?,
+        process_id: row.text(0)?,
+        pos: row.u64(1)?,
+        message_id: row.opt_text(2)?,
+        nonce: row.opt_u64(3)?,
+        timestamp: row.u64(4)?,
+        block_height: row.u64(5)?,
+        cron: row.opt_text(6)?,
+        msg_json: row.text(7)?,
     })
 }
 
 /// Reads a [`ResultRecord`] from a row of [`RESULT_COLS`].
-pub fn result(row: &Row<'_>) -> rusqlite::Result<ResultRecord> {
+pub fn result(row: &Row<'_>) -> Result<ResultRecord, DbError> {
     Ok(ResultRecord {
-        process_id: row.get(0)?,
-        pos: get_u64(row, 1)?,
-        message_id: row.get(2)?,
-        nonce: get_opt_u64(row, 3)?,
-        timestamp: get_u64(row, 4)?,
-        block_height: get_u64(row, 5)?,
-        cron: row.get(6)?,
-        has_error: row.get::<_, i64>(7)? != 0,
-        output_json: row.get(8)?,
+        process_id: row.text(0)?,
+        pos: row.u64(1)?,
+        message_id: row.opt_text(2)?,
+        nonce: row.opt_u64(3)?,
+        timestamp: row.u64(4)?,
+        block_height: row.u64(5)?,
+        cron: row.opt_text(6)?,
+        has_error: row.int(7)? != 0,
+        output_json: row.text(8)?,
     })
 }
 
 /// Reads a [`CheckpointRecord`] from a row of [`CHECKPOINT_COLS`].
-pub fn checkpoint(row: &Row<'_>) -> rusqlite::Result<CheckpointRecord> {
-    let kind: String = row.get(3)?;
-    let kind = CheckpointKind::parse(&kind).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            3,
-            Type::Text,
-            format!("checkpoint kind {kind:?} is neither \"base\" nor \"delta\"").into(),
-        )
+pub fn checkpoint(row: &Row<'_>) -> Result<CheckpointRecord, DbError> {
+    let kind = row.text(3)?;
+    let kind = CheckpointKind::parse(&kind).ok_or_else(|| DbError::Value {
+        column: 3,
+        reason: format!("checkpoint kind {kind:?} is neither \"base\" nor \"delta\""),
     })?;
     Ok(CheckpointRecord {
-        process_id: row.get(0)?,
-        seq: get_u64(row, 1)?,
-        pos: get_u64(row, 2)?,
+        process_id: row.text(0)?,
+        seq: row.u64(1)?,
+        pos: row.u64(2)?,
         kind,
-        parent: get_opt_u64(row, 4)?,
-        memory_len: get_u64(row, 5)?,
-        file: row.get(6)?,
-        blake3: row.get(7)?,
-        bytes: get_u64(row, 8)?,
+        parent: row.opt_u64(4)?,
+        memory_len: row.u64(5)?,
+        file: row.text(6)?,
+        blake3: row.text(7)?,
+        bytes: row.u64(8)?,
     })
 }

@@ -21,13 +21,12 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, mpsc};
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
-use crate::error::{StoreError, to_sql_int};
+use crate::blobs;
+use crate::db::{Conn, DbError, Row, args};
+use crate::error::StoreError;
 use crate::records::{LogEntry, ProcessRecord};
-use crate::store::{DB_FILE, Store};
+use crate::store::{Database, Store, check_log_entry, insert_log};
 use crate::writer::Job;
-use crate::{blobs, schema};
 
 /// One assignment of the embedded scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,34 +120,28 @@ pub(crate) const PAGE_BY_TIMESTAMP: &str =
 /// [`ScheduleReads::from_nonce`]'s condition and order.
 pub(crate) const PAGE_BY_NONCE: &str = "WHERE process_id = ?1 AND nonce >= ?2 ORDER BY nonce LIMIT ?3";
 
-fn get_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
-    let v: i64 = row.get(idx)?;
-    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
-}
-
-fn schedule_row(row: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
+fn schedule_row(row: &Row<'_>) -> Result<ScheduleRecord, DbError> {
     Ok(ScheduleRecord {
-        process_id: row.get(0)?,
-        nonce: get_u64(row, 1)?,
-        epoch: get_u64(row, 2)?,
-        message_id: row.get(3)?,
-        assignment_id: row.get(4)?,
-        timestamp: get_u64(row, 5)?,
-        block_height: get_u64(row, 6)?,
-        hash_chain: row.get(7)?,
-        pos: get_u64(row, 8)?,
-        assignment: row.get(9)?,
-        message: row.get(10)?,
+        process_id: row.text(0)?,
+        nonce: row.u64(1)?,
+        epoch: row.u64(2)?,
+        message_id: row.text(3)?,
+        assignment_id: row.text(4)?,
+        timestamp: row.u64(5)?,
+        block_height: row.u64(6)?,
+        hash_chain: row.text(7)?,
+        pos: row.u64(8)?,
+        assignment: row.bytes(9)?,
+        message: row.opt_bytes(10)?,
     })
 }
 
 /// Inserts a new process (`Exists` if the id is taken); `context` names the operation in errors. Shared by
 /// [`crate::Store::put_process`] and the scheduler's batches.
-pub(crate) fn insert_process(conn: &Connection, p: &ProcessRecord, context: &str) -> Result<(), StoreError> {
-    let sql = |e| StoreError::sqlite(context.to_string(), e);
+pub(crate) fn insert_process(conn: &Conn, p: &ProcessRecord, context: &str) -> Result<(), StoreError> {
+    let sql = |e| StoreError::db(context.to_string(), e);
     let exists = conn
-        .prepare_cached("SELECT 1 FROM processes WHERE id = ?1")
-        .and_then(|mut st| st.exists([&p.id]))
+        .exists("SELECT 1 FROM processes WHERE id = ?1", args![&p.id])
         .map_err(sql)?;
     if exists {
         return Err(StoreError::Exists {
@@ -160,22 +153,20 @@ pub(crate) fn insert_process(conn: &Connection, p: &ProcessRecord, context: &str
         context: format!("encoding the tags of process {}", p.id),
         source: e,
     })?;
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO processes (id, module_id, owner, tags, env_json, block_height, timestamp, spawn_json) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            p.id,
-            p.module_id,
-            p.owner,
-            tags,
-            p.env_json,
+        args![
+            &p.id,
+            &p.module_id,
+            &p.owner,
+            &tags,
+            &p.env_json,
             to_i64(p.block_height),
             to_i64(p.timestamp),
-            p.spawn_json
-        ])
-    })
+            &p.spawn_json
+        ],
+    )
     .map(|_| ())
     .map_err(sql)
 }
@@ -184,136 +175,81 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn last_pos(conn: &Connection, process_id: &str) -> Result<u64, StoreError> {
-    let max: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(pos), 0) FROM log WHERE process_id = ?1")
-        .and_then(|mut st| st.query_row([process_id], |r| r.get(0)))
-        .map_err(|e| StoreError::sqlite(format!("reading the last pos of {process_id}"), e))?;
-    Ok(u64::try_from(max).unwrap_or(0))
-}
-
-fn write_batch(conn: &Connection, batch: &ScheduleBatch) -> Result<(), StoreError> {
+fn write_batch(conn: &Conn, db: &std::path::Path, batch: ScheduleBatch) -> Result<(), StoreError> {
     if let Some(p) = &batch.process {
         insert_process(conn, p, &format!("creating process {}", p.id))?;
     }
-    let mut last: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-    for s in &batch.entries {
-        let e = &s.entry;
-        let sql = |err| {
-            StoreError::sqlite(
-                format!("appending pos {} of process {}", e.pos, e.process_id),
+    let (entries, schedule): (Vec<LogEntry>, Vec<Option<ScheduleRecord>>) =
+        batch.entries.into_iter().map(|s| (s.entry, s.schedule)).unzip();
+    insert_log(conn, db, &entries)?;
+    for r in schedule.iter().flatten() {
+        conn.execute(
+            &format!(
+                "INSERT INTO schedule ({SCHEDULE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ),
+            args![
+                &r.process_id,
+                to_i64(r.nonce),
+                to_i64(r.epoch),
+                &r.message_id,
+                &r.assignment_id,
+                to_i64(r.timestamp),
+                to_i64(r.block_height),
+                &r.hash_chain,
+                to_i64(r.pos),
+                &r.assignment,
+                &r.message
+            ],
+        )
+        .map_err(|err| {
+            StoreError::db(
+                format!("storing nonce {} of process {}", r.nonce, r.process_id),
                 err,
             )
-        };
-        let prev = match last.get(e.process_id.as_str()) {
-            Some(p) => *p,
-            None => {
-                let exists = conn
-                    .prepare_cached("SELECT 1 FROM processes WHERE id = ?1")
-                    .and_then(|mut st| st.exists([&e.process_id]))
-                    .map_err(sql)?;
-                if !exists {
-                    return Err(StoreError::UnknownProcess {
-                        process_id: e.process_id.clone(),
-                    });
-                }
-                last_pos(conn, &e.process_id)?
-            }
-        };
-        if e.pos != prev + 1 {
-            return Err(StoreError::OutOfOrder {
-                process_id: e.process_id.clone(),
-                expected: prev + 1,
-                got: e.pos,
-            });
-        }
-        conn.prepare_cached(
-            "INSERT INTO log (process_id, pos, message_id, nonce, timestamp, block_height, cron, msg_json) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .and_then(|mut st| {
-            st.execute(params![
-                e.process_id,
-                to_sql_int("pos", e.pos).map_err(|_| rusqlite::Error::InvalidQuery)?,
-                e.message_id,
-                e.nonce.map(to_i64),
-                to_i64(e.timestamp),
-                to_i64(e.block_height),
-                e.cron,
-                e.msg_json
-            ])
-        })
-        .map_err(sql)?;
-        last.insert(e.process_id.as_str(), e.pos);
-        if let Some(r) = &s.schedule {
-            conn.prepare_cached(&format!(
-                "INSERT INTO schedule ({SCHEDULE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ))
-            .and_then(|mut st| {
-                st.execute(params![
-                    r.process_id,
-                    to_i64(r.nonce),
-                    to_i64(r.epoch),
-                    r.message_id,
-                    r.assignment_id,
-                    to_i64(r.timestamp),
-                    to_i64(r.block_height),
-                    r.hash_chain,
-                    to_i64(r.pos),
-                    r.assignment,
-                    r.message
-                ])
-            })
-            .map_err(|err| {
-                StoreError::sqlite(
-                    format!("storing nonce {} of process {}", r.nonce, r.process_id),
-                    err,
-                )
-            })?;
-        }
+        })?;
     }
     for (pid, upto) in &batch.cron_marks {
-        conn.prepare_cached(
-            "INSERT INTO cron_marks (process_id, upto) VALUES (?1, ?2) \
-             ON CONFLICT (process_id) DO UPDATE SET upto = MAX(upto, excluded.upto)",
+        conn.execute(
+            "INSERT INTO cron_marks (process_id, upto) VALUES (?1, ?2) ON CONFLICT (process_id) DO UPDATE \
+             SET upto = CASE WHEN excluded.upto > cron_marks.upto THEN excluded.upto ELSE cron_marks.upto END",
+            args![pid, to_i64(*upto)],
         )
-        .and_then(|mut st| st.execute(params![pid, to_i64(*upto)]))
-        .map_err(|e| StoreError::sqlite(format!("storing the cron mark of {pid}"), e))?;
+        .map_err(|e| StoreError::db(format!("storing the cron mark of {pid}"), e))?;
     }
     for d in &batch.delivered {
-        conn.prepare_cached("INSERT OR IGNORE INTO outbox (process_id, pos, item) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![d.process_id, to_i64(d.pos), d.item]))
-            .map_err(|e| StoreError::sqlite(format!("marking outbox item of {}", d.process_id), e))?;
+        conn.execute(
+            "INSERT INTO outbox (process_id, pos, item) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            args![&d.process_id, to_i64(d.pos), &d.item],
+        )
+        .map_err(|e| StoreError::db(format!("marking outbox item of {}", d.process_id), e))?;
     }
     for (pid, pos) in &batch.outbox_cursors {
-        conn.prepare_cached(
-            "INSERT INTO outbox_cursor (process_id, pos) VALUES (?1, ?2) \
-             ON CONFLICT (process_id) DO UPDATE SET pos = MAX(pos, excluded.pos)",
+        conn.execute(
+            "INSERT INTO outbox_cursor (process_id, pos) VALUES (?1, ?2) ON CONFLICT (process_id) DO UPDATE \
+             SET pos = CASE WHEN excluded.pos > outbox_cursor.pos THEN excluded.pos ELSE outbox_cursor.pos END",
+            args![pid, to_i64(*pos)],
         )
-        .and_then(|mut st| st.execute(params![pid, to_i64(*pos)]))
-        .map_err(|e| StoreError::sqlite(format!("storing the outbox cursor of {pid}"), e))?;
+        .map_err(|e| StoreError::db(format!("storing the outbox cursor of {pid}"), e))?;
     }
     if let Some(a) = &batch.adopted {
         crate::items::write_adopted(conn, a)?;
     }
     for u in &batch.upstream {
-        conn.prepare_cached(
+        conn.execute(
             "INSERT INTO upstream (process_id, su_url, cursor, nonce, assignment_id, hash_chain) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (process_id) DO UPDATE SET su_url = excluded.su_url, \
              cursor = excluded.cursor, nonce = excluded.nonce, assignment_id = excluded.assignment_id, \
              hash_chain = excluded.hash_chain",
-        )
-        .and_then(|mut st| {
-            st.execute(params![
-                u.process_id,
-                u.su_url,
-                u.cursor,
+            args![
+                &u.process_id,
+                &u.su_url,
+                &u.cursor,
                 to_i64(u.nonce),
-                u.assignment_id,
-                u.hash_chain
-            ])
-        })
-        .map_err(|e| StoreError::sqlite(format!("storing the upstream cursor of {}", u.process_id), e))?;
+                &u.assignment_id,
+                &u.hash_chain
+            ],
+        )
+        .map_err(|e| StoreError::db(format!("storing the upstream cursor of {}", u.process_id), e))?;
     }
     Ok(())
 }
@@ -354,13 +290,12 @@ impl Store {
             blobs::validate_process_id(&p.id)?;
         }
         for s in &batch.entries {
-            to_sql_int("pos", s.entry.pos)?;
-            to_sql_int("timestamp", s.entry.timestamp)?;
-            to_sql_int("block_height", s.entry.block_height)?;
+            check_log_entry(&s.entry)?;
         }
         let (tx, rx) = mpsc::sync_channel(1);
+        let db = self.db_label().to_path_buf();
         self.submit(Job::atomic(
-            Box::new(move |conn| write_batch(conn, &batch)),
+            Box::new(move |conn| write_batch(conn, &db, batch)),
             Box::new(move |outcome| {
                 let _ = tx.send(outcome);
             }),
@@ -375,7 +310,8 @@ impl Store {
 /// Reads of the schedule tables, on read connections of its own.
 pub struct ScheduleReads {
     db: PathBuf,
-    readers: Mutex<Vec<Connection>>,
+    database: Database,
+    readers: Mutex<Vec<Conn>>,
 }
 
 impl std::fmt::Debug for ScheduleReads {
@@ -390,29 +326,25 @@ impl ScheduleReads {
     /// Reads over `store`'s database.
     pub fn new(store: &Store) -> ScheduleReads {
         ScheduleReads {
-            db: store.dir().join(DB_FILE),
+            db: store.db_label().to_path_buf(),
+            database: store.database().clone(),
             readers: Mutex::new(Vec::new()),
         }
     }
 
-    fn pool(&self) -> MutexGuard<'_, Vec<Connection>> {
+    fn pool(&self) -> MutexGuard<'_, Vec<Conn>> {
         self.readers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read<T>(
-        &self,
-        what: &str,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
+    fn read<T>(&self, what: &str, f: impl FnOnce(&Conn) -> Result<T, DbError>) -> Result<T, StoreError> {
         let idle = self.pool().pop();
         let conn = match idle {
             Some(c) => c,
-            None => schema::open_reader(&self.db)?,
+            None => crate::store::open_reader(&self.database, &self.db)?,
         };
-        let out =
-            f(&conn).map_err(|e| StoreError::sqlite(format!("{what} (database {})", self.db.display()), e));
+        let out = f(&conn).map_err(|e| StoreError::db(format!("{what} (database {})", self.db.display()), e));
         let mut pool = self.pool();
-        if pool.len() < 8 {
+        if pool.len() < 8 && !conn.is_closed() {
             pool.push(conn);
         }
         out
@@ -421,22 +353,24 @@ impl ScheduleReads {
     /// The assignment with the highest nonce of a process.
     pub fn last(&self, process_id: &str) -> Result<Option<ScheduleRecord>, StoreError> {
         self.read("reading the last assignment", |c| {
-            c.prepare_cached(&format!(
-                "SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 ORDER BY nonce DESC LIMIT 1"
-            ))?
-            .query_row([process_id], schedule_row)
-            .optional()
+            c.query_opt(
+                &format!(
+                    "SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 ORDER BY nonce DESC LIMIT 1"
+                ),
+                args![process_id],
+                schedule_row,
+            )
         })
     }
 
     /// The assignment of `nonce`.
     pub fn by_nonce(&self, process_id: &str, nonce: u64) -> Result<Option<ScheduleRecord>, StoreError> {
         self.read("reading an assignment", |c| {
-            c.prepare_cached(&format!(
-                "SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 AND nonce = ?2"
-            ))?
-            .query_row(params![process_id, to_i64(nonce)], schedule_row)
-            .optional()
+            c.query_opt(
+                &format!("SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 AND nonce = ?2"),
+                args![process_id, to_i64(nonce)],
+                schedule_row,
+            )
         })
     }
 
@@ -449,9 +383,11 @@ impl ScheduleReads {
     ) -> Result<Vec<ScheduleRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read("reading assignments from a nonce", |c| {
-            c.prepare_cached(&format!("SELECT {SCHEDULE_COLS} FROM schedule {PAGE_BY_NONCE}"))?
-                .query_map(params![process_id, to_i64(from), limit], schedule_row)?
-                .collect()
+            c.query(
+                &format!("SELECT {SCHEDULE_COLS} FROM schedule {PAGE_BY_NONCE}"),
+                args![process_id, to_i64(from), limit],
+                schedule_row,
+            )
         })
     }
 
@@ -462,23 +398,25 @@ impl ScheduleReads {
         message_id: &str,
     ) -> Result<Option<ScheduleRecord>, StoreError> {
         self.read("reading the assignment of a message", |c| {
-            c.prepare_cached(&format!(
-                "SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 AND message_id = ?2 \
-                 ORDER BY +nonce LIMIT 1"
-            ))?
-            .query_row([process_id, message_id], schedule_row)
-            .optional()
+            c.query_opt(
+                &format!(
+                    "SELECT {SCHEDULE_COLS} FROM schedule WHERE process_id = ?1 AND message_id = ?2 \
+                     ORDER BY +nonce LIMIT 1"
+                ),
+                args![process_id, message_id],
+                schedule_row,
+            )
         })
     }
 
     /// The data item of a message scheduled on any process (the first stored copy).
     pub fn message_item(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.read("reading a message item", |c| {
-            c.prepare_cached(
+            c.query_opt(
                 "SELECT message FROM schedule WHERE message_id = ?1 AND message IS NOT NULL LIMIT 1",
-            )?
-            .query_row([message_id], |r| r.get(0))
-            .optional()
+                args![message_id],
+                |r| r.bytes(0),
+            )
         })
     }
 
@@ -499,28 +437,32 @@ impl ScheduleReads {
         let upto = upto.map_or(i64::MAX, to_i64);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read("reading a page of assignments", |c| {
-            c.prepare_cached(&format!(
-                "SELECT {SCHEDULE_COLS} FROM schedule {PAGE_BY_TIMESTAMP}"
-            ))?
-            .query_map(params![process_id, after, upto, limit], schedule_row)?
-            .collect()
+            c.query(
+                &format!("SELECT {SCHEDULE_COLS} FROM schedule {PAGE_BY_TIMESTAMP}"),
+                args![process_id, after, upto, limit],
+                schedule_row,
+            )
         })
     }
 
     /// The cron high-water mark of a process.
     pub fn cron_mark(&self, process_id: &str) -> Result<Option<u64>, StoreError> {
         self.read("reading a cron mark", |c| {
-            c.prepare_cached("SELECT upto FROM cron_marks WHERE process_id = ?1")?
-                .query_row([process_id], |r| get_u64(r, 0))
-                .optional()
+            c.query_opt(
+                "SELECT upto FROM cron_marks WHERE process_id = ?1",
+                args![process_id],
+                |r| r.u64(0),
+            )
         })
     }
 
     /// Whether an outbox item was delivered.
     pub fn delivered(&self, process_id: &str, pos: u64, item: &str) -> Result<bool, StoreError> {
         self.read("reading an outbox mark", |c| {
-            c.prepare_cached("SELECT 1 FROM outbox WHERE process_id = ?1 AND pos = ?2 AND item = ?3")?
-                .exists(params![process_id, to_i64(pos), item])
+            c.exists(
+                "SELECT 1 FROM outbox WHERE process_id = ?1 AND pos = ?2 AND item = ?3",
+                args![process_id, to_i64(pos), item],
+            )
         })
     }
 
@@ -528,40 +470,42 @@ impl ScheduleReads {
     /// remote SU.
     pub fn upstream_cursor(&self, process_id: &str) -> Result<Option<UpstreamCursor>, StoreError> {
         self.read("reading an upstream cursor", |c| {
-            c.prepare_cached(
+            c.query_opt(
                 "SELECT process_id, su_url, cursor, nonce, assignment_id, hash_chain FROM upstream \
                  WHERE process_id = ?1",
-            )?
-            .query_row([process_id], |r| {
-                Ok(UpstreamCursor {
-                    process_id: r.get(0)?,
-                    su_url: r.get(1)?,
-                    cursor: r.get(2)?,
-                    nonce: get_u64(r, 3)?,
-                    assignment_id: r.get(4)?,
-                    hash_chain: r.get(5)?,
-                })
-            })
-            .optional()
+                args![process_id],
+                |r| {
+                    Ok(UpstreamCursor {
+                        process_id: r.text(0)?,
+                        su_url: r.text(1)?,
+                        cursor: r.text(2)?,
+                        nonce: r.u64(3)?,
+                        assignment_id: r.text(4)?,
+                        hash_chain: r.opt_text(5)?,
+                    })
+                },
+            )
         })
     }
 
     /// The processes read from remote SUs, sorted.
     pub fn upstream_processes(&self) -> Result<Vec<String>, StoreError> {
         self.read("listing upstream processes", |c| {
-            c.prepare_cached("SELECT process_id FROM upstream ORDER BY process_id")?
-                .query_map([], |r| r.get(0))?
-                .collect()
+            c.query("SELECT process_id FROM upstream ORDER BY process_id", &[], |r| {
+                r.text(0)
+            })
         })
     }
 
     /// The last result position whose outbox was delivered completely (0 if none).
     pub fn outbox_cursor(&self, process_id: &str) -> Result<u64, StoreError> {
         self.read("reading an outbox cursor", |c| {
-            c.prepare_cached("SELECT pos FROM outbox_cursor WHERE process_id = ?1")?
-                .query_row([process_id], |r| get_u64(r, 0))
-                .optional()
-                .map(|p| p.unwrap_or(0))
+            c.query_opt(
+                "SELECT pos FROM outbox_cursor WHERE process_id = ?1",
+                args![process_id],
+                |r| r.u64(0),
+            )
+            .map(|p| p.unwrap_or(0))
         })
     }
 }
@@ -571,7 +515,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use crate::{SCHEMA_VERSION, StoreOptions};
+    use crate::{DB_FILE, SCHEMA_VERSION, StoreOptions};
+    use rusqlite::Connection;
 
     fn process(id: &str) -> ProcessRecord {
         ProcessRecord {
@@ -617,7 +562,7 @@ mod tests {
     #[test]
     fn batches_are_all_or_nothing_and_readable() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = crate::test_db::open(dir.path(), StoreOptions::default());
         let reads = ScheduleReads::new(&store);
         // A batch with a gap in positions writes nothing, not even its process.
         let err = store

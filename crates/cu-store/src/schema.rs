@@ -1,10 +1,13 @@
-//! The SQLite schema (versioned with `PRAGMA user_version`) and connection set-up.
+//! The schema of both engines and connection set-up: SQLite's (versioned with `PRAGMA user_version`,
+//! migrated step by step) and PostgreSQL's (the same tables with `BIGINT`/`BYTEA` columns and byte-order
+//! `"C"` collation, versioned in table `cu_schema`).
 
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::db::{Conn, PgConn};
 use crate::error::StoreError;
 
 /// The schema version this build writes and reads.
@@ -176,7 +179,7 @@ pub fn open_writer(db: &Path, fsync: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open(db).map_err(|e| open_error(db, e))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| StoreError::sqlite(ctx("setting busy_timeout", db), e))?;
+        .map_err(|e| StoreError::db(ctx("setting busy_timeout", db), e))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .map_err(|e| open_error(db, e))?;
@@ -190,7 +193,7 @@ pub fn open_writer(db: &Path, fsync: bool) -> Result<Connection, StoreError> {
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"
     ))
-    .map_err(|e| StoreError::sqlite(ctx("setting pragmas", db), e))?;
+    .map_err(|e| StoreError::db(ctx("setting pragmas", db), e))?;
     apply_schema(&conn, db)?;
     Ok(conn)
 }
@@ -200,11 +203,11 @@ pub fn open_reader(db: &Path) -> Result<Connection, StoreError> {
     let flags =
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(db, flags)
-        .map_err(|e| StoreError::sqlite(ctx("opening a read connection", db), e))?;
+        .map_err(|e| StoreError::db(ctx("opening a read connection", db), e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| StoreError::sqlite(ctx("setting busy_timeout", db), e))?;
+        .map_err(|e| StoreError::db(ctx("setting busy_timeout", db), e))?;
     conn.execute_batch("PRAGMA query_only = ON;")
-        .map_err(|e| StoreError::sqlite(ctx("setting query_only on a read connection", db), e))?;
+        .map_err(|e| StoreError::db(ctx("setting query_only on a read connection", db), e))?;
     // Every read statement of the store stays prepared (rusqlite keeps 16 by default, fewer than the
     // store's queries: a mixed load re-parsed SQL on every call).
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -219,13 +222,13 @@ fn open_error(db: &Path, e: rusqlite::Error) -> StoreError {
             path: db.to_path_buf(),
             reason: e.to_string(),
         },
-        _ => StoreError::sqlite(ctx("opening", db), e),
+        _ => StoreError::db(ctx("opening", db), e),
     }
 }
 
 fn user_version(conn: &Connection, db: &Path) -> Result<i64, StoreError> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(|e| StoreError::sqlite(ctx("reading user_version", db), e))
+        .map_err(|e| StoreError::db(ctx("reading user_version", db), e))
 }
 
 /// Creates the schema in a fresh database; refuses a database with a newer version.
@@ -251,35 +254,35 @@ fn apply_schema(conn: &Connection, db: &Path) -> Result<(), StoreError> {
         let found = check(user_version(conn, db)?)?;
         if found == 0 {
             conn.execute_batch(SCHEMA_V1)
-                .map_err(|e| StoreError::sqlite(ctx("creating the schema", db), e))?;
+                .map_err(|e| StoreError::db(ctx("creating the schema", db), e))?;
         }
         if found < 2 {
             // Migration 1 -> 2 (and part of a fresh schema): only new tables.
             conn.execute_batch(SCHEMA_V2)
-                .map_err(|e| StoreError::sqlite(ctx("migrating the schema to version 2", db), e))?;
+                .map_err(|e| StoreError::db(ctx("migrating the schema to version 2", db), e))?;
         }
         if found < 3 {
             conn.execute_batch(SCHEMA_V3)
-                .map_err(|e| StoreError::sqlite(ctx("migrating the schema to version 3", db), e))?;
+                .map_err(|e| StoreError::db(ctx("migrating the schema to version 3", db), e))?;
         }
         if found < 4 {
             conn.execute_batch(SCHEMA_V4)
-                .map_err(|e| StoreError::sqlite(ctx("migrating the schema to version 4", db), e))?;
+                .map_err(|e| StoreError::db(ctx("migrating the schema to version 4", db), e))?;
         }
         if found < 5 {
             conn.execute_batch(SCHEMA_V5)
-                .map_err(|e| StoreError::sqlite(ctx("migrating the schema to version 5", db), e))?;
+                .map_err(|e| StoreError::db(ctx("migrating the schema to version 5", db), e))?;
         }
         if found < SCHEMA_VERSION {
             conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-                .map_err(|e| StoreError::sqlite(ctx("setting user_version", db), e))?;
+                .map_err(|e| StoreError::db(ctx("setting user_version", db), e))?;
         }
         Ok(())
     })();
     match applied {
         Ok(()) => conn
             .execute_batch("COMMIT")
-            .map_err(|e| StoreError::sqlite(ctx("committing the schema", db), e)),
+            .map_err(|e| StoreError::db(ctx("committing the schema", db), e)),
         Err(e) => {
             // The original error is the one to report; a failed rollback leaves nothing behind either
             // (SQLite rolls back an open transaction when the connection closes).
@@ -287,4 +290,224 @@ fn apply_schema(conn: &Connection, db: &Path) -> Result<(), StoreError> {
             Err(e)
         }
     }
+}
+
+/// PostgreSQL's schema at [`SCHEMA_VERSION`]: the SQLite tables with 64-bit integers, `BYTEA` blobs and
+/// `"C"` collation (so `ORDER BY id` is byte order, as in SQLite). Created whole; later versions add
+/// migrations from here.
+const PG_SCHEMA: &str = r#"
+CREATE TABLE modules (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    format TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    wasm BYTEA NOT NULL,
+    owner_key TEXT
+);
+CREATE TABLE processes (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    module_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    env_json TEXT NOT NULL,
+    block_height BIGINT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    spawn_json TEXT NOT NULL
+);
+CREATE TABLE log (
+    process_id TEXT COLLATE "C" NOT NULL,
+    pos BIGINT NOT NULL,
+    message_id TEXT COLLATE "C",
+    nonce BIGINT,
+    timestamp BIGINT NOT NULL,
+    block_height BIGINT NOT NULL,
+    cron TEXT,
+    msg_json TEXT NOT NULL,
+    PRIMARY KEY (process_id, pos)
+);
+CREATE INDEX log_by_message ON log (process_id, message_id) WHERE message_id IS NOT NULL;
+CREATE TABLE results (
+    process_id TEXT COLLATE "C" NOT NULL,
+    pos BIGINT NOT NULL,
+    message_id TEXT COLLATE "C",
+    nonce BIGINT,
+    timestamp BIGINT NOT NULL,
+    block_height BIGINT NOT NULL,
+    cron TEXT,
+    has_error BIGINT NOT NULL,
+    output_json TEXT NOT NULL,
+    PRIMARY KEY (process_id, pos)
+);
+CREATE INDEX results_by_message ON results (process_id, message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX results_by_timestamp ON results (process_id, timestamp);
+CREATE TABLE checkpoints (
+    process_id TEXT COLLATE "C" NOT NULL,
+    seq BIGINT NOT NULL,
+    pos BIGINT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('base', 'delta')),
+    parent BIGINT,
+    memory_len BIGINT NOT NULL,
+    file TEXT NOT NULL,
+    blake3 TEXT NOT NULL,
+    bytes BIGINT NOT NULL,
+    PRIMARY KEY (process_id, seq)
+);
+CREATE TABLE schedule (
+    process_id TEXT COLLATE "C" NOT NULL,
+    nonce BIGINT NOT NULL,
+    epoch BIGINT NOT NULL,
+    message_id TEXT COLLATE "C" NOT NULL,
+    assignment_id TEXT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    block_height BIGINT NOT NULL,
+    hash_chain TEXT NOT NULL,
+    pos BIGINT NOT NULL,
+    assignment BYTEA NOT NULL,
+    message BYTEA,
+    PRIMARY KEY (process_id, nonce)
+);
+CREATE INDEX schedule_by_timestamp ON schedule (process_id, timestamp);
+CREATE INDEX schedule_by_message ON schedule (message_id);
+CREATE TABLE cron_marks (
+    process_id TEXT COLLATE "C" PRIMARY KEY,
+    upto BIGINT NOT NULL
+);
+CREATE TABLE outbox (
+    process_id TEXT COLLATE "C" NOT NULL,
+    pos BIGINT NOT NULL,
+    item TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (process_id, pos, item)
+);
+CREATE TABLE outbox_cursor (
+    process_id TEXT COLLATE "C" PRIMARY KEY,
+    pos BIGINT NOT NULL
+);
+CREATE TABLE upstream (
+    process_id TEXT COLLATE "C" PRIMARY KEY,
+    su_url TEXT NOT NULL,
+    cursor TEXT NOT NULL,
+    nonce BIGINT NOT NULL,
+    assignment_id TEXT NOT NULL,
+    hash_chain TEXT
+);
+CREATE TABLE items (
+    seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    id TEXT COLLATE "C" NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    owner_key TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    target TEXT,
+    anchor TEXT,
+    tags TEXT NOT NULL,
+    data_size BIGINT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    block_height BIGINT NOT NULL,
+    raw BYTEA NOT NULL
+);
+CREATE TABLE item_tags (
+    item_seq BIGINT NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
+    value TEXT COLLATE "C" NOT NULL
+);
+CREATE INDEX item_tags_by_value ON item_tags (name, value, item_seq);
+CREATE TABLE adopted (
+    process_id TEXT COLLATE "C" PRIMARY KEY,
+    checkpoint_id TEXT NOT NULL,
+    nonce BIGINT NOT NULL,
+    timestamp BIGINT NOT NULL
+);
+CREATE INDEX items_by_height ON items (block_height, seq);
+"#;
+
+/// The advisory lock key under which a store creates or migrates the PostgreSQL schema, so that nodes
+/// starting together do it once ("ao-cu" in ASCII).
+const PG_SCHEMA_LOCK: i64 = 0x0061_6f2d_6375;
+
+/// A PostgreSQL URL without its password, for messages and error paths.
+pub fn redact_url(url: &str) -> String {
+    match url.parse::<postgres::Config>() {
+        Ok(config) => {
+            let host = config
+                .get_hosts()
+                .first()
+                .map(|h| match h {
+                    postgres::config::Host::Tcp(h) => h.clone(),
+                    postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .unwrap_or_default();
+            let port = config
+                .get_ports()
+                .first()
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+            let db = config.get_dbname().unwrap_or("");
+            format!("postgres://{user}{host}{port}/{db}")
+        }
+        Err(_) => "postgres://(unparsable url)".into(),
+    }
+}
+
+/// Connects to PostgreSQL.
+pub fn pg_connect(url: &str, label: &Path) -> Result<Conn, StoreError> {
+    let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| StoreError::NotWritable {
+        path: label.to_path_buf(),
+        reason: format!("cannot connect: {}", crate::db::DbError::from(e)),
+    })?;
+    Ok(Conn::Postgres(Box::new(PgConn::new(client))))
+}
+
+/// Opens the PostgreSQL write connection and creates the schema if the database has none; refuses a
+/// database whose schema is newer than this build's.
+pub fn pg_open_writer(url: &str, label: &Path, fsync: bool) -> Result<Conn, StoreError> {
+    let conn = pg_connect(url, label)?;
+    let db = |what: &str| ctx(what, label);
+    // PostgreSQL's commits are durable on the server either way; `fsync` also waits for it on every
+    // commit (`synchronous_commit`), which is its default.
+    let sync = if fsync { "on" } else { "local" };
+    conn.batch(&format!("SET synchronous_commit = {sync}"))
+        .map_err(|e| StoreError::db(db("setting synchronous_commit"), e))?;
+    conn.batch("BEGIN")
+        .map_err(|e| StoreError::db(db("beginning the schema transaction"), e))?;
+    let applied = (|| {
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(?1)",
+            crate::db::args![PG_SCHEMA_LOCK],
+        )
+        .map_err(|e| StoreError::db(db("locking the schema"), e))?;
+        conn.batch("CREATE TABLE IF NOT EXISTS cu_schema (version BIGINT NOT NULL)")
+            .map_err(|e| StoreError::db(db("creating cu_schema"), e))?;
+        let found = conn
+            .query_opt("SELECT MAX(version) FROM cu_schema", &[], |r| r.opt_int(0))
+            .map_err(|e| StoreError::db(db("reading the schema version"), e))?
+            .flatten()
+            .unwrap_or(0);
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                path: label.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found == 0 {
+            conn.batch(PG_SCHEMA)
+                .map_err(|e| StoreError::db(db("creating the schema"), e))?;
+            conn.execute(
+                "INSERT INTO cu_schema (version) VALUES (?1)",
+                crate::db::args![SCHEMA_VERSION],
+            )
+            .map_err(|e| StoreError::db(db("recording the schema version"), e))?;
+        }
+        Ok(())
+    })();
+    match applied {
+        Ok(()) => conn
+            .batch("COMMIT")
+            .map_err(|e| StoreError::db(db("committing the schema"), e))?,
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    Ok(conn)
 }

@@ -9,10 +9,8 @@ use std::sync::mpsc::{self, SendError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle, ThreadId};
 
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params};
-
 use crate::blobs::{self, CHECKPOINT_DIR};
+use crate::db::{Arg, Conn, DbError, args};
 use crate::error::{StoreError, to_sql_int};
 use crate::records::{
     Bound, CheckpointMeta, CheckpointRecord, LogEntry, ModuleRecord, ProcessRecord, ResultRecord,
@@ -34,6 +32,38 @@ const MAX_IDLE_READERS: usize = 8;
 /// it compiled the statement again whenever the bound message id changed (20% of the node's CPU under
 /// `GET /result` load). The rows (almost always one) are read and the first position is picked in Rust.
 pub(crate) const BY_MESSAGE: &str = "WHERE process_id = ?1 AND message_id = ?2";
+
+/// Which database engine holds the store's tables.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Database {
+    /// SQLite in `<dir>/ao-cu.sqlite` (WAL): the embedded default.
+    #[default]
+    Sqlite,
+    /// PostgreSQL at a `postgres://user:password@host:port/dbname` URL (libpq's key=value form works too),
+    /// for nodes that share one database. The tables are created on first use. Checkpoint blobs stay in the
+    /// store directory.
+    Postgres {
+        /// The connection URL.
+        url: String,
+    },
+}
+
+impl Database {
+    /// `postgres://…` or `postgresql://…` gives [`Database::Postgres`]; anything else is refused with a
+    /// message naming what is accepted. (`DB_URL` of the reference CU takes the same URLs.)
+    pub fn from_url(url: &str) -> Result<Database, String> {
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+            return Err(format!(
+                "unsupported database URL {url:?}: expected postgres://user:password@host:port/dbname \
+                 (leave it unset for the embedded SQLite store)"
+            ));
+        }
+        url.parse::<postgres::Config>()
+            .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+        Ok(Database::Postgres { url: url.to_owned() })
+    }
+}
 
 /// How the store commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,12 +103,14 @@ pub struct Store {
 
 struct Inner {
     dir: PathBuf,
+    /// The database, for messages: the SQLite file, or the PostgreSQL URL without its password.
     db: PathBuf,
+    database: Database,
     sender: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
     writer_id: ThreadId,
     stats: Arc<Stats>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Vec<Conn>>,
 }
 
 impl Drop for Inner {
@@ -140,11 +172,34 @@ impl Store {
     /// `PRAGMA user_version`; a newer version is refused with [`StoreError::SchemaTooNew`]). A directory that
     /// cannot be created or written gives [`StoreError::NotWritable`].
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        Store::open_with(dir, &Database::Sqlite, options)
+    }
+
+    /// [`Store::open`] on the given engine. With [`Database::Postgres`] the tables live in that database
+    /// (created there on first use, versioned in its `cu_schema` table) and `dir` holds only the
+    /// checkpoint files; a server that cannot be reached gives [`StoreError::NotWritable`].
+    pub fn open_with(dir: &Path, database: &Database, options: StoreOptions) -> Result<Store, StoreError> {
         ensure_writable_dir(dir)?;
         let checkpoints = dir.join(CHECKPOINT_DIR);
         ensure_writable_dir(&checkpoints)?;
-        let db = dir.join(DB_FILE);
-        let conn = schema::open_writer(&db, options.fsync)?;
+        let (db, conn, reconnect): (PathBuf, Conn, writer::Reconnect) = match database {
+            Database::Sqlite => {
+                let db = dir.join(DB_FILE);
+                let conn = Conn::Sqlite(schema::open_writer(&db, options.fsync)?);
+                let label = db.clone();
+                let reconnect: writer::Reconnect =
+                    Box::new(move || Ok(Conn::Sqlite(schema::open_writer(&label, options.fsync)?)));
+                (db, conn, reconnect)
+            }
+            Database::Postgres { url } => {
+                let db = PathBuf::from(schema::redact_url(url));
+                let conn = schema::pg_open_writer(url, &db, options.fsync)?;
+                let (url, label) = (url.clone(), db.clone());
+                let reconnect: writer::Reconnect =
+                    Box::new(move || schema::pg_open_writer(&url, &label, options.fsync));
+                (db, conn, reconnect)
+            }
+        };
         if options.fsync {
             blobs::fsync_dir(dir)?;
             blobs::fsync_dir(&checkpoints)?;
@@ -156,7 +211,7 @@ impl Store {
         let writer_stats = Arc::clone(&stats);
         let handle = thread::Builder::new()
             .name("cu-store-writer".into())
-            .spawn(move || writer::run(conn, receiver, group_max, writer_db, writer_stats))
+            .spawn(move || writer::run(conn, reconnect, receiver, group_max, writer_db, writer_stats))
             .map_err(|e| StoreError::Io {
                 path: dir.to_path_buf(),
                 source: e,
@@ -166,6 +221,7 @@ impl Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 db,
+                database: database.clone(),
                 sender: Some(sender),
                 writer: Some(handle),
                 writer_id,
@@ -178,6 +234,11 @@ impl Store {
     /// The store directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The database engine.
+    pub fn database(&self) -> &Database {
+        &self.inner.database
     }
 
     /// Transactions the writer has committed so far, and jobs (writes, flushes) it has completed: their
@@ -201,7 +262,7 @@ impl Store {
         format!("{what} (database {})", self.inner.db.display())
     }
 
-    fn readers(&self) -> MutexGuard<'_, Vec<Connection>> {
+    fn readers(&self) -> MutexGuard<'_, Vec<Conn>> {
         // The pool is a plain list of connections: a panic while it was locked leaves nothing inconsistent.
         self.inner
             .readers
@@ -210,21 +271,28 @@ impl Store {
     }
 
     /// Runs `f` on a read connection from the pool (opening one if none is idle).
-    pub(crate) fn read<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let idle = self.readers().pop();
         let conn = match idle {
             Some(conn) => conn,
-            None => schema::open_reader(&self.inner.db)?,
+            None => self.open_reader()?,
         };
         let out = f(&conn);
         let mut pool = self.readers();
-        if pool.len() < MAX_IDLE_READERS {
+        if pool.len() < MAX_IDLE_READERS && !conn.is_closed() {
             pool.push(conn);
         }
         out
+    }
+
+    /// A new read connection of the store's engine.
+    pub(crate) fn open_reader(&self) -> Result<Conn, StoreError> {
+        open_reader(&self.inner.database, &self.inner.db)
+    }
+
+    /// The database's name in messages (the SQLite file, or the PostgreSQL URL without its password).
+    pub(crate) fn db_label(&self) -> &Path {
+        &self.inner.db
     }
 
     /// Queues a job; its callback gets the error if the writer cannot take it.
@@ -278,12 +346,13 @@ impl Store {
         self.submit_wait(|done| {
             Job::single(
                 Box::new(move |conn| {
-                    conn.prepare_cached(
-                        "INSERT OR IGNORE INTO modules (id, format, owner, tags, wasm, owner_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    conn.execute(
+                        "INSERT INTO modules (id, format, owner, tags, wasm, owner_key) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                        args![&m.id, &m.format, &m.owner, &tags, &m.wasm, &m.owner_key],
                     )
-                    .and_then(|mut st| st.execute(params![m.id, m.format, m.owner, tags, m.wasm, m.owner_key]))
                     .map(|_| ())
-                    .map_err(|e| StoreError::sqlite(ctx, e))
+                    .map_err(|e| StoreError::db(ctx, e))
                 }),
                 done,
             )
@@ -293,18 +362,20 @@ impl Store {
     /// The module with this id.
     pub fn module(&self, id: &str) -> Result<Option<ModuleRecord>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(&format!("SELECT {MODULE_COLS} FROM modules WHERE id = ?1"))
-                .and_then(|mut st| st.query_row([id], rows::module).optional())
-                .map_err(|e| StoreError::sqlite(self.ctx(format_args!("reading module {id}")), e))
+            conn.query_opt(
+                &format!("SELECT {MODULE_COLS} FROM modules WHERE id = ?1"),
+                args![id],
+                rows::module,
+            )
+            .map_err(|e| StoreError::db(self.ctx(format_args!("reading module {id}")), e))
         })
     }
 
     /// The ids of all stored modules, sorted.
     pub fn module_ids(&self) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached("SELECT id FROM modules ORDER BY id")
-                .and_then(|mut st| st.query_map([], |row| row.get(0))?.collect())
-                .map_err(|e| StoreError::sqlite(self.ctx("listing modules"), e))
+            conn.query("SELECT id FROM modules ORDER BY id", &[], |row| row.text(0))
+                .map_err(|e| StoreError::db(self.ctx("listing modules"), e))
         })
     }
 
@@ -331,18 +402,20 @@ impl Store {
     /// The process with this id.
     pub fn process(&self, id: &str) -> Result<Option<ProcessRecord>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(&format!("SELECT {PROCESS_COLS} FROM processes WHERE id = ?1"))
-                .and_then(|mut st| st.query_row([id], rows::process).optional())
-                .map_err(|e| StoreError::sqlite(self.ctx(format_args!("reading process {id}")), e))
+            conn.query_opt(
+                &format!("SELECT {PROCESS_COLS} FROM processes WHERE id = ?1"),
+                args![id],
+                rows::process,
+            )
+            .map_err(|e| StoreError::db(self.ctx(format_args!("reading process {id}")), e))
         })
     }
 
     /// The ids of all stored processes, sorted.
     pub fn process_ids(&self) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached("SELECT id FROM processes ORDER BY id")
-                .and_then(|mut st| st.query_map([], |row| row.get(0))?.collect())
-                .map_err(|e| StoreError::sqlite(self.ctx("listing processes"), e))
+            conn.query("SELECT id FROM processes ORDER BY id", &[], |row| row.text(0))
+                .map_err(|e| StoreError::db(self.ctx("listing processes"), e))
         })
     }
 
@@ -356,102 +429,12 @@ impl Store {
         if entries.is_empty() {
             return Ok(());
         }
-        struct Row {
-            process_id: String,
-            pos: u64,
-            pos_i: i64,
-            message_id: Option<String>,
-            nonce: Option<i64>,
-            timestamp: i64,
-            block_height: i64,
-            cron: Option<String>,
-            msg_json: String,
+        for e in entries {
+            check_log_entry(e)?;
         }
-        let rows = entries
-            .iter()
-            .map(|e| {
-                Ok(Row {
-                    process_id: e.process_id.clone(),
-                    pos: e.pos,
-                    pos_i: to_sql_int("pos", e.pos)?,
-                    message_id: e.message_id.clone(),
-                    nonce: e.nonce.map(|n| to_sql_int("nonce", n)).transpose()?,
-                    timestamp: to_sql_int("timestamp", e.timestamp)?,
-                    block_height: to_sql_int("block_height", e.block_height)?,
-                    cron: e.cron.clone(),
-                    msg_json: e.msg_json.clone(),
-                })
-            })
-            .collect::<Result<Vec<Row>, StoreError>>()?;
+        let entries = entries.to_vec();
         let db = self.inner.db.clone();
-        self.submit_wait(|done| {
-            Job::atomic(
-                Box::new(move |conn| {
-                    let mut last: HashMap<String, u64> = HashMap::new();
-                    for row in rows {
-                        let sql = |e| {
-                            StoreError::sqlite(
-                                format!(
-                                    "appending pos {} of process {} (database {})",
-                                    row.pos,
-                                    row.process_id,
-                                    db.display()
-                                ),
-                                e,
-                            )
-                        };
-                        let prev = match last.get(&row.process_id) {
-                            Some(prev) => *prev,
-                            None => {
-                                let exists = conn
-                                    .prepare_cached("SELECT 1 FROM processes WHERE id = ?1")
-                                    .and_then(|mut st| st.exists([&row.process_id]))
-                                    .map_err(sql)?;
-                                if !exists {
-                                    return Err(StoreError::UnknownProcess { process_id: row.process_id });
-                                }
-                                let max: i64 = conn
-                                    .prepare_cached("SELECT COALESCE(MAX(pos), 0) FROM log WHERE process_id = ?1")
-                                    .and_then(|mut st| st.query_row([&row.process_id], |r| r.get(0)))
-                                    .map_err(sql)?;
-                                u64::try_from(max).map_err(|_| StoreError::Corrupt {
-                                    path: db.clone(),
-                                    reason: format!("negative log position {max} for process {}", row.process_id),
-                                })?
-                            }
-                        };
-                        let expected = prev.saturating_add(1);
-                        if row.pos != expected {
-                            return Err(StoreError::OutOfOrder {
-                                process_id: row.process_id,
-                                expected,
-                                got: row.pos,
-                            });
-                        }
-                        conn.prepare_cached(
-                            "INSERT INTO log (process_id, pos, message_id, nonce, timestamp, block_height, cron, \
-                             msg_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        )
-                        .and_then(|mut st| {
-                            st.execute(params![
-                                row.process_id,
-                                row.pos_i,
-                                row.message_id,
-                                row.nonce,
-                                row.timestamp,
-                                row.block_height,
-                                row.cron,
-                                row.msg_json
-                            ])
-                        })
-                        .map_err(sql)?;
-                        last.insert(row.process_id, row.pos);
-                    }
-                    Ok(())
-                }),
-                done,
-            )
-        })
+        self.submit_wait(|done| Job::atomic(Box::new(move |conn| insert_log(conn, &db, &entries)), done))
     }
 
     /// Up to `limit` log entries of a process with `pos >= from_pos`, ascending.
@@ -462,18 +445,15 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<LogEntry>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {LOG_COLS} FROM log WHERE process_id = ?1 AND pos >= ?2 ORDER BY pos LIMIT ?3"
-            ))
-            .and_then(|mut st| {
-                st.query_map(
-                    params![process_id, clamp_i64(from_pos), limit_i64(limit)],
-                    rows::log_entry,
-                )?
-                .collect()
-            })
+            conn.query(
+                &format!(
+                    "SELECT {LOG_COLS} FROM log WHERE process_id = ?1 AND pos >= ?2 ORDER BY pos LIMIT ?3"
+                ),
+                args![process_id, clamp_i64(from_pos), limit_i64(limit)],
+                rows::log_entry,
+            )
             .map_err(|e| {
-                StoreError::sqlite(
+                StoreError::db(
                     self.ctx(format_args!("reading the log of process {process_id}")),
                     e,
                 )
@@ -488,12 +468,14 @@ impl Store {
 
     fn max_pos(&self, table: &str, process_id: &str) -> Result<u64, StoreError> {
         let max: i64 = self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT COALESCE(MAX(pos), 0) FROM {table} WHERE process_id = ?1"
-            ))
-            .and_then(|mut st| st.query_row([process_id], |row| row.get(0)))
+            conn.query_opt(
+                &format!("SELECT COALESCE(MAX(pos), 0) FROM {table} WHERE process_id = ?1"),
+                args![process_id],
+                |row| row.int(0),
+            )
+            .map(|max| max.unwrap_or(0))
             .map_err(|e| {
-                StoreError::sqlite(
+                StoreError::db(
                     self.ctx(format_args!(
                         "reading the last {table} pos of process {process_id}"
                     )),
@@ -514,20 +496,20 @@ impl Store {
         message_id: &str,
     ) -> Result<Option<LogEntry>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(&format!("SELECT {LOG_COLS} FROM log {BY_MESSAGE}"))
-                .and_then(|mut st| {
-                    first_by_pos(st.query_map([process_id, message_id], rows::log_entry)?, |e| {
-                        e.pos
-                    })
-                })
-                .map_err(|e| {
-                    StoreError::sqlite(
-                        self.ctx(format_args!(
-                            "reading the log entry of message {message_id} of process {process_id}"
-                        )),
-                        e,
-                    )
-                })
+            conn.query(
+                &format!("SELECT {LOG_COLS} FROM log {BY_MESSAGE}"),
+                args![process_id, message_id],
+                rows::log_entry,
+            )
+            .map(|rows| first_by_pos(rows, |e| e.pos))
+            .map_err(|e| {
+                StoreError::db(
+                    self.ctx(format_args!(
+                        "reading the log entry of message {message_id} of process {process_id}"
+                    )),
+                    e,
+                )
+            })
         })
     }
 
@@ -552,27 +534,31 @@ impl Store {
         let db = self.inner.db.clone();
         self.submit(Job::single(
             Box::new(move |conn| {
-                conn.prepare_cached(
-                    "INSERT OR IGNORE INTO results (process_id, pos, message_id, nonce, timestamp, block_height, \
-                     cron, has_error, output_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        r.process_id,
+                conn.execute(
+                    "INSERT INTO results (process_id, pos, message_id, nonce, timestamp, block_height, \
+                     cron, has_error, output_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT DO NOTHING",
+                    args![
+                        &r.process_id,
                         pos,
-                        r.message_id,
+                        &r.message_id,
                         nonce,
                         timestamp,
                         block_height,
-                        r.cron,
+                        &r.cron,
                         r.has_error,
-                        r.output_json
-                    ])
-                })
+                        &r.output_json
+                    ],
+                )
                 .map(|_| ())
                 .map_err(|e| {
-                    StoreError::sqlite(
-                        format!("storing result {} of process {} (database {})", r.pos, r.process_id, db.display()),
+                    StoreError::db(
+                        format!(
+                            "storing result {} of process {} (database {})",
+                            r.pos,
+                            r.process_id,
+                            db.display()
+                        ),
                         e,
                     )
                 })
@@ -609,12 +595,13 @@ impl Store {
             return Ok(None);
         };
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {RESULT_COLS} FROM results WHERE process_id = ?1 AND pos = ?2"
-            ))
-            .and_then(|mut st| st.query_row(params![process_id, pos], rows::result).optional())
+            conn.query_opt(
+                &format!("SELECT {RESULT_COLS} FROM results WHERE process_id = ?1 AND pos = ?2"),
+                args![process_id, pos],
+                rows::result,
+            )
             .map_err(|e| {
-                StoreError::sqlite(
+                StoreError::db(
                     self.ctx(format_args!("reading result {pos} of process {process_id}")),
                     e,
                 )
@@ -629,18 +616,20 @@ impl Store {
         message_id: &str,
     ) -> Result<Option<ResultRecord>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(&format!("SELECT {RESULT_COLS} FROM results {BY_MESSAGE}"))
-                .and_then(|mut st| {
-                    first_by_pos(st.query_map([process_id, message_id], rows::result)?, |r| r.pos)
-                })
-                .map_err(|e| {
-                    StoreError::sqlite(
-                        self.ctx(format_args!(
-                            "reading the result of message {message_id} of process {process_id}"
-                        )),
-                        e,
-                    )
-                })
+            conn.query(
+                &format!("SELECT {RESULT_COLS} FROM results {BY_MESSAGE}"),
+                args![process_id, message_id],
+                rows::result,
+            )
+            .map(|rows| first_by_pos(rows, |r| r.pos))
+            .map_err(|e| {
+                StoreError::db(
+                    self.ctx(format_args!(
+                        "reading the result of message {message_id} of process {process_id}"
+                    )),
+                    e,
+                )
+            })
         })
     }
 
@@ -655,27 +644,27 @@ impl Store {
     /// A [`Bound::Timestamp`] `t` puts every result with `timestamp <= t` at or before the bound.
     pub fn results(&self, process_id: &str, q: &ResultsQuery) -> Result<ResultsPage, StoreError> {
         let mut sql = format!("SELECT {RESULT_COLS} FROM results WHERE process_id = ?");
-        let mut args: Vec<Value> = vec![Value::Text(process_id.to_owned())];
+        let mut args: Vec<Arg<'_>> = vec![Arg::from(process_id)];
         match q.after {
             None => {}
             Some(Bound::Pos(p)) => {
                 sql.push_str(" AND pos > ?");
-                args.push(Value::Integer(clamp_i64(p)));
+                args.push(Arg::from(clamp_i64(p)));
             }
             Some(Bound::Timestamp(t)) => {
                 sql.push_str(" AND timestamp > ?");
-                args.push(Value::Integer(clamp_i64(t)));
+                args.push(Arg::from(clamp_i64(t)));
             }
         }
         match q.upto {
             None => {}
             Some(Bound::Pos(p)) => {
                 sql.push_str(" AND pos <= ?");
-                args.push(Value::Integer(clamp_i64(p)));
+                args.push(Arg::from(clamp_i64(p)));
             }
             Some(Bound::Timestamp(t)) => {
                 sql.push_str(" AND timestamp <= ?");
-                args.push(Value::Integer(clamp_i64(t)));
+                args.push(Arg::from(clamp_i64(t)));
             }
         }
         if q.only_cron {
@@ -688,19 +677,14 @@ impl Store {
             Sort::Asc => " ORDER BY pos ASC LIMIT ?",
             Sort::Desc => " ORDER BY pos DESC LIMIT ?",
         });
-        args.push(Value::Integer(limit_i64(q.limit.saturating_add(1))));
+        args.push(Arg::from(limit_i64(q.limit.saturating_add(1))));
         let mut items: Vec<ResultRecord> = self.read(|conn| {
-            conn.prepare_cached(&sql)
-                .and_then(|mut st| {
-                    st.query_map(rusqlite::params_from_iter(args), rows::result)?
-                        .collect()
-                })
-                .map_err(|e| {
-                    StoreError::sqlite(
-                        self.ctx(format_args!("querying results of process {process_id}")),
-                        e,
-                    )
-                })
+            conn.query(&sql, &args, rows::result).map_err(|e| {
+                StoreError::db(
+                    self.ctx(format_args!("querying results of process {process_id}")),
+                    e,
+                )
+            })
         })?;
         let has_next_page = items.len() > q.limit;
         items.truncate(q.limit);
@@ -710,12 +694,13 @@ impl Store {
     /// All results of a process in pos order.
     pub fn all_results(&self, process_id: &str) -> Result<Vec<ResultRecord>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {RESULT_COLS} FROM results WHERE process_id = ?1 ORDER BY pos"
-            ))
-            .and_then(|mut st| st.query_map([process_id], rows::result)?.collect())
+            conn.query(
+                &format!("SELECT {RESULT_COLS} FROM results WHERE process_id = ?1 ORDER BY pos"),
+                args![process_id],
+                rows::result,
+            )
             .map_err(|e| {
-                StoreError::sqlite(
+                StoreError::db(
                     self.ctx(format_args!("reading results of process {process_id}")),
                     e,
                 )
@@ -744,9 +729,11 @@ impl Store {
         let bytes_i = to_sql_int("bytes", bytes)?;
         let id = || format!("{}/{}", meta.process_id, meta.seq);
         let exists = self.read(|conn| {
-            conn.prepare_cached("SELECT 1 FROM checkpoints WHERE process_id = ?1 AND seq = ?2")
-                .and_then(|mut st| st.exists(params![meta.process_id, seq]))
-                .map_err(|e| StoreError::sqlite(self.ctx(format_args!("looking up checkpoint {}", id())), e))
+            conn.exists(
+                "SELECT 1 FROM checkpoints WHERE process_id = ?1 AND seq = ?2",
+                args![&meta.process_id, seq],
+            )
+            .map_err(|e| StoreError::db(self.ctx(format_args!("looking up checkpoint {}", id())), e))
         })?;
         if exists {
             return Err(StoreError::Exists {
@@ -771,25 +758,23 @@ impl Store {
         self.submit_wait(|done| {
             Job::single(
                 Box::new(move |conn| {
-                    conn.prepare_cached(
+                    conn.execute(
                         "INSERT INTO checkpoints (process_id, seq, pos, kind, parent, memory_len, file, blake3, \
                          bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    )
-                    .and_then(|mut st| {
-                        st.execute(params![
-                            row.process_id,
+                        args![
+                            &row.process_id,
                             seq,
                             pos,
                             row.kind.as_str(),
                             parent,
                             memory_len,
-                            row.file,
-                            row.blake3,
+                            &row.file,
+                            &row.blake3,
                             bytes_i
-                        ])
-                    })
+                        ],
+                    )
                     .map(|_| ())
-                    .map_err(|e| StoreError::sqlite(ctx, e))
+                    .map_err(|e| StoreError::db(ctx, e))
                 }),
                 done,
             )
@@ -800,12 +785,13 @@ impl Store {
     /// The indexed checkpoints of a process, seq ascending.
     pub fn checkpoints(&self, process_id: &str) -> Result<Vec<CheckpointRecord>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE process_id = ?1 ORDER BY seq"
-            ))
-            .and_then(|mut st| st.query_map([process_id], rows::checkpoint)?.collect())
+            conn.query(
+                &format!("SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE process_id = ?1 ORDER BY seq"),
+                args![process_id],
+                rows::checkpoint,
+            )
             .map_err(|e| {
-                StoreError::sqlite(
+                StoreError::db(
                     self.ctx(format_args!("reading checkpoints of process {process_id}")),
                     e,
                 )
@@ -846,16 +832,15 @@ impl Store {
             Job::single(
                 Box::new(move |conn| {
                     match i64::try_from(seq) {
-                        Ok(seq) => conn
-                            .prepare_cached("DELETE FROM checkpoints WHERE process_id = ?1 AND seq < ?2")
-                            .and_then(|mut st| st.execute(params![pid, seq])),
+                        Ok(seq) => conn.execute(
+                            "DELETE FROM checkpoints WHERE process_id = ?1 AND seq < ?2",
+                            args![&pid, seq],
+                        ),
                         // Every stored seq fits an i64, so all of them are below this one.
-                        Err(_) => conn
-                            .prepare_cached("DELETE FROM checkpoints WHERE process_id = ?1")
-                            .and_then(|mut st| st.execute([&pid])),
+                        Err(_) => conn.execute("DELETE FROM checkpoints WHERE process_id = ?1", args![&pid]),
                     }
                     .map(|_| ())
-                    .map_err(|e| StoreError::sqlite(ctx, e))
+                    .map_err(|e| StoreError::db(ctx, e))
                 }),
                 done,
             )
@@ -871,16 +856,102 @@ impl Store {
 }
 
 /// The row with the lowest position among `rows` (the first entry of a message id that occurs twice).
-fn first_by_pos<T>(
-    rows: impl Iterator<Item = rusqlite::Result<T>>,
-    pos: impl Fn(&T) -> u64,
-) -> rusqlite::Result<Option<T>> {
+fn first_by_pos<T>(rows: Vec<T>, pos: impl Fn(&T) -> u64) -> Option<T> {
     let mut first: Option<T> = None;
     for row in rows {
-        let row = row?;
         if first.as_ref().is_none_or(|f| pos(&row) < pos(f)) {
             first = Some(row);
         }
     }
-    Ok(first)
+    first
+}
+
+/// A new read connection to `database` (`db` names it in errors).
+pub(crate) fn open_reader(database: &Database, db: &Path) -> Result<Conn, StoreError> {
+    match database {
+        Database::Sqlite => Ok(Conn::Sqlite(schema::open_reader(db)?)),
+        Database::Postgres { url } => schema::pg_connect(url, db),
+    }
+}
+
+/// Refuses, before anything is queued, a log entry whose numbers do not fit the database's integers.
+pub(crate) fn check_log_entry(e: &LogEntry) -> Result<(), StoreError> {
+    to_sql_int("pos", e.pos)?;
+    if let Some(nonce) = e.nonce {
+        to_sql_int("nonce", nonce)?;
+    }
+    to_sql_int("timestamp", e.timestamp)?;
+    to_sql_int("block_height", e.block_height)?;
+    Ok(())
+}
+
+/// The one write path of the message log ([`Store::append`] and the scheduler's batches): inside the
+/// caller's transaction, checks that every entry's process exists ([`StoreError::UnknownProcess`]) and that
+/// its position follows the last one, counting entries earlier in `entries` ([`StoreError::OutOfOrder`]),
+/// and inserts it. The caller's savepoint undoes the whole batch on an error.
+pub(crate) fn insert_log(conn: &Conn, db: &Path, entries: &[LogEntry]) -> Result<(), StoreError> {
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    for e in entries {
+        let sql = |err: DbError| {
+            StoreError::db(
+                format!(
+                    "appending pos {} of process {} (database {})",
+                    e.pos,
+                    e.process_id,
+                    db.display()
+                ),
+                err,
+            )
+        };
+        let prev = match last.get(e.process_id.as_str()) {
+            Some(prev) => *prev,
+            None => {
+                let exists = conn
+                    .exists("SELECT 1 FROM processes WHERE id = ?1", args![&e.process_id])
+                    .map_err(sql)?;
+                if !exists {
+                    return Err(StoreError::UnknownProcess {
+                        process_id: e.process_id.clone(),
+                    });
+                }
+                let max = conn
+                    .query_opt(
+                        "SELECT COALESCE(MAX(pos), 0) FROM log WHERE process_id = ?1",
+                        args![&e.process_id],
+                        |r| r.int(0),
+                    )
+                    .map_err(sql)?
+                    .unwrap_or(0);
+                u64::try_from(max).map_err(|_| StoreError::Corrupt {
+                    path: db.to_path_buf(),
+                    reason: format!("negative log position {max} for process {}", e.process_id),
+                })?
+            }
+        };
+        let expected = prev.saturating_add(1);
+        if e.pos != expected {
+            return Err(StoreError::OutOfOrder {
+                process_id: e.process_id.clone(),
+                expected,
+                got: e.pos,
+            });
+        }
+        conn.execute(
+            "INSERT INTO log (process_id, pos, message_id, nonce, timestamp, block_height, cron, msg_json) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            args![
+                &e.process_id,
+                to_sql_int("pos", e.pos)?,
+                &e.message_id,
+                e.nonce.map(|n| to_sql_int("nonce", n)).transpose()?,
+                to_sql_int("timestamp", e.timestamp)?,
+                to_sql_int("block_height", e.block_height)?,
+                &e.cron,
+                &e.msg_json
+            ],
+        )
+        .map_err(sql)?;
+        last.insert(e.process_id.as_str(), e.pos);
+    }
+    Ok(())
 }

@@ -11,7 +11,13 @@ use std::time::{Duration, Instant};
 
 use crate::*;
 
+/// Opens the store of `dir` on the engine the tests run on (SQLite, or PostgreSQL: see `test_db`).
 fn open(dir: &Path) -> Store {
+    crate::test_db::open(dir, StoreOptions::default())
+}
+
+/// Opens the store of `dir` on SQLite whatever the test engine (for tests of SQLite itself).
+fn open_sqlite(dir: &Path) -> Store {
     Store::open(dir, StoreOptions::default()).expect("open store")
 }
 
@@ -454,14 +460,13 @@ fn results_queries_page_filter_and_sort() {
 #[test]
 fn group_commit_many_threads_callbacks_after_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
+    let store = crate::test_db::open(
         dir.path(),
         StoreOptions {
             fsync: false,
             group_commit_max: 64,
         },
-    )
-    .unwrap();
+    );
     const THREADS: u64 = 8;
     const PER_THREAD: u64 = 400;
     let called = Arc::new(AtomicUsize::new(0));
@@ -644,14 +649,13 @@ fn data_survives_drop_and_reopen() {
     assert_eq!(store.read_checkpoint(&ckpt).unwrap(), b"snap");
     // And once more with fsync on (synchronous=FULL).
     drop(store);
-    let store = Store::open(
+    let store = crate::test_db::open(
         dir.path(),
         StoreOptions {
             fsync: true,
             group_commit_max: 16,
         },
-    )
-    .unwrap();
+    );
     store.put_result_sync(result("q", 2)).unwrap();
     drop(store);
     assert_eq!(open(dir.path()).last_result_pos("q").unwrap(), 2);
@@ -673,7 +677,7 @@ fn kill_child() {
         );
         return;
     };
-    let store = Store::open(Path::new(&dir), StoreOptions::default()).unwrap();
+    let store = crate::test_db::open(Path::new(&dir), StoreOptions::default());
     let ack = |pid: &str, pos: u64| {
         let mut out = std::io::stdout().lock();
         writeln!(out, "ACK {pid} {pos}").unwrap();
@@ -1113,7 +1117,7 @@ fn not_writable_directories_are_reported() {
 #[test]
 fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(open(dir.path()));
+    drop(open_sqlite(dir.path()));
     let db = dir.path().join(DB_FILE);
     let conn = rusqlite::Connection::open(&db).unwrap();
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
@@ -1132,7 +1136,7 @@ fn newer_schema_is_refused() {
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .unwrap();
     drop(conn);
-    open(dir.path()).put_result_sync(result("p", 1)).unwrap();
+    open_sqlite(dir.path()).put_result_sync(result("p", 1)).unwrap();
 }
 
 #[test]
@@ -1159,7 +1163,7 @@ fn reads_do_not_wait_for_an_open_write_transaction() {
             conn.execute(
                 "INSERT INTO results (process_id, pos, timestamp, block_height, has_error, output_json) \
                  VALUES ('p', 2, 0, 0, 0, '{}')",
-                [],
+                &[],
             )
             .unwrap();
             entered_tx.send(()).unwrap();
@@ -1249,7 +1253,7 @@ fn schedule_pages_walk_an_index_without_sorting() {
     // Regression: `ORDER BY nonce` under a timestamp range made SQLite sort every later assignment of the
     // process (blobs included) in a temporary B-tree for each page: reading a schedule was quadratic.
     let dir = tempfile::tempdir().unwrap();
-    let _store = open(dir.path());
+    let _store = open_sqlite(dir.path());
     let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     for (sql, args, index) in [
         (
@@ -1284,7 +1288,7 @@ fn schedule_pages_walk_an_index_without_sorting() {
 fn lookups_by_message_use_the_message_indexes() {
     // Regression: `ORDER BY pos` made SQLite scan every row of the process through the primary key.
     let dir = tempfile::tempdir().unwrap();
-    let _store = open(dir.path());
+    let _store = open_sqlite(dir.path());
     let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     for (table, sql, index) in [
         ("log", crate::store::BY_MESSAGE, "log_by_message"),
@@ -1307,7 +1311,7 @@ fn lookups_by_message_are_not_compiled_again_for_every_message_id() {
     // to it changed (20% of the node's CPU under `GET /result` load). Checked on the query as the store
     // runs it, on a reader connection, over a log of a few hundred entries.
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_sqlite(dir.path());
     store.put_process(&process("p")).unwrap();
     let entries: Vec<_> = (1..=300).map(|pos| entry("p", pos)).collect();
     store.append(&entries).unwrap();
@@ -1361,4 +1365,67 @@ fn a_message_id_that_occurs_twice_finds_its_first_entry() {
     );
     assert_eq!(store.result_by_message("p", "msg-p-2").unwrap().unwrap().pos, 2);
     assert!(store.log_entry_by_message("p", "msg-p-99").unwrap().is_none());
+}
+
+#[test]
+fn a_postgres_schema_from_a_newer_build_is_refused() {
+    if crate::test_db::postgres_url().is_none() {
+        eprintln!("runs on PostgreSQL only (set {})", crate::test_db::POSTGRES_ENV);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let schema = crate::test_db::schema_of(dir.path());
+    let mut admin = crate::test_db::admin();
+    let bump = |admin: &mut postgres::Client, v: i64| {
+        admin
+            .batch_execute(&format!("UPDATE {schema}.cu_schema SET version = {v}"))
+            .unwrap();
+    };
+    bump(&mut admin, SCHEMA_VERSION + 1);
+    let err = Store::open_with(
+        dir.path(),
+        &crate::test_db::database(dir.path()),
+        StoreOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found, supported, .. } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+        "{err}"
+    );
+    assert!(err.to_string().contains("postgres://postgres@"), "{err}");
+    bump(&mut admin, SCHEMA_VERSION);
+    open(dir.path()).put_result_sync(result("p", 1)).unwrap();
+}
+
+#[test]
+fn an_unreachable_postgres_server_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 1 on loopback: nothing listens there.
+    let db = Database::from_url("postgres://cu:secret@127.0.0.1:1/ao").unwrap();
+    let err = Store::open_with(dir.path(), &db, StoreOptions::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::NotWritable { .. }), "{text}");
+    assert!(
+        text.contains("postgres://cu@127.0.0.1:1/ao") && text.contains("cannot connect"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret"),
+        "the password stays out of messages: {text}"
+    );
+}
+
+#[test]
+fn database_urls_are_checked() {
+    assert_eq!(
+        Database::from_url("postgresql://u@h:5432/d").unwrap(),
+        Database::Postgres {
+            url: "postgresql://u@h:5432/d".into()
+        }
+    );
+    let err = Database::from_url("sqlite:///tmp/x.db").unwrap_err();
+    assert!(err.contains("unsupported database URL"), "{err}");
+    let err = Database::from_url("postgres://u@h:notaport/d").unwrap_err();
+    assert!(err.contains("invalid PostgreSQL URL"), "{err}");
 }

@@ -3,7 +3,8 @@
 //! Jobs arrive through a bounded channel (a full channel blocks the sender: backpressure). The thread takes
 //! everything queued (up to `group_commit_max` jobs), runs them in ONE transaction, commits, and only then runs
 //! their callbacks, in queue order. A job that fails is undone on its own (a savepoint for multi-statement jobs,
-//! SQLite's statement rollback for single statements) and its callback gets the error; the others still commit.
+//! SQLite's statement rollback for single statements; on PostgreSQL, where any error aborts the transaction,
+//! every job runs in a savepoint) and its callback gets the error; the others still commit.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -11,15 +12,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use rusqlite::Connection;
-
+use crate::db::{Conn, Engine};
 use crate::error::StoreError;
 
 /// Runs once the job's transaction committed (with `Ok`) or failed (with the error).
 pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// The database work of a job, run on the write connection inside the group's transaction.
-pub type Op = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
+pub type Op = Box<dyn FnOnce(&Conn) -> Result<(), StoreError> + Send>;
+
+/// Opens a new write connection (PostgreSQL: after the server closed the old one).
+pub type Reconnect = Box<dyn Fn() -> Result<Conn, StoreError> + Send>;
 
 /// One queued unit of work.
 pub struct Job {
@@ -72,7 +75,14 @@ pub struct Stats {
 }
 
 /// The writer thread's loop; returns when every sender is gone and the queue is drained.
-pub fn run(conn: Connection, rx: Receiver<Job>, group_max: usize, db: PathBuf, stats: Arc<Stats>) {
+pub fn run(
+    mut conn: Conn,
+    reconnect: Reconnect,
+    rx: Receiver<Job>,
+    group_max: usize,
+    db: PathBuf,
+    stats: Arc<Stats>,
+) {
     let group_max = group_max.max(1);
     let mut group = Vec::with_capacity(group_max.min(4096));
     while let Ok(first) = rx.recv() {
@@ -81,6 +91,14 @@ pub fn run(conn: Connection, rx: Receiver<Job>, group_max: usize, db: PathBuf, s
             match rx.try_recv() {
                 Ok(job) => group.push(job),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        if conn.is_closed() {
+            // The PostgreSQL server dropped the connection (restart, failover): open a new one for this
+            // group; if that fails too, this group's jobs fail with the reason and the next group retries.
+            match reconnect() {
+                Ok(fresh) => conn = fresh,
+                Err(e) => tracing::error!(db = %db.display(), "cannot reconnect the cu-store writer: {e}"),
             }
         }
         let outcomes = commit_group(&conn, &db, group.drain(..), &stats);
@@ -104,7 +122,7 @@ fn commit_failed(db: &Path, reason: impl Into<String>) -> StoreError {
 
 /// Runs the jobs in one transaction and commits; returns each callback with its outcome, in queue order.
 fn commit_group(
-    conn: &Connection,
+    conn: &Conn,
     db: &Path,
     jobs: impl Iterator<Item = Job>,
     stats: &Stats,
@@ -119,7 +137,11 @@ fn commit_group(
             continue;
         };
         if !in_tx {
-            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let begin = match conn.engine() {
+                Engine::Sqlite => "BEGIN IMMEDIATE",
+                Engine::Postgres => "BEGIN",
+            };
+            if let Err(e) = conn.batch(begin) {
                 out.push((
                     job.done,
                     Err(commit_failed(db, format!("cannot begin a transaction: {e}"))),
@@ -129,7 +151,7 @@ fn commit_group(
             in_tx = true;
             tx_start = out.len();
         }
-        let outcome = if job.atomic {
+        let outcome = if job.atomic || conn.engine() == Engine::Postgres {
             run_atomic(conn, db, op)
         } else {
             op(conn)
@@ -153,7 +175,7 @@ fn commit_group(
         stats.jobs.fetch_add(out.len() as u64, Ordering::Relaxed);
         return out;
     }
-    match conn.execute_batch("COMMIT") {
+    match conn.batch("COMMIT") {
         Ok(()) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
         }
@@ -161,7 +183,7 @@ fn commit_group(
             let reason = format!("COMMIT failed: {e}");
             if !conn.is_autocommit() {
                 // Leave the connection usable for the next group; the COMMIT error is what gets reported.
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = conn.batch("ROLLBACK");
             }
             for (_, outcome) in out[tx_start..].iter_mut() {
                 if outcome.is_ok() {
@@ -175,25 +197,25 @@ fn commit_group(
 }
 
 /// Runs a multi-statement op inside a savepoint, undoing all of it if it fails.
-fn run_atomic(conn: &Connection, db: &Path, op: Op) -> Result<(), StoreError> {
-    conn.execute_batch("SAVEPOINT job")
-        .map_err(|e| StoreError::sqlite(format!("opening a savepoint (database {})", db.display()), e))?;
+fn run_atomic(conn: &Conn, db: &Path, op: Op) -> Result<(), StoreError> {
+    conn.batch("SAVEPOINT job")
+        .map_err(|e| StoreError::db(format!("opening a savepoint (database {})", db.display()), e))?;
     let outcome = op(conn);
     if conn.is_autocommit() {
         // SQLite already rolled back the whole transaction; the savepoint is gone with it.
         return outcome;
     }
     let end = if outcome.is_ok() {
-        "RELEASE job"
+        "RELEASE SAVEPOINT job"
     } else {
-        "ROLLBACK TO job; RELEASE job"
+        "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job"
     };
-    match conn.execute_batch(end) {
+    match conn.batch(end) {
         Ok(()) => outcome,
         Err(e) => {
             // Keep the op's own error if there is one; otherwise the savepoint's.
             outcome?;
-            Err(StoreError::sqlite(
+            Err(StoreError::db(
                 format!("ending a savepoint (database {})", db.display()),
                 e,
             ))
