@@ -35,7 +35,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Args, ValueEnum};
 use cu_ans104::{EthereumSigner, Wallet};
 use cu_engine::{CheckpointPolicy, Engine, EngineConfig, EngineError};
-use cu_store::{LogEntry, ModuleRecord, ProcessRecord, Store, StoreOptions, Tag};
+use cu_store::{Database, LogEntry, ModuleRecord, ProcessRecord, Store, StoreOptions, Tag};
 use cu_types::ModuleFormat;
 use cu_types::result::to_js_json;
 use cu_wasm::Loader;
@@ -100,6 +100,10 @@ pub struct BenchArgs {
     /// engine, http or both.
     #[arg(long, value_enum, default_value_t = Mode::Engine)]
     mode: Mode,
+    /// Run the store on this PostgreSQL server (`postgres://user:password@host:port/dbname`) instead of
+    /// SQLite in the temporary directory. Each row works in a schema of its own, dropped afterwards.
+    #[arg(long)]
+    db_url: Option<String>,
     /// Print one JSON object instead of the table (and no progress bar).
     #[arg(long)]
     json: bool,
@@ -156,6 +160,8 @@ struct Plan {
     workers: Vec<usize>,
     concurrency: usize,
     progress: bool,
+    /// The store's engine (each row puts PostgreSQL tables in a fresh schema).
+    database: Database,
 }
 
 /// The module path: `--module`, else the Lua test process under the working directory or this
@@ -258,6 +264,10 @@ fn plan(args: &BenchArgs) -> Result<Plan, BenchError> {
         workers,
         concurrency: args.concurrency.unwrap_or(args.processes.min(16)),
         progress: !args.json && std::io::stderr().is_terminal(),
+        database: match &args.db_url {
+            None => Database::Sqlite,
+            Some(url) => Database::from_url(url).map_err(|e| BenchError::Input(anyhow::anyhow!(e)))?,
+        },
     })
 }
 
@@ -587,7 +597,8 @@ fn engine_row(plan: &Plan, loader: &Arc<Loader>, workers: usize) -> Result<Value
         .tempdir()
         .context("creating a temporary store directory")
         .map_err(runtime)?;
-    let store = Store::open(dir.path(), StoreOptions::default())
+    let row_db = RowDatabase::new(&plan.database)?;
+    let store = Store::open(dir.path(), row_db.options())
         .context("opening the temporary store")
         .map_err(runtime)?;
     store
@@ -887,7 +898,51 @@ fn on_clients<T: Send>(
     out.into_inner().map_err(|_| anyhow!("poisoned"))
 }
 
+/// The store engine of one benchmark row: SQLite in the row's temporary directory, or a PostgreSQL schema
+/// of its own, dropped when the row ends.
+struct RowDatabase {
+    base: Database,
+    row: Database,
+    schema: String,
+}
+
+impl RowDatabase {
+    fn new(base: &Database) -> Result<RowDatabase, BenchError> {
+        static ROWS: AtomicU64 = AtomicU64::new(0);
+        let schema = format!(
+            "ao_cu_bench_{}_{}",
+            std::process::id(),
+            ROWS.fetch_add(1, Ordering::Relaxed)
+        );
+        let row = base
+            .in_schema(&schema)
+            .context("preparing the row's PostgreSQL schema")
+            .map_err(runtime)?;
+        Ok(RowDatabase {
+            base: base.clone(),
+            row,
+            schema,
+        })
+    }
+
+    fn options(&self) -> StoreOptions {
+        StoreOptions {
+            database: self.row.clone(),
+            ..StoreOptions::default()
+        }
+    }
+}
+
+impl Drop for RowDatabase {
+    fn drop(&mut self) {
+        if let Err(e) = self.base.drop_schema(&self.schema) {
+            eprintln!("ao-cu bench: cannot drop schema {}: {e}", self.schema);
+        }
+    }
+}
+
 fn http_row(plan: &Plan, wallet: &Wallet, aot: &Path, workers: usize) -> Result<Value, BenchError> {
+    let row_db = RowDatabase::new(&plan.database)?;
     let dir = tempfile::Builder::new()
         .prefix("ao-cu-bench-node-")
         .tempdir()
@@ -917,7 +972,7 @@ fn http_row(plan: &Plan, wallet: &Wallet, aot: &Path, workers: usize) -> Result<
             dry_run_workers: 1,
             ..EngineConfig::default()
         },
-        store: StoreOptions::default(),
+        store: row_db.options(),
         aot_cache: Some(aot.to_path_buf()),
         max_item_bytes: cu_node::DEFAULT_MAX_ITEM_BYTES.max(plan.wasm.len() + (1 << 20)),
         cron: false,
@@ -1203,6 +1258,13 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     report.insert("workers".into(), json!(plan.workers));
     report.insert("machine".into(), json!(machine()));
     report.insert("debug_build".into(), json!(cfg!(debug_assertions)));
+    report.insert(
+        "store".into(),
+        json!(match &plan.database {
+            Database::Sqlite => "sqlite".to_string(),
+            Database::Postgres { .. } => "postgres".to_string(),
+        }),
+    );
     if matches!(args.mode, Mode::Engine | Mode::Both) {
         report.insert("engine".into(), Value::Array(engine_mode(&plan, &args.cache)?));
     }
@@ -1249,6 +1311,7 @@ mod tests {
             workers: vec![1],
             concurrency: 1,
             progress: false,
+            database: Database::Sqlite,
         };
         let m: Value = serde_json::from_str(&engine_message(&plan, 3, 5)).unwrap();
         assert_eq!(m["Id"], message_id(3, 5));

@@ -70,6 +70,35 @@ pub struct ServeArgs {
     /// fsync every commit (power-cut safety; slower).
     #[arg(long, env = "AO_CU_FSYNC")]
     pub fsync: bool,
+    /// Keep the store's tables in this PostgreSQL database (`postgres://user:password@host:port/dbname`,
+    /// the reference CU's `DB_URL`) instead of SQLite in the data directory; checkpoint files stay in the
+    /// data directory.
+    #[arg(long, env = "DB_URL", value_parser = parse_db_url)]
+    pub db_url: Option<cu_store::Database>,
+    /// Keep checkpoint blobs in an S3-compatible object store at this URL (e.g. `http://127.0.0.1:3900`)
+    /// instead of files in the data directory; needs `--checkpoint-s3-bucket` and credentials.
+    #[arg(long, env = "AO_CU_CHECKPOINT_S3_ENDPOINT", requires = "checkpoint_s3_bucket")]
+    pub checkpoint_s3_endpoint: Option<String>,
+    /// The bucket of checkpoint blobs (it must exist).
+    #[arg(long, env = "AO_CU_CHECKPOINT_S3_BUCKET", requires = "checkpoint_s3_endpoint")]
+    pub checkpoint_s3_bucket: Option<String>,
+    /// The bucket's signing region.
+    #[arg(long, env = "AO_CU_CHECKPOINT_S3_REGION", default_value = "us-east-1")]
+    pub checkpoint_s3_region: String,
+    /// A key prefix for this node's objects (several stores in one bucket), e.g. `node-a/`.
+    #[arg(long, env = "AO_CU_CHECKPOINT_S3_PREFIX", default_value = "")]
+    pub checkpoint_s3_prefix: String,
+    /// The access key id of the bucket.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", default_value = "", hide_env_values = true)]
+    pub checkpoint_s3_access_key: String,
+    /// The secret key of the bucket.
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub checkpoint_s3_secret_key: String,
     /// Directory of the compiled-module (AOT) cache; default `<data-dir>/aot`.
     #[arg(long, env = "AO_CU_AOT_CACHE")]
     pub aot_cache: Option<PathBuf>,
@@ -257,6 +286,10 @@ fn parse_proxies(s: &str) -> Result<cu_http::TrustedProxies, String> {
 }
 
 /// Numbers as the reference's config accepts them: decimal with optional `_` separators.
+fn parse_db_url(s: &str) -> Result<cu_store::Database, String> {
+    cu_store::Database::from_url(s)
+}
+
 fn parse_u64(s: &str) -> Result<u64, String> {
     s.replace('_', "")
         .parse::<u64>()
@@ -341,7 +374,20 @@ fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConf
     if let Some(n) = args.long_evaluations {
         engine.long_evaluations = n.max(1);
     }
+    let checkpoint_bucket = match (&args.checkpoint_s3_endpoint, &args.checkpoint_s3_bucket) {
+        (Some(endpoint), Some(bucket)) => Some(cu_store::S3Config {
+            endpoint: endpoint.clone(),
+            bucket: bucket.clone(),
+            region: args.checkpoint_s3_region.clone(),
+            access_key: args.checkpoint_s3_access_key.clone(),
+            secret_key: args.checkpoint_s3_secret_key.clone(),
+            prefix: args.checkpoint_s3_prefix.clone(),
+        }),
+        _ => None,
+    };
     let store = cu_store::StoreOptions {
+        database: args.db_url.clone().unwrap_or_default(),
+        checkpoint_bucket,
         fsync: args.fsync,
         ..cu_store::StoreOptions::default()
     };

@@ -144,7 +144,7 @@ pub(crate) fn tags_value(tags: &[Tag]) -> Value {
 impl Node {
     /// Opens the store in `data_dir`, starts the engine and the scheduler.
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
-        let store = Store::open(&config.data_dir, config.store)?;
+        let store = Store::open(&config.data_dir, config.store.clone())?;
         let loader = Arc::new(
             Loader::new(config.aot_cache.clone().map(cu_wasm::AotCache::new))
                 .map_err(|e| NodeError::Internal(e.to_string()))?,

@@ -1,5 +1,8 @@
-//! Checkpoint blob files: `checkpoints/<process_id>/<seq:020>.ckpt`, written atomically
-//! (`<name>.tmp`, fsync, rename, directory fsync) and verified by length and BLAKE3 on read.
+//! Checkpoint blobs: `checkpoints/<process_id>/<seq:020>.ckpt`, either files under the store directory,
+//! written atomically (`<name>.tmp`, fsync, rename, directory fsync), or objects of that key in an
+//! S3-compatible bucket ([`Blobs::S3`], one `PUT` each, which an S3 service makes visible whole or not at
+//! all). Either way a blob is written before its index row commits, and verified by length and BLAKE3
+//! on read.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -7,6 +10,123 @@ use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
 use crate::records::CheckpointRecord;
+use crate::s3::{S3Bucket, S3Error};
+
+/// Where a store keeps its checkpoint blobs.
+#[derive(Debug, Clone)]
+pub enum Blobs {
+    /// Files under the store directory.
+    Files(PathBuf),
+    /// Objects in an S3-compatible bucket.
+    S3(Box<S3Bucket>),
+}
+
+impl Blobs {
+    /// Writes the blob of checkpoint `seq` durably; returns its path (key) relative to the store.
+    pub fn write(&self, process_id: &str, seq: u64, blob: &[u8]) -> Result<String, StoreError> {
+        match self {
+            Blobs::Files(dir) => write_atomic(dir, process_id, seq, blob),
+            Blobs::S3(bucket) => {
+                let key = relative_path(process_id, seq);
+                bucket
+                    .put(&key, blob)
+                    .map_err(|e| object_error(bucket, &key, "writing", e))?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// The blob of `rec`, its length and BLAKE3 checked against the index.
+    pub fn read_verified(&self, rec: &CheckpointRecord) -> Result<Vec<u8>, StoreError> {
+        match self {
+            Blobs::Files(dir) => read_verified(dir, rec),
+            Blobs::S3(_) => self
+                .read_verified_stream(rec, |r, len| {
+                    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+                    r.read_to_end(&mut out).map(|_| out)
+                })?
+                .map_err(|e| StoreError::io(rec.file.clone(), e)),
+        }
+    }
+
+    /// [`read_verified_stream`] over either kind of storage.
+    pub fn read_verified_stream<T>(
+        &self,
+        rec: &CheckpointRecord,
+        use_stream: impl FnOnce(&mut dyn BufRead, u64) -> T,
+    ) -> Result<T, StoreError> {
+        match self {
+            Blobs::Files(dir) => read_verified_stream(dir, rec, use_stream),
+            Blobs::S3(bucket) => {
+                let key = relative_path(&rec.process_id, rec.seq);
+                let path = PathBuf::from(bucket.describe(&key));
+                if rec.file != key {
+                    return Err(StoreError::Corrupt {
+                        path,
+                        reason: format!(
+                            "the checkpoint record names file {:?}, expected {key:?}",
+                            rec.file
+                        ),
+                    });
+                }
+                let Some((_, body)) = bucket
+                    .get(&key)
+                    .map_err(|e| object_error(bucket, &key, "reading", e))?
+                else {
+                    return Err(StoreError::Corrupt {
+                        path,
+                        reason: format!(
+                            "checkpoint {} of process {} is indexed but its object is missing",
+                            rec.seq, rec.process_id
+                        ),
+                    });
+                };
+                verify_stream(path, rec, body, use_stream)
+            }
+        }
+    }
+
+    /// Removes the blobs of checkpoints with seq < `seq` (finished and, for files, temporary ones).
+    pub fn remove_before(&self, process_id: &str, seq: u64) -> Result<(), StoreError> {
+        match self {
+            Blobs::Files(dir) => remove_before(dir, process_id, seq),
+            Blobs::S3(bucket) => {
+                for obj in self.listed(bucket, process_id)? {
+                    let name = obj.key.rsplit('/').next().unwrap_or_default();
+                    if parse_seq(name).is_some_and(|s| s < seq) {
+                        bucket
+                            .delete(&obj.key)
+                            .map_err(|e| object_error(bucket, &obj.key, "deleting", e))?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Bytes used by a process's checkpoint blobs.
+    pub fn bytes_used(&self, process_id: &str) -> Result<u64, StoreError> {
+        match self {
+            Blobs::Files(dir) => bytes_used(dir, process_id),
+            Blobs::S3(bucket) => Ok(self.listed(bucket, process_id)?.iter().map(|o| o.size).sum()),
+        }
+    }
+
+    fn listed(&self, bucket: &S3Bucket, process_id: &str) -> Result<Vec<crate::s3::Listed>, StoreError> {
+        let prefix = format!("{CHECKPOINT_DIR}/{process_id}/");
+        bucket
+            .list(&prefix)
+            .map_err(|e| object_error(bucket, &prefix, "listing", e))
+    }
+}
+
+/// An object request that failed.
+fn object_error(bucket: &S3Bucket, key: &str, doing: &str, e: S3Error) -> StoreError {
+    StoreError::ObjectStore {
+        object: bucket.describe(key),
+        reason: format!("{doing}: {e}"),
+    }
+}
 
 /// The folder under the store directory that holds the checkpoint files.
 pub const CHECKPOINT_DIR: &str = "checkpoints";
@@ -100,8 +220,18 @@ pub fn read_verified_stream<T>(
 ) -> Result<T, StoreError> {
     let path = checked_path(store_dir, rec)?;
     let file = File::open(&path).map_err(|e| not_found_or_io(&path, rec, e))?;
+    verify_stream(path, rec, file, use_stream)
+}
+
+/// Streams `source` through `use_stream` while hashing, then checks length and BLAKE3 against `rec`.
+fn verify_stream<T>(
+    path: PathBuf,
+    rec: &CheckpointRecord,
+    source: impl Read,
+    use_stream: impl FnOnce(&mut dyn BufRead, u64) -> T,
+) -> Result<T, StoreError> {
     let mut reader = HashingReader {
-        inner: BufReader::with_capacity(STREAM_BUFFER, file),
+        inner: BufReader::with_capacity(STREAM_BUFFER, source),
         hasher: blake3::Hasher::new(),
         count: 0,
     };

@@ -36,6 +36,14 @@ pub enum StoreError {
         #[source]
         source: crate::db::DbError,
     },
+    /// A request to the object storage of checkpoints (S3) failed.
+    #[error("object storage error on {object}: {reason}")]
+    ObjectStore {
+        /// The object (`s3://bucket/key`).
+        object: String,
+        /// What failed and the service's answer.
+        reason: String,
+    },
     /// A file operation failed.
     #[error("I/O error on {}: {source}", path.display())]
     Io {

@@ -2,7 +2,7 @@
 //! database, checkpoint blobs as files in the store directory (`<dir>/checkpoints/<process_id>/<seq:020>.ckpt`).
 //!
 //! - Two engines behind the same API ([`Database`]): SQLite (`<dir>/ao-cu.sqlite`, WAL mode), the embedded
-//!   default, and PostgreSQL ([`Store::open_with`] and a `postgres://` URL), for nodes that share one
+//!   default, and PostgreSQL ([`StoreOptions::database`], a `postgres://` URL), for nodes that share one
 //!   database. Each statement is written once in SQL both accept (module `db`); the store's test suite runs
 //!   on both (`CU_STORE_TEST_POSTGRES`, see `tests/run.sh`).
 //! - [`Store`] is the handle (cheap to clone, `Send + Sync`). Reads use a small pool of read connections and
@@ -32,6 +32,7 @@ pub mod error;
 pub mod items;
 pub mod records;
 mod rows;
+pub mod s3;
 pub mod schedule;
 mod schema;
 mod store;
@@ -45,6 +46,7 @@ pub use records::{
     Bound, CheckpointKind, CheckpointMeta, CheckpointRecord, LogEntry, ModuleRecord, ProcessRecord,
     ResultRecord, ResultsPage, ResultsQuery, Sort, Tag,
 };
+pub use s3::S3Config;
 pub use schema::SCHEMA_VERSION;
 pub use store::{DB_FILE, Database, Store, StoreOptions};
 

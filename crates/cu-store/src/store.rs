@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, SendError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle, ThreadId};
 
-use crate::blobs::{self, CHECKPOINT_DIR};
+use crate::blobs::{self, Blobs, CHECKPOINT_DIR};
 use crate::db::{Arg, Conn, DbError, args};
 use crate::error::{StoreError, to_sql_int};
 use crate::records::{
@@ -17,6 +17,7 @@ use crate::records::{
     ResultsPage, ResultsQuery, Sort,
 };
 use crate::rows::{self, CHECKPOINT_COLS, LOG_COLS, MODULE_COLS, PROCESS_COLS, RESULT_COLS};
+use crate::s3::{S3Bucket, S3Config};
 use crate::schema;
 use crate::writer::{self, Done, Job, Stats};
 
@@ -63,11 +64,63 @@ impl Database {
             .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
         Ok(Database::Postgres { url: url.to_owned() })
     }
+
+    /// This PostgreSQL database with its tables in schema `schema` (created if missing) instead of the
+    /// server's default search path: several stores (benchmark rows, test directories) side by side in one
+    /// database. `schema` is `[a-z0-9_]`, 1 to 63 characters. SQLite is returned as it is.
+    pub fn in_schema(&self, schema: &str) -> Result<Database, StoreError> {
+        let Database::Postgres { url } = self else {
+            return Ok(Database::Sqlite);
+        };
+        let valid = (1..=63).contains(&schema.len())
+            && schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            return Err(StoreError::BadId {
+                id: schema.to_owned(),
+                reason: "a schema name is 1 to 63 characters of [a-z0-9_]",
+            });
+        }
+        let label = PathBuf::from(schema::redact_url(url));
+        schema::pg_connect(url, &label)?
+            .batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .map_err(|e| {
+                StoreError::db(
+                    format!("creating schema {schema} (database {})", label.display()),
+                    e,
+                )
+            })?;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        Ok(Database::Postgres {
+            url: format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+        })
+    }
+
+    /// Drops schema `schema` and everything in it (what [`Database::in_schema`] made for a benchmark row).
+    pub fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
+        let Database::Postgres { url } = self else {
+            return Ok(());
+        };
+        let label = PathBuf::from(schema::redact_url(url));
+        schema::pg_connect(url, &label)?
+            .batch(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .map_err(|e| {
+                StoreError::db(
+                    format!("dropping schema {schema} (database {})", label.display()),
+                    e,
+                )
+            })
+    }
 }
 
 /// How the store commits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
+    /// The engine holding the tables ([`Database::Sqlite`] by default).
+    pub database: Database,
+    /// Checkpoint blobs in this S3-compatible bucket instead of files under the store directory.
+    pub checkpoint_bucket: Option<S3Config>,
     /// Power-cut safety: `synchronous=FULL` (every commit fsynced) and the store directories fsynced on open.
     /// Without it commits survive a crash or `kill -9` of the process but not a power cut (`synchronous=NORMAL`
     /// in WAL mode). Checkpoint files and their directory are fsynced either way.
@@ -80,6 +133,8 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
+            database: Database::Sqlite,
+            checkpoint_bucket: None,
             fsync: false,
             group_commit_max: 1024,
         }
@@ -106,6 +161,7 @@ struct Inner {
     /// The database, for messages: the SQLite file, or the PostgreSQL URL without its password.
     db: PathBuf,
     database: Database,
+    blobs: Blobs,
     sender: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
     writer_id: ThreadId,
@@ -171,15 +227,28 @@ impl Store {
     /// Opens or creates `<dir>/ao-cu.sqlite` (and `<dir>/checkpoints/`) and applies the schema (versioned with
     /// `PRAGMA user_version`; a newer version is refused with [`StoreError::SchemaTooNew`]). A directory that
     /// cannot be created or written gives [`StoreError::NotWritable`].
+    ///
+    /// With [`Database::Postgres`] in `options` the tables live in that database (created there on first
+    /// use, versioned in its `cu_schema` table) and `dir` holds only the checkpoint files; a server that
+    /// cannot be reached gives [`StoreError::NotWritable`].
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        Store::open_with(dir, &Database::Sqlite, options)
-    }
-
-    /// [`Store::open`] on the given engine. With [`Database::Postgres`] the tables live in that database
-    /// (created there on first use, versioned in its `cu_schema` table) and `dir` holds only the
-    /// checkpoint files; a server that cannot be reached gives [`StoreError::NotWritable`].
-    pub fn open_with(dir: &Path, database: &Database, options: StoreOptions) -> Result<Store, StoreError> {
+        let database = &options.database;
         ensure_writable_dir(dir)?;
+        let blobs = match &options.checkpoint_bucket {
+            None => Blobs::Files(dir.to_path_buf()),
+            Some(config) => {
+                let failed = |reason: String| StoreError::ObjectStore {
+                    object: format!("s3://{}/{}", config.bucket, config.prefix),
+                    reason,
+                };
+                let bucket = S3Bucket::new(config.clone()).map_err(failed)?;
+                // Fail at start, not at the first checkpoint, when the bucket cannot be used.
+                bucket
+                    .check()
+                    .map_err(|e| failed(format!("the bucket cannot be listed: {e}")))?;
+                Blobs::S3(Box::new(bucket))
+            }
+        };
         let checkpoints = dir.join(CHECKPOINT_DIR);
         ensure_writable_dir(&checkpoints)?;
         let (db, conn, reconnect): (PathBuf, Conn, writer::Reconnect) = match database {
@@ -194,9 +263,9 @@ impl Store {
             Database::Postgres { url } => {
                 let db = PathBuf::from(schema::redact_url(url));
                 let conn = schema::pg_open_writer(url, &db, options.fsync)?;
-                let (url, label) = (url.clone(), db.clone());
+                let (url, label, fsync) = (url.clone(), db.clone(), options.fsync);
                 let reconnect: writer::Reconnect =
-                    Box::new(move || schema::pg_open_writer(&url, &label, options.fsync));
+                    Box::new(move || schema::pg_open_writer(&url, &label, fsync));
                 (db, conn, reconnect)
             }
         };
@@ -222,6 +291,7 @@ impl Store {
                 dir: dir.to_path_buf(),
                 db,
                 database: database.clone(),
+                blobs,
                 sender: Some(sender),
                 writer: Some(handle),
                 writer_id,
@@ -741,7 +811,7 @@ impl Store {
                 id: id(),
             });
         }
-        let file = blobs::write_atomic(&self.inner.dir, &meta.process_id, meta.seq, blob)?;
+        let file = self.inner.blobs.write(&meta.process_id, meta.seq, blob)?;
         let rec = CheckpointRecord {
             process_id: meta.process_id,
             seq: meta.seq,
@@ -803,7 +873,7 @@ impl Store {
     /// ([`StoreError::Corrupt`] otherwise, also for a missing file).
     pub fn read_checkpoint(&self, rec: &CheckpointRecord) -> Result<Vec<u8>, StoreError> {
         blobs::validate_process_id(&rec.process_id)?;
-        blobs::read_verified(&self.inner.dir, rec)
+        self.inner.blobs.read_verified(rec)
     }
 
     /// [`Store::read_checkpoint`] as a stream: `use_stream` reads the file (e.g. decodes it) from a
@@ -816,7 +886,7 @@ impl Store {
         use_stream: impl FnOnce(&mut dyn std::io::BufRead, u64) -> T,
     ) -> Result<T, StoreError> {
         blobs::validate_process_id(&rec.process_id)?;
-        blobs::read_verified_stream(&self.inner.dir, rec, use_stream)
+        self.inner.blobs.read_verified_stream(rec, use_stream)
     }
 
     /// Removes the index rows and files of the process's checkpoints with seq < `seq`. Rows go first (durable
@@ -845,13 +915,13 @@ impl Store {
                 done,
             )
         })?;
-        blobs::remove_before(&self.inner.dir, process_id, seq)
+        self.inner.blobs.remove_before(process_id, seq)
     }
 
     /// Bytes used by the files in a process's checkpoint folder (0 when it has none).
     pub fn checkpoint_bytes(&self, process_id: &str) -> Result<u64, StoreError> {
         blobs::validate_process_id(process_id)?;
-        blobs::bytes_used(&self.inner.dir, process_id)
+        self.inner.blobs.bytes_used(process_id)
     }
 }
 

@@ -465,6 +465,7 @@ fn group_commit_many_threads_callbacks_after_commit() {
         StoreOptions {
             fsync: false,
             group_commit_max: 64,
+            ..StoreOptions::default()
         },
     );
     const THREADS: u64 = 8;
@@ -654,6 +655,7 @@ fn data_survives_drop_and_reopen() {
         StoreOptions {
             fsync: true,
             group_commit_max: 16,
+            ..StoreOptions::default()
         },
     );
     store.put_result_sync(result("q", 2)).unwrap();
@@ -819,7 +821,10 @@ fn checkpoints_write_read_list_and_verify() {
         (rec1.bytes, rec1.pos, rec1.memory_len, rec1.kind),
         (100_000, 100, 65536, CheckpointKind::Base)
     );
-    assert_eq!(fs::read(dir.path().join(&rec1.file)).unwrap(), b1);
+    assert_eq!(
+        fs::read(crate::test_db::blob_root(dir.path()).join(&rec1.file)).unwrap(),
+        b1
+    );
     let rec2 = store
         .write_checkpoint(meta("p", 2, CheckpointKind::Delta, Some(1)), &blob(2, 10))
         .unwrap();
@@ -837,7 +842,7 @@ fn checkpoints_write_read_list_and_verify() {
     assert_eq!(store.checkpoint_bytes("p").unwrap(), 100_010);
     assert_eq!(store.checkpoint_bytes("none").unwrap(), 0);
     // No temporary files are left behind.
-    let names: Vec<String> = fs::read_dir(dir.path().join("checkpoints/p"))
+    let names: Vec<String> = fs::read_dir(crate::test_db::blob_root(dir.path()).join("checkpoints/p"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
@@ -918,7 +923,7 @@ fn checkpoints_read_as_a_stream_are_verified() {
             .unwrap();
         assert_eq!(head, data[..100]);
         // A flipped byte past what the use read still fails the check; a truncated file fails the length.
-        let path = dir.path().join(&rec.file);
+        let path = crate::test_db::blob_root(dir.path()).join(&rec.file);
         let mut flipped = data.clone();
         flipped[len - 1] ^= 0x01;
         fs::write(&path, &flipped).unwrap();
@@ -949,7 +954,7 @@ fn checkpoint_corruption_is_detected() {
     let rec = store
         .write_checkpoint(meta("p", 1, CheckpointKind::Base, None), &data)
         .unwrap();
-    let path = dir.path().join(&rec.file);
+    let path = crate::test_db::blob_root(dir.path()).join(&rec.file);
 
     // One flipped byte: same length, different BLAKE3.
     let mut flipped = data.clone();
@@ -1011,16 +1016,20 @@ fn pruning_removes_rows_and_files_before_seq() {
         .write_checkpoint(meta("q", 1, CheckpointKind::Base, None), b"q")
         .unwrap();
     // A file already gone, and a stale temporary file from a crash, are both fine.
-    fs::remove_file(dir.path().join(&recs[1].file)).unwrap();
-    let stale_tmp = dir.path().join("checkpoints/p/00000000000000000002.ckpt.tmp");
+    fs::remove_file(crate::test_db::blob_root(dir.path()).join(&recs[1].file)).unwrap();
+    let stale_tmp = crate::test_db::blob_root(dir.path()).join("checkpoints/p/00000000000000000002.ckpt.tmp");
     fs::write(&stale_tmp, b"torn").unwrap();
-    let foreign = dir.path().join("checkpoints/p/README");
+    let foreign = crate::test_db::blob_root(dir.path()).join("checkpoints/p/README");
     fs::write(&foreign, b"not ours").unwrap();
 
     store.delete_checkpoints_before("p", 4).unwrap();
     assert_eq!(store.checkpoints("p").unwrap(), recs[3..].to_vec());
     for rec in &recs[..3] {
-        assert!(!dir.path().join(&rec.file).exists(), "{}", rec.file);
+        assert!(
+            !crate::test_db::blob_root(dir.path()).join(&rec.file).exists(),
+            "{}",
+            rec.file
+        );
     }
     assert!(!stale_tmp.exists());
     assert!(foreign.exists(), "files that are not checkpoints are left alone");
@@ -1093,7 +1102,8 @@ fn not_writable_directories_are_reported() {
     let ro = dir.path().join("ro");
     fs::create_dir(&ro).unwrap();
     let store_dir = dir.path().join("store");
-    let store = open(&store_dir);
+    // Checkpoint files (what this test makes unwritable), whatever the test engine.
+    let store = open_sqlite(&store_dir);
     fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
     let ckpt_dir = store_dir.join("checkpoints");
     fs::set_permissions(&ckpt_dir, fs::Permissions::from_mode(0o555)).unwrap();
@@ -1383,10 +1393,9 @@ fn a_postgres_schema_from_a_newer_build_is_refused() {
             .unwrap();
     };
     bump(&mut admin, SCHEMA_VERSION + 1);
-    let err = Store::open_with(
+    let err = Store::open(
         dir.path(),
-        &crate::test_db::database(dir.path()),
-        StoreOptions::default(),
+        crate::test_db::options_for(dir.path(), StoreOptions::default()),
     )
     .unwrap_err();
     assert!(
@@ -1403,7 +1412,11 @@ fn an_unreachable_postgres_server_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     // Port 1 on loopback: nothing listens there.
     let db = Database::from_url("postgres://cu:secret@127.0.0.1:1/ao").unwrap();
-    let err = Store::open_with(dir.path(), &db, StoreOptions::default()).unwrap_err();
+    let options = StoreOptions {
+        database: db,
+        ..StoreOptions::default()
+    };
+    let err = Store::open(dir.path(), options).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, StoreError::NotWritable { .. }), "{text}");
     assert!(
@@ -1428,4 +1441,34 @@ fn database_urls_are_checked() {
     assert!(err.contains("unsupported database URL"), "{err}");
     let err = Database::from_url("postgres://u@h:notaport/d").unwrap_err();
     assert!(err.contains("invalid PostgreSQL URL"), "{err}");
+}
+
+#[test]
+fn an_s3_bucket_that_refuses_the_credentials_is_a_clear_error_at_open() {
+    if crate::test_db::s3().is_none() {
+        eprintln!("runs with an S3 server only (set {})", crate::test_db::S3_ENV);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = crate::test_db::options_for(dir.path(), StoreOptions::default());
+    let bucket = options.checkpoint_bucket.as_mut().unwrap();
+    bucket.secret_key = "not-the-secret".into();
+    let err = Store::open(dir.path(), options.clone()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::ObjectStore { .. }), "{text}");
+    assert!(
+        text.contains("s3://ao-cu-test/") && text.contains("HTTP 403"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-secret"), "{text}");
+    let bucket = options.checkpoint_bucket.as_mut().unwrap();
+    bucket.secret_key = crate::test_db::S3_SECRET_KEY.into();
+    bucket.bucket = "no-such-bucket".into();
+    let err = Store::open(dir.path(), options).unwrap_err();
+    assert!(err.to_string().contains("HTTP 404"), "{err}");
+    // The endpoint itself unreachable.
+    let mut options = crate::test_db::options_for(dir.path(), StoreOptions::default());
+    options.checkpoint_bucket.as_mut().unwrap().endpoint = "http://127.0.0.1:1".into();
+    let err = Store::open(dir.path(), options).unwrap_err();
+    assert!(matches!(err, StoreError::ObjectStore { .. }), "{err}");
 }

@@ -1,0 +1,316 @@
+//! `ao-cu serve` with its state outside the data directory, end to end: the tables in a real PostgreSQL
+//! server (`--db-url`) and the checkpoint blobs in a real S3-compatible server (`--checkpoint-s3-*`).
+//!
+//! Starts a throwaway PostgreSQL server (Debian's, through `tests/pg/start.sh`) and s3s-fs
+//! (`tests/s3/start.sh`) on free loopback ports, runs `ao-cu serve` on them with a checkpoint after every
+//! message, and drives it with `tests/e2e/aoconnect.mjs run` (the real `@permaweb/aoconnect`: module
+//! upload, spawn, messages, results paging, dry-run, outbox between processes, assign). Then: no SQLite
+//! file and no checkpoint file was made in the data directory; the results are rows in PostgreSQL and the
+//! checkpoints objects in the bucket. After SIGTERM, a node started on a **new, empty data directory**
+//! (only the wallet copied) over the same database and bucket answers `aoconnect.mjs verify`: every
+//! recorded result identical, and the process state continues (a dry-run on it). A database or bucket
+//! that cannot be used makes `serve` exit non-zero with a message that names it (without secrets).
+//!
+//! Needs what `tests/serve.rs` needs, plus PostgreSQL and s3s-fs (`tests/setup.sh` installs both);
+//! without them the test prints SKIPPED, or fails when `CI` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::process::{Command, ExitStatus, Stdio};
+
+mod common;
+use common::{Server, repo, under_ci};
+
+/// A PostgreSQL server for one test, stopped on drop.
+struct Postgres {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Postgres {
+    fn start() -> Option<Postgres> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(repo().join("tests/pg/start.sh"))
+            .arg(dir.path())
+            .arg(free_port().to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tests/pg/start.sh");
+        if !out.status.success() {
+            skip_or_fail("PostgreSQL (tests/pg/start.sh failed; tests/setup.sh installs it)");
+            return None;
+        }
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Some(Postgres { dir, url })
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([self.url.as_str(), "-Atc", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+/// An s3s-fs server for one test, stopped on drop.
+struct S3 {
+    dir: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl S3 {
+    fn start() -> Option<S3> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(repo().join("tests/s3/start.sh"))
+            .arg(dir.path())
+            .arg(free_port().to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tests/s3/start.sh");
+        if !out.status.success() {
+            skip_or_fail("s3s-fs (tests/s3/start.sh failed; tests/setup.sh installs it)");
+            return None;
+        }
+        let endpoint = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Some(S3 { dir, endpoint })
+    }
+
+    /// The object files of the bucket (s3s-fs keeps each object as a file under its root).
+    fn objects(&self) -> Vec<String> {
+        let root = self.dir.path().join("root/ao-cu-test");
+        let mut out = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push(path.strip_prefix(&root).unwrap().display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("tests/s3/stop.sh"))
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn skip_or_fail(why: &str) {
+    if under_ci() {
+        panic!("required for the tests under CI: {why}");
+    }
+    println!("SKIPPED: missing {why}");
+}
+
+/// Every file under `dir` whose name ends with `suffix`.
+fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("tests/pg/stop.sh"))
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn node_script(args: &[&str]) -> ExitStatus {
+    Command::new("node")
+        .arg(repo().join("tests/e2e/aoconnect.mjs"))
+        .args(args)
+        .current_dir(repo().join("tests/e2e"))
+        .status()
+        .expect("run node")
+}
+
+#[test]
+fn aoconnect_against_serve_on_postgres_and_s3_then_a_new_data_directory() {
+    if !common::ready() {
+        return;
+    }
+    let (Some(pg), Some(s3)) = (Postgres::start(), S3::start()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let state = tmp.path().join("e2e-state.json");
+    let wasm = repo().join("tests/modules/build/lua-process.wasm");
+    let args = [
+        "--db-url",
+        pg.url.as_str(),
+        "--checkpoint-s3-endpoint",
+        s3.endpoint.as_str(),
+        "--checkpoint-s3-bucket",
+        "ao-cu-test",
+        "--checkpoint-s3-prefix",
+        "node-a/",
+        "--checkpoint-s3-access-key",
+        "ao-cu-test",
+        "--checkpoint-s3-secret-key",
+        "ao-cu-test-secret",
+        "--checkpoint-every-messages",
+        "1",
+    ];
+
+    let server = Server::start_with(&data, &args);
+    let status = node_script(&[
+        "run",
+        &server.url,
+        wasm.to_str().unwrap(),
+        state.to_str().unwrap(),
+    ]);
+    assert!(status.success(), "aoconnect.mjs run on PostgreSQL + S3: {status}");
+    let exit = server.terminate();
+    assert!(exit.success(), "ao-cu serve after SIGTERM: {exit}");
+
+    assert!(
+        !data.join(cu_store::DB_FILE).exists(),
+        "with --db-url no SQLite database is made in the data directory"
+    );
+    assert_eq!(
+        files_ending(&data, ".ckpt"),
+        Vec::<std::path::PathBuf>::new(),
+        "no checkpoint files"
+    );
+    let objects = s3.objects();
+    assert!(
+        !objects.is_empty()
+            && objects
+                .iter()
+                .all(|o| o.starts_with("node-a/checkpoints/") && o.ends_with(".ckpt")),
+        "{objects:?}"
+    );
+    let indexed: usize = pg.psql("SELECT count(*) FROM checkpoints").parse().unwrap();
+    assert!(
+        indexed >= 1 && indexed <= objects.len(),
+        "{indexed} rows, {} objects",
+        objects.len()
+    );
+    let results: u64 = pg.psql("SELECT count(*) FROM results").parse().unwrap();
+    let processes: u64 = pg.psql("SELECT count(*) FROM processes").parse().unwrap();
+    let assignments: u64 = pg.psql("SELECT count(*) FROM schedule").parse().unwrap();
+    assert!(
+        results > 0 && processes >= 2 && assignments >= results,
+        "{results} {processes} {assignments}"
+    );
+    assert_eq!(
+        pg.psql("SELECT version FROM cu_schema"),
+        cu_store::SCHEMA_VERSION.to_string()
+    );
+
+    // A new node on an empty data directory (the wallet kept: the same SU identity) over the same
+    // database and bucket: every recorded result identical, the process state continues.
+    let fresh = tmp.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    std::fs::copy(data.join("wallet.json"), fresh.join("wallet.json")).unwrap();
+    let server = Server::start_with(&fresh, &args);
+    let status = node_script(&["verify", &server.url, state.to_str().unwrap()]);
+    assert!(
+        status.success(),
+        "aoconnect.mjs verify on a new data directory: {status}"
+    );
+    let exit = server.terminate();
+    assert!(exit.success(), "ao-cu serve after the second SIGTERM: {exit}");
+    assert_eq!(files_ending(&fresh, ".ckpt"), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_startup_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ao-cu"))
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(tmp.path())
+        .args(["--db-url", "postgres://cu:hunter2@127.0.0.1:1/ao"])
+        .env_remove("DB_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("postgres://cu@127.0.0.1:1/ao") && stderr.contains("cannot connect"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password stays out of messages: {stderr}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ao-cu"))
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(tmp.path().join("b"))
+        .env("DB_URL", "mysql://x@y/z")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad flag value is a usage error: {stderr}"
+    );
+    assert!(stderr.contains("unsupported database URL"), "{stderr}");
+
+    // A bucket on an endpoint where nothing listens: refused at start, the secret not printed.
+    let out = Command::new(env!("CARGO_BIN_EXE_ao-cu"))
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(tmp.path().join("c"))
+        .args([
+            "--checkpoint-s3-endpoint",
+            "http://127.0.0.1:1",
+            "--checkpoint-s3-bucket",
+            "b",
+        ])
+        .args([
+            "--checkpoint-s3-access-key",
+            "k",
+            "--checkpoint-s3-secret-key",
+            "hunter3",
+        ])
+        .env_remove("DB_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("s3://b/") && stderr.contains("cannot be listed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter3"), "{stderr}");
+}
