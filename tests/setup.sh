@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what ao-cu's tests need on a fresh Debian machine (idempotent; skips what is present):
-# Debian's emscripten (builds the Lua test process), wabt, clang-14/lld-14/binaryen (the WeaveDrive probe), Node.js + npm (the reference loader),
+# Debian's emscripten (builds the Lua test process), wabt, PostgreSQL and s3s-fs (the store's shared engines), clang-14/lld-14/binaryen (the WeaveDrive probe), Node.js + npm (the reference loader),
 # lavapipe (a software Vulkan driver, so the GPU kernels really run), numpy + scikit-learn (the
 # quantised digits model), the SmolLM2 model file with its Python readers and oracles, and the pinned npm packages of the reference oracles.
 set -euo pipefail
@@ -18,12 +18,22 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need+=(mesa-vulkan-drivers)
 ldconfig -p | grep -q libvulkan.so.1 || need+=(libvulkan1)
+# PostgreSQL: the store's second engine (tests/pg/start.sh runs throwaway servers).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# An S3-compatible server for checkpoints in object storage (tests/s3/start.sh): s3s-fs from crates.io,
+# a real S3 implementation over a directory (a few minutes to build).
+[ -x "$repo/tests/s3/.tools/bin/s3s-fs" ] || {
+  echo "setup: cargo install s3s-fs" >&2
+  cargo install -q --locked s3s-fs --version 0.14.1 --features binary --root "$repo/tests/s3/.tools" \
+    --target-dir "${CARGO_TARGET_DIR:-$repo/target}/s3s-fs"
+}
 
 # The Kubernetes manifests in deploy/ are checked against the API's schemas (pinned version).
 python3 -c 'import kubernetes_validate' 2>/dev/null || {

@@ -87,7 +87,12 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ao-cu serve: {e:#}");
-                ExitCode::from(2)
+                // 3: taken over by a standby (an orchestrator restarts it, as a standby now).
+                ExitCode::from(if e.downcast_ref::<serve::LeaseLost>().is_some() {
+                    3
+                } else {
+                    2
+                })
             }
         },
         Command::Bench(args) => match bench::run(args) {

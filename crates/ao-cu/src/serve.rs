@@ -75,6 +75,15 @@ pub struct ServeArgs {
     /// data directory.
     #[arg(long, env = "DB_URL", value_parser = parse_db_url)]
     pub db_url: Option<cu_store::Database>,
+    /// Share the database with standby nodes: take the store lease under this name before serving (a
+    /// standby waits here until the active node's lease is released or expires), renew it, and stop
+    /// (exit 3) if another node takes it over; every write is fenced by the lease's token. Needs
+    /// `--db-url` and, for checkpoints a standby can read, `--checkpoint-s3-*`.
+    #[arg(long, env = "AO_CU_STORE_LEASE", requires = "db_url")]
+    pub store_lease: Option<String>,
+    /// How long the store lease lasts without renewal (ms): a crashed node's standby takes over after it.
+    #[arg(long, env = "AO_CU_STORE_LEASE_TTL", default_value = "10000", value_parser = parse_u64)]
+    pub store_lease_ttl_ms: u64,
     /// Keep checkpoint blobs in an S3-compatible object store at this URL (e.g. `http://127.0.0.1:3900`)
     /// instead of files in the data directory; needs `--checkpoint-s3-bucket` and credentials.
     #[arg(long, env = "AO_CU_CHECKPOINT_S3_ENDPOINT", requires = "checkpoint_s3_bucket")]
@@ -388,6 +397,10 @@ fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConf
     let store = cu_store::StoreOptions {
         database: args.db_url.clone().unwrap_or_default(),
         checkpoint_bucket,
+        lease: args.store_lease.as_ref().map(|owner| cu_store::LeaseOptions {
+            owner: owner.clone(),
+            ttl: Duration::from_millis(args.store_lease_ttl_ms.max(100)),
+        }),
         fsync: args.fsync,
         ..cu_store::StoreOptions::default()
     };
@@ -599,7 +612,15 @@ async fn serve(args: ServeArgs, wallet: Wallet, attestor: Arc<Attestor>) -> Resu
     tracing::info!(%local, %public_url, %address, data_dir = %args.data_dir.display(), "ao-cu serve listening");
     // A line on stdout for scripts that start the server on port 0.
     println!("ao-cu serve listening on {local} (address {address})");
-    let served = cu_http::serve(listener, app, limits, connections, shutdown_signal()).await;
+    let watched = node.clone();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = lease_lost(&watched) => {}
+        }
+    };
+    let served = cu_http::serve(listener, app, limits, connections, stop).await;
+    let fenced = node.lease_lost();
     tracing::info!("stopped accepting connections; shutting the node down");
     if let Some(q) = quic {
         q.endpoint.close();
@@ -608,10 +629,39 @@ async fn serve(args: ServeArgs, wallet: Wallet, attestor: Arc<Attestor>) -> Resu
     let closed = tokio::task::spawn_blocking(move || node.shutdown())
         .await
         .context("shutting the node down")?;
+    if fenced {
+        // What the shutdown could not write was fenced off; the node that took over has the state.
+        return Err(LeaseLost.into());
+    }
     served.context("serving HTTP")?;
     closed.context("shutting the node down")?;
     tracing::info!("ao-cu serve stopped");
     Ok(())
+}
+
+/// `serve` stopped because another node took over the store lease (exit code 3).
+#[derive(Debug)]
+pub struct LeaseLost;
+
+impl std::fmt::Display for LeaseLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "this node lost the store lease to another node; it stopped serving (its writes are fenced)",
+        )
+    }
+}
+
+impl std::error::Error for LeaseLost {}
+
+/// Returns once the node's store lease was taken over by another node.
+async fn lease_lost(node: &Node) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if node.lease_lost() {
+            tracing::error!("another node took over the store lease: stopping");
+            return;
+        }
+    }
 }
 
 /// The QUIC endpoint and, on a network CU, the schedule subscriptions it drives.

@@ -314,3 +314,112 @@ fn an_unreachable_database_is_a_clear_startup_error() {
     );
     assert!(!stderr.contains("hunter3"), "{stderr}");
 }
+
+/// Waits for the child to exit (fails after `secs`).
+fn wait_exit(server: &mut Server, secs: u64) -> ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ao-cu serve did not exit within {secs} s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn signal(server: &Server, sig: &str) {
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+}
+
+/// Active/standby on one database and bucket: node B stands by while node A renews its lease; A is
+/// paused (SIGSTOP) past the lease's time to live, B takes over and answers every recorded result
+/// identically with the process state continuing; A, resumed, finds its lease taken (its writes fenced
+/// by the token) and stops with exit code 3.
+#[test]
+fn a_standby_takes_over_a_paused_node_and_the_paused_node_is_fenced() {
+    if !common::ready() {
+        return;
+    }
+    let (Some(pg), Some(s3)) = (Postgres::start(), S3::start()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("e2e-state.json");
+    let wasm = repo().join("tests/modules/build/lua-process.wasm");
+    let shared = |owner: &str| -> Vec<String> {
+        [
+            "--db-url",
+            pg.url.as_str(),
+            "--checkpoint-s3-endpoint",
+            s3.endpoint.as_str(),
+            "--checkpoint-s3-bucket",
+            "ao-cu-test",
+            "--checkpoint-s3-access-key",
+            "ao-cu-test",
+            "--checkpoint-s3-secret-key",
+            "ao-cu-test-secret",
+            "--checkpoint-every-messages",
+            "1",
+            "--store-lease",
+            owner,
+            "--store-lease-ttl-ms",
+            "1500",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    };
+    let (data_a, data_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let args_a = shared("node-a");
+    let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
+    let mut a = Server::start_with(&data_a, &args_a);
+    let status = node_script(&["run", &a.url, wasm.to_str().unwrap(), state.to_str().unwrap()]);
+    assert!(status.success(), "aoconnect.mjs run on node A: {status}");
+    assert_eq!(pg.psql("SELECT owner || ' ' || token FROM cu_lease"), "node-a 1");
+
+    // Node B (the same wallet: the same SU identity) stands by.
+    std::fs::create_dir_all(&data_b).unwrap();
+    std::fs::copy(data_a.join("wallet.json"), data_b.join("wallet.json")).unwrap();
+    let args_b = shared("node-b");
+    let standby = std::thread::spawn(move || {
+        let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+        Server::start_with(&data_b, &args_b)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(3_000));
+    assert!(
+        !standby.is_finished(),
+        "node B serves only once it holds the lease"
+    );
+    let assignments = pg.psql("SELECT count(*) FROM schedule");
+
+    signal(&a, "-STOP");
+    let b = standby.join().unwrap();
+    assert_eq!(pg.psql("SELECT owner || ' ' || token FROM cu_lease"), "node-b 2");
+    let status = node_script(&["verify", &b.url, state.to_str().unwrap()]);
+    assert!(
+        status.success(),
+        "aoconnect.mjs verify on node B after the takeover: {status}"
+    );
+
+    signal(&a, "-CONT");
+    let exit = wait_exit(&mut a, 30);
+    assert_eq!(
+        exit.code(),
+        Some(3),
+        "node A stops once it finds its lease taken: {exit}"
+    );
+    assert_eq!(pg.psql("SELECT owner || ' ' || token FROM cu_lease"), "node-b 2");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM schedule"),
+        assignments,
+        "nothing was scheduled twice"
+    );
+    let exit = b.terminate();
+    assert!(exit.success(), "node B after SIGTERM: {exit}");
+    // B's clean stop released the lease.
+    assert_eq!(pg.psql("SELECT expires_ms FROM cu_lease"), "0");
+}

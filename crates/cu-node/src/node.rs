@@ -297,6 +297,15 @@ impl Node {
             .ok_or_else(|| NodeError::NotFound(format!("Process {process_id} was not found")))
     }
 
+    /// Whether this node held the store lease (a shared PostgreSQL store) and another node took it over:
+    /// its writes are fenced off, and it must stop serving.
+    pub fn lease_lost(&self) -> bool {
+        self.inner
+            .store
+            .lease()
+            .is_some_and(cu_store::lease::LeaseState::lost)
+    }
+
     /// Stops outbox delivery and the engine (checkpointing per policy). Waits up to 60 s for other
     /// clones (an outbox delivery in progress) to go away.
     pub fn shutdown(self) -> Result<(), NodeError> {

@@ -36,6 +36,23 @@ pub enum StoreError {
         #[source]
         source: crate::db::DbError,
     },
+    /// This node lost the store lease to another node (see `cu_store::lease`): the write was not made,
+    /// and no later write of this store will be.
+    #[error(
+        "fenced: node {owner} no longer holds the store lease (its token {token} was superseded); nothing was written"
+    )]
+    Fenced {
+        /// This node's owner name.
+        owner: String,
+        /// The token it held.
+        token: i64,
+    },
+    /// The store's options do not fit together (e.g. a lease on SQLite).
+    #[error("store configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
     /// A request to the object storage of checkpoints (S3) failed.
     #[error("object storage error on {object}: {reason}")]
     ObjectStore {

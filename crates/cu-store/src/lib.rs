@@ -30,6 +30,7 @@ mod blobs;
 mod db;
 pub mod error;
 pub mod items;
+pub mod lease;
 pub mod records;
 mod rows;
 pub mod s3;
@@ -42,6 +43,7 @@ pub use blobs::validate_process_id;
 pub use db::DbError;
 pub use error::StoreError;
 pub use items::{Adopted, ItemMeta, NewItem};
+pub use lease::LeaseOptions;
 pub use records::{
     Bound, CheckpointKind, CheckpointMeta, CheckpointRecord, LogEntry, ModuleRecord, ProcessRecord,
     ResultRecord, ResultsPage, ResultsQuery, Sort, Tag,

@@ -417,6 +417,12 @@ CREATE TABLE adopted (
     timestamp BIGINT NOT NULL
 );
 CREATE INDEX items_by_height ON items (block_height, seq);
+CREATE TABLE cu_lease (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    owner TEXT NOT NULL,
+    token BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
 "#;
 
 /// The advisory lock key under which a store creates or migrates the PostgreSQL schema, so that nodes

@@ -12,6 +12,7 @@ use std::thread::{self, JoinHandle, ThreadId};
 use crate::blobs::{self, Blobs, CHECKPOINT_DIR};
 use crate::db::{Arg, Conn, DbError, args};
 use crate::error::{StoreError, to_sql_int};
+use crate::lease::{self, LeaseOptions, LeaseState};
 use crate::records::{
     Bound, CheckpointMeta, CheckpointRecord, LogEntry, ModuleRecord, ProcessRecord, ResultRecord,
     ResultsPage, ResultsQuery, Sort,
@@ -121,6 +122,9 @@ pub struct StoreOptions {
     pub database: Database,
     /// Checkpoint blobs in this S3-compatible bucket instead of files under the store directory.
     pub checkpoint_bucket: Option<S3Config>,
+    /// Take the store lease before writing (PostgreSQL only; see [`crate::lease`]): one writing node at a
+    /// time on a shared database, fenced.
+    pub lease: Option<LeaseOptions>,
     /// Power-cut safety: `synchronous=FULL` (every commit fsynced) and the store directories fsynced on open.
     /// Without it commits survive a crash or `kill -9` of the process but not a power cut (`synchronous=NORMAL`
     /// in WAL mode). Checkpoint files and their directory are fsynced either way.
@@ -135,6 +139,7 @@ impl Default for StoreOptions {
         StoreOptions {
             database: Database::Sqlite,
             checkpoint_bucket: None,
+            lease: None,
             fsync: false,
             group_commit_max: 1024,
         }
@@ -162,6 +167,8 @@ struct Inner {
     db: PathBuf,
     database: Database,
     blobs: Blobs,
+    lease: Option<Arc<LeaseState>>,
+    renewal: Option<JoinHandle<()>>,
     sender: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
     writer_id: ThreadId,
@@ -178,6 +185,13 @@ impl Drop for Inner {
             && handle.join().is_err()
         {
             tracing::error!(dir = %self.dir.display(), "the cu-store writer thread panicked");
+        }
+        // After the last commit: release the lease (the renewal thread does it) for a standby.
+        if let Some(lease) = &self.lease {
+            lease::stop(lease);
+        }
+        if let Some(handle) = self.renewal.take() {
+            let _ = handle.join();
         }
     }
 }
@@ -273,6 +287,24 @@ impl Store {
             blobs::fsync_dir(dir)?;
             blobs::fsync_dir(&checkpoints)?;
         }
+        let (lease, renewal) = match (&options.lease, database) {
+            (None, _) => (None, None),
+            (Some(_), Database::Sqlite) => {
+                return Err(StoreError::Config {
+                    reason: "a store lease needs a shared PostgreSQL database (--db-url)".into(),
+                });
+            }
+            (Some(opts), Database::Postgres { url }) => {
+                let state = lease::acquire(&conn, &db, opts)?;
+                let (url, label) = (url.clone(), db.clone());
+                let open: Box<dyn Fn() -> Result<Conn, StoreError> + Send> =
+                    Box::new(move || schema::pg_connect(&url, &label));
+                let handle = lease::spawn_renewal(Arc::clone(&state), open, db.clone(), opts.ttl)
+                    .map_err(|e| StoreError::io(dir, e))?;
+                (Some(state), Some(handle))
+            }
+        };
+        let writer_lease = lease.clone();
         let group_max = options.group_commit_max.max(1);
         let (sender, receiver) = mpsc::sync_channel(group_max.saturating_mul(4));
         let writer_db = db.clone();
@@ -280,7 +312,17 @@ impl Store {
         let writer_stats = Arc::clone(&stats);
         let handle = thread::Builder::new()
             .name("cu-store-writer".into())
-            .spawn(move || writer::run(conn, reconnect, receiver, group_max, writer_db, writer_stats))
+            .spawn(move || {
+                writer::run(
+                    conn,
+                    reconnect,
+                    writer_lease,
+                    receiver,
+                    group_max,
+                    writer_db,
+                    writer_stats,
+                )
+            })
             .map_err(|e| StoreError::Io {
                 path: dir.to_path_buf(),
                 source: e,
@@ -292,6 +334,8 @@ impl Store {
                 db,
                 database: database.clone(),
                 blobs,
+                lease,
+                renewal,
                 sender: Some(sender),
                 writer: Some(handle),
                 writer_id,
@@ -304,6 +348,11 @@ impl Store {
     /// The store directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The store lease this store holds, when it was opened with one.
+    pub fn lease(&self) -> Option<&LeaseState> {
+        self.inner.lease.as_deref()
     }
 
     /// The database engine.

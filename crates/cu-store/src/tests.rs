@@ -1472,3 +1472,116 @@ fn an_s3_bucket_that_refuses_the_credentials_is_a_clear_error_at_open() {
     let err = Store::open(dir.path(), options).unwrap_err();
     assert!(matches!(err, StoreError::ObjectStore { .. }), "{err}");
 }
+
+fn leased(dir: &Path, owner: &str, ttl_ms: u64) -> Result<Store, StoreError> {
+    let options = StoreOptions {
+        lease: Some(LeaseOptions {
+            owner: owner.into(),
+            ttl: Duration::from_millis(ttl_ms),
+        }),
+        ..crate::test_db::options_for(dir, StoreOptions::default())
+    };
+    Store::open(dir, options)
+}
+
+#[test]
+fn a_store_lease_is_held_by_one_node_and_handed_over_on_release() {
+    if crate::test_db::postgres_url().is_none() {
+        eprintln!("runs on PostgreSQL only (set {})", crate::test_db::POSTGRES_ENV);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = leased(dir.path(), "node-a", 2_000).unwrap();
+    let token_a = a.lease().unwrap().token;
+    a.put_process(&process("p")).unwrap();
+    // node-b waits while node-a holds the lease (and renews it past its time to live).
+    let (tx, rx) = mpsc::channel();
+    let path = dir.path().to_path_buf();
+    let waiter = std::thread::spawn(move || {
+        let b = leased(&path, "node-b", 2_000).unwrap();
+        tx.send(b.lease().unwrap().token).unwrap();
+        b
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(3_000)).is_err(),
+        "node-b must stand by"
+    );
+    a.put_result_sync(result("p", 1)).unwrap();
+    // A clean close releases at once: node-b takes over with the next token and sees node-a's writes.
+    drop(a);
+    let token_b = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("node-b takes over");
+    assert_eq!(token_b, token_a + 1);
+    let b = waiter.join().unwrap();
+    assert_eq!(b.result("p", 1).unwrap(), Some(result("p", 1)));
+    b.put_result_sync(result("p", 2)).unwrap();
+}
+
+#[test]
+fn a_node_whose_lease_was_taken_over_can_never_write_again() {
+    if crate::test_db::postgres_url().is_none() {
+        eprintln!("runs on PostgreSQL only (set {})", crate::test_db::POSTGRES_ENV);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = leased(dir.path(), "node-a", 60_000).unwrap();
+    a.put_process(&process("p")).unwrap();
+    a.put_result_sync(result("p", 1)).unwrap();
+    // As if node-a had been paused past its expiry: the lease runs out and node-b takes it.
+    let schema = crate::test_db::schema_of(dir.path());
+    crate::test_db::admin()
+        .batch_execute(&format!("UPDATE {schema}.cu_lease SET expires_ms = 0"))
+        .unwrap();
+    let b = leased(dir.path(), "node-b", 60_000).unwrap();
+    assert_eq!(b.lease().unwrap().token, a.lease().unwrap().token + 1);
+    assert!(!a.lease().unwrap().lost(), "node-a has not noticed yet");
+    // Every kind of write of node-a is refused, in the transaction, and nothing of it lands.
+    let err = a.put_result_sync(result("p", 2)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Fenced { ref owner, .. } if owner == "node-a"),
+        "{err}"
+    );
+    assert!(a.lease().unwrap().lost());
+    let entry = LogEntry {
+        process_id: "p".into(),
+        pos: 1,
+        message_id: Some("m1".into()),
+        nonce: Some(1),
+        timestamp: 5,
+        block_height: 1,
+        cron: None,
+        msg_json: "{}".into(),
+    };
+    assert!(matches!(
+        a.append(std::slice::from_ref(&entry)),
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        a.write_checkpoint(meta("p", 1, CheckpointKind::Base, None), b"x"),
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(b.result("p", 2).unwrap(), None);
+    assert_eq!(b.last_pos("p").unwrap(), 0);
+    assert_eq!(b.checkpoints("p").unwrap(), vec![]);
+    // node-b writes as usual.
+    b.append(std::slice::from_ref(&entry)).unwrap();
+    b.put_result_sync(result("p", 2)).unwrap();
+    drop(a);
+    // node-a's close did not release node-b's lease.
+    b.put_result_sync(result("p", 3)).unwrap();
+}
+
+#[test]
+fn a_store_lease_needs_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        lease: Some(LeaseOptions {
+            owner: "n".into(),
+            ttl: Duration::from_secs(1),
+        }),
+        ..StoreOptions::default()
+    };
+    let err = Store::open(dir.path(), options).unwrap_err();
+    assert!(matches!(err, StoreError::Config { .. }), "{err}");
+}

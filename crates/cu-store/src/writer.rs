@@ -14,6 +14,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 
 use crate::db::{Conn, Engine};
 use crate::error::StoreError;
+use crate::lease::LeaseState;
 
 /// Runs once the job's transaction committed (with `Ok`) or failed (with the error).
 pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -78,6 +79,7 @@ pub struct Stats {
 pub fn run(
     mut conn: Conn,
     reconnect: Reconnect,
+    lease: Option<Arc<LeaseState>>,
     rx: Receiver<Job>,
     group_max: usize,
     db: PathBuf,
@@ -101,7 +103,7 @@ pub fn run(
                 Err(e) => tracing::error!(db = %db.display(), "cannot reconnect the cu-store writer: {e}"),
             }
         }
-        let outcomes = commit_group(&conn, &db, group.drain(..), &stats);
+        let outcomes = commit_group(&conn, &db, lease.as_deref(), group.drain(..), &stats);
         for (done, outcome) in outcomes {
             // A panicking callback must not take the writer (and every later write) down with it.
             if catch_unwind(AssertUnwindSafe(|| done(outcome))).is_err() {
@@ -124,6 +126,7 @@ fn commit_failed(db: &Path, reason: impl Into<String>) -> StoreError {
 fn commit_group(
     conn: &Conn,
     db: &Path,
+    lease: Option<&LeaseState>,
     jobs: impl Iterator<Item = Job>,
     stats: &Stats,
 ) -> Vec<(Done, Result<(), StoreError>)> {
@@ -147,6 +150,19 @@ fn commit_group(
                     Err(commit_failed(db, format!("cannot begin a transaction: {e}"))),
                 ));
                 continue;
+            }
+            // Fencing: the lease row stays share-locked until this transaction ends.
+            if let Some(lease) = lease {
+                let held = if lease.lost() {
+                    Err(lease.fenced())
+                } else {
+                    lease.check(conn, db)
+                };
+                if let Err(e) = held {
+                    let _ = conn.batch("ROLLBACK");
+                    out.push((job.done, Err(e)));
+                    continue;
+                }
             }
             in_tx = true;
             tx_start = out.len();
