@@ -19,7 +19,36 @@
 use std::process::{Command, ExitStatus, Stdio};
 
 mod common;
-use common::{Server, repo, under_ci};
+use common::{Server, node_script, repo, under_ci};
+
+/// Runs `tests/<kind>/start.sh` on a new directory and a free port: the directory and the URL the script
+/// prints; `None` (SKIPPED, or a failure under CI) when the server cannot be started.
+fn start_server(kind: &str, what: &str) -> Option<(tempfile::TempDir, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(repo().join(format!("tests/{kind}/start.sh")))
+        .arg(dir.path())
+        .arg(free_port().to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run tests/{kind}/start.sh: {e}"));
+    if !out.status.success() {
+        let why = format!("{what} (tests/{kind}/start.sh failed; tests/setup.sh installs it)");
+        if under_ci() {
+            panic!("required for the tests under CI: {why}");
+        }
+        println!("SKIPPED: missing {why}");
+        return None;
+    }
+    let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    Some((dir, url))
+}
+
+/// Stops what `tests/<kind>/start.sh` started in `dir`.
+fn stop_server(kind: &str, dir: &std::path::Path) {
+    let _ = Command::new(repo().join(format!("tests/{kind}/stop.sh")))
+        .arg(dir)
+        .status();
+}
 
 /// A PostgreSQL server for one test, stopped on drop.
 struct Postgres {
@@ -29,18 +58,7 @@ struct Postgres {
 
 impl Postgres {
     fn start() -> Option<Postgres> {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(repo().join("tests/pg/start.sh"))
-            .arg(dir.path())
-            .arg(free_port().to_string())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run tests/pg/start.sh");
-        if !out.status.success() {
-            skip_or_fail("PostgreSQL (tests/pg/start.sh failed; tests/setup.sh installs it)");
-            return None;
-        }
-        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let (dir, url) = start_server("pg", "PostgreSQL")?;
         Some(Postgres { dir, url })
     }
 
@@ -66,18 +84,7 @@ struct S3 {
 
 impl S3 {
     fn start() -> Option<S3> {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(repo().join("tests/s3/start.sh"))
-            .arg(dir.path())
-            .arg(free_port().to_string())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run tests/s3/start.sh");
-        if !out.status.success() {
-            skip_or_fail("s3s-fs (tests/s3/start.sh failed; tests/setup.sh installs it)");
-            return None;
-        }
-        let endpoint = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let (dir, endpoint) = start_server("s3", "s3s-fs")?;
         Some(S3 { dir, endpoint })
     }
 
@@ -103,9 +110,7 @@ impl S3 {
 
 impl Drop for S3 {
     fn drop(&mut self) {
-        let _ = Command::new(repo().join("tests/s3/stop.sh"))
-            .arg(self.dir.path())
-            .status();
+        stop_server("s3", self.dir.path());
     }
 }
 
@@ -115,13 +120,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn skip_or_fail(why: &str) {
-    if under_ci() {
-        panic!("required for the tests under CI: {why}");
-    }
-    println!("SKIPPED: missing {why}");
 }
 
 /// Every file under `dir` whose name ends with `suffix`.
@@ -146,19 +144,8 @@ fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> 
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = Command::new(repo().join("tests/pg/stop.sh"))
-            .arg(self.dir.path())
-            .status();
+        stop_server("pg", self.dir.path());
     }
-}
-
-fn node_script(args: &[&str]) -> ExitStatus {
-    Command::new("node")
-        .arg(repo().join("tests/e2e/aoconnect.mjs"))
-        .args(args)
-        .current_dir(repo().join("tests/e2e"))
-        .status()
-        .expect("run node")
 }
 
 #[test]

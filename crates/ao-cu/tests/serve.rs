@@ -18,10 +18,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::Path;
-use std::process::{Command, ExitStatus};
 
 mod common;
-use common::{Server, http_get, repo};
+use common::{Server, http_get, node_script, repo};
 
 /// `GET /` publishes the key in the data directory; recorded results verify under it; no TEE here.
 fn check_attestation(url: &str, data: &Path, state: &Path) -> String {
@@ -53,15 +52,6 @@ fn check_attestation(url: &str, data: &Path, state: &Path) -> String {
         assert!(v["error"].as_str().unwrap().starts_with("no TEE"), "{v}");
     }
     key.keyid()
-}
-
-fn node_script(args: &[&str]) -> ExitStatus {
-    Command::new("node")
-        .arg(repo().join("tests/e2e/aoconnect.mjs"))
-        .args(args)
-        .current_dir(repo().join("tests/e2e"))
-        .status()
-        .expect("run node")
 }
 
 #[test]

@@ -14,6 +14,16 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs `tests/e2e/aoconnect.mjs` (node + the real `@permaweb/aoconnect`) with these arguments.
+pub fn node_script(args: &[&str]) -> ExitStatus {
+    Command::new("node")
+        .arg(repo().join("tests/e2e/aoconnect.mjs"))
+        .args(args)
+        .current_dir(repo().join("tests/e2e"))
+        .status()
+        .expect("run node")
+}
+
 pub fn under_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
 }
