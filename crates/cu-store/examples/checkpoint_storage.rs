@@ -7,7 +7,6 @@
 //!  <secret key> [MiB, default 100] [rounds, default 5]` (start a server with `tests/s3/start.sh DIR`: its
 //! endpoint, bucket `ao-cu-test`, keys `ao-cu-test` / `ao-cu-test-secret`).
 
-use std::io::Read;
 use std::time::Instant;
 
 use cu_store::{CheckpointKind, CheckpointMeta, S3Config, Store, StoreOptions};
