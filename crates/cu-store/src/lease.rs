@@ -12,6 +12,9 @@
 //!   takeover (an `UPDATE` of that row) waits for the transaction or comes before it and fails it. A node
 //!   that was paused past its lease and taken over can therefore never write again: its writes fail with
 //!   [`StoreError::Fenced`], and [`LeaseState::lost`] tells its owner to stop.
+//! - A node frozen in the middle of a write transaction would hold that share lock for ever; its writer
+//!   session has `idle_in_transaction_session_timeout` set to the lease's time to live, so the server ends
+//!   it (the frozen write is lost, never committed) and the takeover goes through.
 //! - A store that is dropped releases its lease (expiry set to the past), so a standby takes over at once
 //!   after a clean shutdown, and after a crash once the time to live has passed.
 

@@ -465,14 +465,30 @@ pub fn pg_connect(url: &str, label: &Path) -> Result<Conn, StoreError> {
 
 /// Opens the PostgreSQL write connection and creates the schema if the database has none; refuses a
 /// database whose schema is newer than this build's.
-pub fn pg_open_writer(url: &str, label: &Path, fsync: bool) -> Result<Conn, StoreError> {
+///
+/// `idle_in_transaction`: with a store lease, the server ends this session when it sits in a transaction
+/// that long without a statement (this node paused or frozen mid-commit), so the share lock on the lease row
+/// cannot keep a standby from taking over.
+pub fn pg_open_writer(
+    url: &str,
+    label: &Path,
+    fsync: bool,
+    idle_in_transaction: Option<Duration>,
+) -> Result<Conn, StoreError> {
     let conn = pg_connect(url, label)?;
     let db = |what: &str| ctx(what, label);
-    // PostgreSQL's commits are durable on the server either way; `fsync` also waits for it on every
-    // commit (`synchronous_commit`), which is its default.
+    // Every commit waits for the server's own WAL flush (`local`); with `fsync` also for synchronous
+    // replicas, if the server has any (`on`).
     let sync = if fsync { "on" } else { "local" };
     conn.batch(&format!("SET synchronous_commit = {sync}"))
         .map_err(|e| StoreError::db(db("setting synchronous_commit"), e))?;
+    if let Some(idle) = idle_in_transaction {
+        conn.batch(&format!(
+            "SET idle_in_transaction_session_timeout = {}",
+            idle.as_millis().max(1)
+        ))
+        .map_err(|e| StoreError::db(db("setting idle_in_transaction_session_timeout"), e))?;
+    }
     conn.batch("BEGIN")
         .map_err(|e| StoreError::db(db("beginning the schema transaction"), e))?;
     let applied = (|| {

@@ -276,10 +276,11 @@ impl Store {
             }
             Database::Postgres { url } => {
                 let db = PathBuf::from(schema::redact_url(url));
-                let conn = schema::pg_open_writer(url, &db, options.fsync)?;
+                let idle = options.lease.as_ref().map(|l| l.ttl);
+                let conn = schema::pg_open_writer(url, &db, options.fsync, idle)?;
                 let (url, label, fsync) = (url.clone(), db.clone(), options.fsync);
                 let reconnect: writer::Reconnect =
-                    Box::new(move || schema::pg_open_writer(&url, &label, fsync));
+                    Box::new(move || schema::pg_open_writer(&url, &label, fsync, idle));
                 (db, conn, reconnect)
             }
         };

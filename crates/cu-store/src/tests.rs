@@ -1585,3 +1585,57 @@ fn a_store_lease_needs_postgres() {
     let err = Store::open(dir.path(), options).unwrap_err();
     assert!(matches!(err, StoreError::Config { .. }), "{err}");
 }
+
+/// A node frozen in the middle of a write transaction holds the share lock on the lease row; the server
+/// ends such a session after the lease's time to live (`idle_in_transaction_session_timeout`), so a
+/// takeover goes through, and the frozen write is lost rather than committed.
+#[test]
+fn a_writer_stuck_in_a_transaction_does_not_block_a_takeover() {
+    if crate::test_db::postgres_url().is_none() {
+        eprintln!("runs on PostgreSQL only (set {})", crate::test_db::POSTGRES_ENV);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = leased(dir.path(), "node-a", 1_000).unwrap();
+    a.put_process(&process("p")).unwrap();
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    a.submit(crate::writer::Job::single(
+        Box::new(move |conn| {
+            conn.execute(
+                "INSERT INTO results (process_id, pos, timestamp, block_height, has_error, output_json) \
+                 VALUES ('p', 7, 0, 0, 0, '{}')",
+                &[],
+            )
+            .unwrap();
+            entered_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            Ok(())
+        }),
+        Box::new(move |r| done_tx.send(r).unwrap()),
+    ));
+    entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let schema = crate::test_db::schema_of(dir.path());
+    let start = Instant::now();
+    crate::test_db::admin()
+        // Without the server ending the frozen session this would wait for ever: give up after 10 s.
+        .batch_execute(&format!(
+            "SET statement_timeout = 10000; UPDATE {schema}.cu_lease SET owner = 'node-b', token = token + 1"
+        ))
+        .expect("the takeover goes through while node-a's write transaction is frozen");
+    assert!(start.elapsed() < Duration::from_secs(15), "{:?}", start.elapsed());
+    release_tx.send(()).unwrap();
+    let outcome = done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(
+        outcome.is_err(),
+        "the frozen transaction cannot commit: {outcome:?}"
+    );
+    let err = a.put_result_sync(result("p", 8)).unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+    let count: i64 = crate::test_db::admin()
+        .query_one(&format!("SELECT count(*) FROM {schema}.results"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0, "neither write landed");
+}
