@@ -175,14 +175,12 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn write_batch(conn: &Conn, db: &std::path::Path, batch: ScheduleBatch) -> Result<(), StoreError> {
+fn write_batch(conn: &Conn, db: &std::path::Path, batch: &ScheduleBatch) -> Result<(), StoreError> {
     if let Some(p) = &batch.process {
         insert_process(conn, p, &format!("creating process {}", p.id))?;
     }
-    let (entries, schedule): (Vec<LogEntry>, Vec<Option<ScheduleRecord>>) =
-        batch.entries.into_iter().map(|s| (s.entry, s.schedule)).unzip();
-    insert_log(conn, db, &entries)?;
-    for r in schedule.iter().flatten() {
+    insert_log(conn, db, batch.entries.iter().map(|s| &s.entry))?;
+    for r in batch.entries.iter().filter_map(|s| s.schedule.as_ref()) {
         conn.execute(
             &format!(
                 "INSERT INTO schedule ({SCHEDULE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
@@ -295,7 +293,7 @@ impl Store {
         let (tx, rx) = mpsc::sync_channel(1);
         let db = self.db_label().to_path_buf();
         self.submit(Job::atomic(
-            Box::new(move |conn| write_batch(conn, &db, batch)),
+            Box::new(move |conn| write_batch(conn, &db, &batch)),
             Box::new(move |outcome| {
                 let _ = tx.send(outcome);
             }),

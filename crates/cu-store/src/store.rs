@@ -472,7 +472,7 @@ impl Store {
                         args![&m.id, &m.format, &m.owner, &tags, &m.wasm, &m.owner_key],
                     )
                     .map(|_| ())
-                    .map_err(|e| StoreError::db(ctx, e))
+                    .map_err(|e| StoreError::db(ctx.clone(), e))
                 }),
                 done,
             )
@@ -894,7 +894,7 @@ impl Store {
                         ],
                     )
                     .map(|_| ())
-                    .map_err(|e| StoreError::db(ctx, e))
+                    .map_err(|e| StoreError::db(ctx.clone(), e))
                 }),
                 done,
             )
@@ -960,7 +960,7 @@ impl Store {
                         Err(_) => conn.execute("DELETE FROM checkpoints WHERE process_id = ?1", args![&pid]),
                     }
                     .map(|_| ())
-                    .map_err(|e| StoreError::db(ctx, e))
+                    .map_err(|e| StoreError::db(ctx.clone(), e))
                 }),
                 done,
             )
@@ -1009,7 +1009,11 @@ pub(crate) fn check_log_entry(e: &LogEntry) -> Result<(), StoreError> {
 /// caller's transaction, checks that every entry's process exists ([`StoreError::UnknownProcess`]) and that
 /// its position follows the last one, counting entries earlier in `entries` ([`StoreError::OutOfOrder`]),
 /// and inserts it. The caller's savepoint undoes the whole batch on an error.
-pub(crate) fn insert_log(conn: &Conn, db: &Path, entries: &[LogEntry]) -> Result<(), StoreError> {
+pub(crate) fn insert_log<'e>(
+    conn: &Conn,
+    db: &Path,
+    entries: impl IntoIterator<Item = &'e LogEntry>,
+) -> Result<(), StoreError> {
     let mut last: HashMap<&str, u64> = HashMap::new();
     for e in entries {
         let sql = |err: DbError| {

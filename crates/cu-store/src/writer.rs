@@ -19,8 +19,10 @@ use crate::lease::LeaseState;
 /// Runs once the job's transaction committed (with `Ok`) or failed (with the error).
 pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
-/// The database work of a job, run on the write connection inside the group's transaction.
-pub type Op = Box<dyn FnOnce(&Conn) -> Result<(), StoreError> + Send>;
+/// The database work of a job, run on the write connection inside the group's transaction. It may run
+/// twice: on PostgreSQL a group first runs without savepoints, and is run again job by job in savepoints
+/// when one of its jobs fails (everything of the first try rolled back).
+pub type Op = Box<dyn Fn(&Conn) -> Result<(), StoreError> + Send>;
 
 /// Opens a new write connection (PostgreSQL: after the server closed the old one).
 pub type Reconnect = Box<dyn Fn() -> Result<Conn, StoreError> + Send>;
@@ -130,12 +132,46 @@ fn commit_group(
     jobs: impl Iterator<Item = Job>,
     stats: &Stats,
 ) -> Vec<(Done, Result<(), StoreError>)> {
+    let mut jobs: Vec<Job> = jobs.collect();
+    if conn.engine() == Engine::Postgres {
+        match fast_group(conn, db, lease, &jobs) {
+            Some(Ok(())) => {
+                if jobs.iter().any(|j| j.op.is_some()) {
+                    stats.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                stats.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                return jobs.drain(..).map(|job| (job.done, Ok(()))).collect();
+            }
+            Some(Err(e)) => {
+                // Fenced, or the transaction could not begin or commit: every job gets the reason.
+                stats.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                let reason = e.to_string();
+                let fenced = matches!(e, StoreError::Fenced { .. });
+                let mut first = Some(e);
+                return jobs
+                    .drain(..)
+                    .map(|job| {
+                        let err = match (first.take(), fenced) {
+                            (Some(e), _) => e,
+                            (None, true) => {
+                                lease.map_or_else(|| commit_failed(db, reason.clone()), LeaseState::fenced)
+                            }
+                            (None, false) => commit_failed(db, reason.clone()),
+                        };
+                        (job.done, Err(err))
+                    })
+                    .collect();
+            }
+            // A job failed: everything was rolled back; run the group again, each job in a savepoint.
+            None => {}
+        }
+    }
     let mut out: Vec<(Done, Result<(), StoreError>)> = Vec::new();
     let mut in_tx = false;
     // Index into `out` of the first job of the currently open transaction.
     let mut tx_start = 0;
     for job in jobs {
-        let Some(op) = job.op else {
+        let Some(op) = &job.op else {
             out.push((job.done, Ok(())));
             continue;
         };
@@ -212,8 +248,50 @@ fn commit_group(
     out
 }
 
+/// PostgreSQL's fast path: the whole group in one transaction with no savepoint per job (each would cost
+/// two more round trips). `Some(Ok)`: committed. `Some(Err)`: the transaction could not begin, was fenced
+/// or could not commit, which concerns every job alike. `None`: a job failed, the transaction was rolled
+/// back, and the caller runs the group again job by job.
+fn fast_group(
+    conn: &Conn,
+    db: &Path,
+    lease: Option<&LeaseState>,
+    jobs: &[Job],
+) -> Option<Result<(), StoreError>> {
+    if jobs.iter().all(|j| j.op.is_none()) {
+        return Some(Ok(()));
+    }
+    if let Err(e) = conn.batch("BEGIN") {
+        return Some(Err(commit_failed(db, format!("cannot begin a transaction: {e}"))));
+    }
+    if let Some(lease) = lease {
+        let held = if lease.lost() {
+            Err(lease.fenced())
+        } else {
+            lease.check(conn, db)
+        };
+        if let Err(e) = held {
+            let _ = conn.batch("ROLLBACK");
+            return Some(Err(e));
+        }
+    }
+    for op in jobs.iter().filter_map(|j| j.op.as_ref()) {
+        if op(conn).is_err() {
+            let _ = conn.batch("ROLLBACK");
+            return None;
+        }
+    }
+    match conn.batch("COMMIT") {
+        Ok(()) => Some(Ok(())),
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            Some(Err(commit_failed(db, format!("COMMIT failed: {e}"))))
+        }
+    }
+}
+
 /// Runs a multi-statement op inside a savepoint, undoing all of it if it fails.
-fn run_atomic(conn: &Conn, db: &Path, op: Op) -> Result<(), StoreError> {
+fn run_atomic(conn: &Conn, db: &Path, op: &Op) -> Result<(), StoreError> {
     conn.batch("SAVEPOINT job")
         .map_err(|e| StoreError::db(format!("opening a savepoint (database {})", db.display()), e))?;
     let outcome = op(conn);
