@@ -3,8 +3,10 @@
 //! Jobs arrive through a bounded channel (a full channel blocks the sender: backpressure). The thread takes
 //! everything queued (up to `group_commit_max` jobs), runs them in ONE transaction, commits, and only then runs
 //! their callbacks, in queue order. A job that fails is undone on its own (a savepoint for multi-statement jobs,
-//! SQLite's statement rollback for single statements; on PostgreSQL, where any error aborts the transaction,
-//! every job runs in a savepoint) and its callback gets the error; the others still commit.
+//! SQLite's statement rollback for single statements) and its callback gets the error; the others still
+//! commit. On PostgreSQL, where any error aborts the whole transaction, a group first runs without savepoints
+//! (the fast path: one round trip per statement); if a job fails, all of it is rolled back and the group runs
+//! again with every job in a savepoint, so the outcome is the same as SQLite's.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
