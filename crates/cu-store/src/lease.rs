@@ -66,8 +66,12 @@ impl LeaseState {
         }
     }
 
-    /// The fencing check at the start of a write transaction (see the module documentation).
+    /// The fencing check at the start of a write transaction (see the module documentation); a lease
+    /// known to be lost fails without asking the database.
     pub(crate) fn check(&self, conn: &Conn, db: &Path) -> Result<(), StoreError> {
+        if self.lost() {
+            return Err(self.fenced());
+        }
         let held = conn
             .exists(
                 "SELECT 1 FROM cu_lease WHERE id = 1 AND owner = ?1 AND token = ?2 FOR SHARE",

@@ -134,39 +134,17 @@ fn commit_group(
     jobs: impl Iterator<Item = Job>,
     stats: &Stats,
 ) -> Vec<(Done, Result<(), StoreError>)> {
-    let mut jobs: Vec<Job> = jobs.collect();
-    if conn.engine() == Engine::Postgres {
-        match fast_group(conn, db, lease, &jobs) {
-            Some(Ok(())) => {
-                if jobs.iter().any(|j| j.op.is_some()) {
-                    stats.commits.fetch_add(1, Ordering::Relaxed);
-                }
-                stats.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                return jobs.drain(..).map(|job| (job.done, Ok(()))).collect();
+    let jobs: Vec<Job> = jobs.collect();
+    if conn.engine() == Engine::Postgres && jobs.iter().any(|j| j.op.is_some()) {
+        let outcome = fast_group(conn, db, lease, &jobs);
+        if let Some(outcome) = outcome {
+            stats.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+            if outcome.is_ok() {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
             }
-            Some(Err(e)) => {
-                // Fenced, or the transaction could not begin or commit: every job gets the reason.
-                stats.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                let reason = e.to_string();
-                let fenced = matches!(e, StoreError::Fenced { .. });
-                let mut first = Some(e);
-                return jobs
-                    .drain(..)
-                    .map(|job| {
-                        let err = match (first.take(), fenced) {
-                            (Some(e), _) => e,
-                            (None, true) => {
-                                lease.map_or_else(|| commit_failed(db, reason.clone()), LeaseState::fenced)
-                            }
-                            (None, false) => commit_failed(db, reason.clone()),
-                        };
-                        (job.done, Err(err))
-                    })
-                    .collect();
-            }
-            // A job failed: everything was rolled back; run the group again, each job in a savepoint.
-            None => {}
+            return every_job(jobs, outcome, db);
         }
+        // A job failed: everything was rolled back; run the group again, each job in a savepoint.
     }
     let mut out: Vec<(Done, Result<(), StoreError>)> = Vec::new();
     let mut in_tx = false;
@@ -178,29 +156,9 @@ fn commit_group(
             continue;
         };
         if !in_tx {
-            let begin = match conn.engine() {
-                Engine::Sqlite => "BEGIN IMMEDIATE",
-                Engine::Postgres => "BEGIN",
-            };
-            if let Err(e) = conn.batch(begin) {
-                out.push((
-                    job.done,
-                    Err(commit_failed(db, format!("cannot begin a transaction: {e}"))),
-                ));
+            if let Err(e) = begin(conn, db, lease) {
+                out.push((job.done, Err(e)));
                 continue;
-            }
-            // Fencing: the lease row stays share-locked until this transaction ends.
-            if let Some(lease) = lease {
-                let held = if lease.lost() {
-                    Err(lease.fenced())
-                } else {
-                    lease.check(conn, db)
-                };
-                if let Err(e) = held {
-                    let _ = conn.batch("ROLLBACK");
-                    out.push((job.done, Err(e)));
-                    continue;
-                }
             }
             in_tx = true;
             tx_start = out.len();
@@ -250,6 +208,48 @@ fn commit_group(
     out
 }
 
+/// Opens the group's transaction and, with a lease, checks it: the lease row stays share-locked until the
+/// transaction ends (fencing). A fenced transaction is rolled back.
+fn begin(conn: &Conn, db: &Path, lease: Option<&LeaseState>) -> Result<(), StoreError> {
+    let begin = match conn.engine() {
+        Engine::Sqlite => "BEGIN IMMEDIATE",
+        Engine::Postgres => "BEGIN",
+    };
+    conn.batch(begin)
+        .map_err(|e| commit_failed(db, format!("cannot begin a transaction: {e}")))?;
+    if let Some(lease) = lease
+        && let Err(e) = lease.check(conn, db)
+    {
+        let _ = conn.batch("ROLLBACK");
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The same outcome for every job of a group: `Ok`, or the error for the first job and an equal one (the
+/// fencing, or the failure's message) for each of the others.
+fn every_job(
+    jobs: Vec<Job>,
+    outcome: Result<(), StoreError>,
+    db: &Path,
+) -> Vec<(Done, Result<(), StoreError>)> {
+    let Err(first) = outcome else {
+        return jobs.into_iter().map(|job| (job.done, Ok(()))).collect();
+    };
+    let again = |e: &StoreError| match e {
+        StoreError::Fenced { owner, token } => StoreError::Fenced {
+            owner: owner.clone(),
+            token: *token,
+        },
+        other => commit_failed(db, other.to_string()),
+    };
+    let rest: Vec<StoreError> = (1..jobs.len()).map(|_| again(&first)).collect();
+    jobs.into_iter()
+        .zip(std::iter::once(first).chain(rest))
+        .map(|(job, e)| (job.done, Err(e)))
+        .collect()
+}
+
 /// PostgreSQL's fast path: the whole group in one transaction with no savepoint per job (each would cost
 /// two more round trips). `Some(Ok)`: committed. `Some(Err)`: the transaction could not begin, was fenced
 /// or could not commit, which concerns every job alike. `None`: a job failed, the transaction was rolled
@@ -260,22 +260,8 @@ fn fast_group(
     lease: Option<&LeaseState>,
     jobs: &[Job],
 ) -> Option<Result<(), StoreError>> {
-    if jobs.iter().all(|j| j.op.is_none()) {
-        return Some(Ok(()));
-    }
-    if let Err(e) = conn.batch("BEGIN") {
-        return Some(Err(commit_failed(db, format!("cannot begin a transaction: {e}"))));
-    }
-    if let Some(lease) = lease {
-        let held = if lease.lost() {
-            Err(lease.fenced())
-        } else {
-            lease.check(conn, db)
-        };
-        if let Err(e) = held {
-            let _ = conn.batch("ROLLBACK");
-            return Some(Err(e));
-        }
+    if let Err(e) = begin(conn, db, lease) {
+        return Some(Err(e));
     }
     for op in jobs.iter().filter_map(|j| j.op.as_ref()) {
         if op(conn).is_err() {
