@@ -88,23 +88,31 @@ impl S3 {
         Some(S3 { dir, endpoint })
     }
 
-    /// The object files of the bucket (s3s-fs keeps each object as a file under its root).
+    /// The object files of the bucket (s3s-fs keeps each object as a file under its root), relative to it.
     fn objects(&self) -> Vec<String> {
         let root = self.dir.path().join("root/ao-cu-test");
-        let mut out = Vec::new();
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    out.push(path.strip_prefix(&root).unwrap().display().to_string());
-                }
-            }
-        }
+        let mut out: Vec<String> = files_under(&root)
+            .iter()
+            .map(|path| path.strip_prefix(&root).unwrap().display().to_string())
+            .collect();
         out.sort();
         out
+    }
+
+    /// `serve` arguments for this bucket (credentials of `tests/s3/start.sh`).
+    fn args(&self) -> Vec<String> {
+        [
+            "--checkpoint-s3-endpoint",
+            self.endpoint.as_str(),
+            "--checkpoint-s3-bucket",
+            "ao-cu-test",
+            "--checkpoint-s3-access-key",
+            "ao-cu-test",
+            "--checkpoint-s3-secret-key",
+            "ao-cu-test-secret",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 }
 
@@ -122,8 +130,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Every file under `dir` whose name ends with `suffix`.
-fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+/// Every file under `dir`, at any depth (none when `dir` does not exist).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -134,12 +142,29 @@ fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> 
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.to_string_lossy().ends_with(suffix) {
+            } else {
                 out.push(path);
             }
         }
     }
     out
+}
+
+/// Every file under `dir` whose name ends with `suffix`.
+fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|path| path.to_string_lossy().ends_with(suffix))
+        .collect()
+}
+
+/// `serve` arguments for the database and the bucket, a checkpoint after every message, and `extra`.
+fn shared_args(pg: &Postgres, s3: &S3, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["--db-url".to_owned(), pg.url.clone()];
+    args.extend(s3.args());
+    args.extend(["--checkpoint-every-messages", "1"].map(String::from));
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
 }
 
 impl Drop for Postgres {
@@ -160,22 +185,8 @@ fn aoconnect_against_serve_on_postgres_and_s3_then_a_new_data_directory() {
     let data = tmp.path().join("data");
     let state = tmp.path().join("e2e-state.json");
     let wasm = repo().join("tests/modules/build/lua-process.wasm");
-    let args = [
-        "--db-url",
-        pg.url.as_str(),
-        "--checkpoint-s3-endpoint",
-        s3.endpoint.as_str(),
-        "--checkpoint-s3-bucket",
-        "ao-cu-test",
-        "--checkpoint-s3-prefix",
-        "node-a/",
-        "--checkpoint-s3-access-key",
-        "ao-cu-test",
-        "--checkpoint-s3-secret-key",
-        "ao-cu-test-secret",
-        "--checkpoint-every-messages",
-        "1",
-    ];
+    let args = shared_args(&pg, &s3, &["--checkpoint-s3-prefix", "node-a/"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     let server = Server::start_with(&data, &args);
     let status = node_script(&[
@@ -337,28 +348,12 @@ fn a_standby_takes_over_a_paused_node_and_the_paused_node_is_fenced() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("e2e-state.json");
     let wasm = repo().join("tests/modules/build/lua-process.wasm");
-    let shared = |owner: &str| -> Vec<String> {
-        [
-            "--db-url",
-            pg.url.as_str(),
-            "--checkpoint-s3-endpoint",
-            s3.endpoint.as_str(),
-            "--checkpoint-s3-bucket",
-            "ao-cu-test",
-            "--checkpoint-s3-access-key",
-            "ao-cu-test",
-            "--checkpoint-s3-secret-key",
-            "ao-cu-test-secret",
-            "--checkpoint-every-messages",
-            "1",
-            "--store-lease",
-            owner,
-            "--store-lease-ttl-ms",
-            "1500",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
+    let shared = |owner: &str| {
+        shared_args(
+            &pg,
+            &s3,
+            &["--store-lease", owner, "--store-lease-ttl-ms", "1500"],
+        )
     };
     let (data_a, data_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let args_a = shared("node-a");

@@ -1159,21 +1159,22 @@ fn store_is_clone_send_sync() {
     assert!(format!("{store:?}").contains("Store"));
 }
 
-#[test]
-fn reads_do_not_wait_for_an_open_write_transaction() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    store.put_result_sync(result("p", 1)).unwrap();
+/// Queues a write job that inserts result `pos` of process "p" and then stops inside the writer's open
+/// transaction; returns once it is there, with the sender that lets it finish and the receiver of its
+/// outcome.
+fn hold_in_transaction(
+    store: &Store,
+    pos: i64,
+) -> (mpsc::Sender<()>, mpsc::Receiver<Result<(), StoreError>>) {
     let (entered_tx, entered_rx) = mpsc::channel::<()>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel();
-    // A write job that stops inside the writer's open transaction, after writing a row.
     store.submit(crate::writer::Job::single(
         Box::new(move |conn| {
             conn.execute(
                 "INSERT INTO results (process_id, pos, timestamp, block_height, has_error, output_json) \
-                 VALUES ('p', 2, 0, 0, 0, '{}')",
-                &[],
+                 VALUES ('p', ?1, 0, 0, 0, '{}')",
+                crate::db::args![pos],
             )
             .unwrap();
             entered_tx.send(()).unwrap();
@@ -1183,6 +1184,15 @@ fn reads_do_not_wait_for_an_open_write_transaction() {
         Box::new(move |r| done_tx.send(r).unwrap()),
     ));
     entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    (release_tx, done_rx)
+}
+
+#[test]
+fn reads_do_not_wait_for_an_open_write_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.put_result_sync(result("p", 1)).unwrap();
+    let (release_tx, done_rx) = hold_in_transaction(&store, 2);
     // The writer holds its transaction open: reads still answer at once, from the last commit.
     let start = Instant::now();
     assert_eq!(store.result("p", 1).unwrap(), Some(result("p", 1)));
@@ -1598,24 +1608,7 @@ fn a_writer_stuck_in_a_transaction_does_not_block_a_takeover() {
     let dir = tempfile::tempdir().unwrap();
     let a = leased(dir.path(), "node-a", 1_000).unwrap();
     a.put_process(&process("p")).unwrap();
-    let (entered_tx, entered_rx) = mpsc::channel::<()>();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let (done_tx, done_rx) = mpsc::channel();
-    a.submit(crate::writer::Job::single(
-        Box::new(move |conn| {
-            conn.execute(
-                "INSERT INTO results (process_id, pos, timestamp, block_height, has_error, output_json) \
-                 VALUES ('p', 7, 0, 0, 0, '{}')",
-                &[],
-            )
-            .unwrap();
-            entered_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-            Ok(())
-        }),
-        Box::new(move |r| done_tx.send(r).unwrap()),
-    ));
-    entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let (release_tx, done_rx) = hold_in_transaction(&a, 7);
     let schema = crate::test_db::schema_of(dir.path());
     let start = Instant::now();
     crate::test_db::admin()
