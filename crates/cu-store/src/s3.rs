@@ -151,22 +151,16 @@ impl S3Bucket {
     /// Stores `body` under `key` (replacing what was there).
     pub fn put(&self, key: &str, body: &[u8]) -> Result<(), S3Error> {
         let (url, headers) = self.sign("PUT", key, &[], "UNSIGNED-PAYLOAD");
-        let mut req = self.agent.put(&url);
-        for (k, v) in &headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let resp = req.send(body).map_err(transport)?;
+        let resp = signed(self.agent.put(&url), &headers)
+            .send(body)
+            .map_err(transport)?;
         expect_ok(resp).map(drop)
     }
 
     /// The object under `key` as a reader, with its length; `None` when there is no such object.
     pub fn get(&self, key: &str) -> Result<Option<(u64, ObjectReader)>, S3Error> {
         let (url, headers) = self.sign("GET", key, &[], EMPTY_SHA256);
-        let mut req = self.agent.get(&url);
-        for (k, v) in &headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let resp = req.call().map_err(transport)?;
+        let resp = signed(self.agent.get(&url), &headers).call().map_err(transport)?;
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -183,11 +177,9 @@ impl S3Bucket {
     /// Deletes the object under `key` (a missing object is fine).
     pub fn delete(&self, key: &str) -> Result<(), S3Error> {
         let (url, headers) = self.sign("DELETE", key, &[], EMPTY_SHA256);
-        let mut req = self.agent.delete(&url);
-        for (k, v) in &headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let resp = req.call().map_err(transport)?;
+        let resp = signed(self.agent.delete(&url), &headers)
+            .call()
+            .map_err(transport)?;
         if resp.status().as_u16() == 404 {
             return Ok(());
         }
@@ -201,12 +193,13 @@ impl S3Bucket {
             ("max-keys".to_string(), "1".to_string()),
             ("prefix".to_string(), self.config.prefix.clone()),
         ];
-        let (url, headers) = self.sign_raw("GET", &self.bucket_path(), &query, EMPTY_SHA256);
-        let mut req = self.agent.get(&url);
-        for (k, v) in &headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        expect_ok(req.call().map_err(transport)?).map(drop)
+        self.listing(&query).map(drop)
+    }
+
+    /// One `ListObjectsV2` request of the bucket with `query`.
+    fn listing(&self, query: &[(String, String)]) -> Result<ureq::http::Response<ureq::Body>, S3Error> {
+        let (url, headers) = self.sign_raw("GET", &self.bucket_path(), query, EMPTY_SHA256);
+        expect_ok(signed(self.agent.get(&url), &headers).call().map_err(transport)?)
     }
 
     /// Every object whose key starts with `prefix` (after the configured prefix), in key order.
@@ -222,12 +215,7 @@ impl S3Bucket {
             if let Some(t) = &token {
                 query.push(("continuation-token".to_string(), t.clone()));
             }
-            let (url, headers) = self.sign_raw("GET", &self.bucket_path(), &query, EMPTY_SHA256);
-            let mut req = self.agent.get(&url);
-            for (k, v) in &headers {
-                req = req.header(k.as_str(), v.as_str());
-            }
-            let resp = expect_ok(req.call().map_err(transport)?)?;
+            let resp = self.listing(&query)?;
             let mut text = String::new();
             resp.into_body()
                 .into_reader()
@@ -342,6 +330,14 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
+}
+
+/// `req` with the signature's headers.
+fn signed<B>(mut req: ureq::RequestBuilder<B>, headers: &[(String, String)]) -> ureq::RequestBuilder<B> {
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    req
 }
 
 fn transport(e: ureq::Error) -> S3Error {
