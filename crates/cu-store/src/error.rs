@@ -47,6 +47,17 @@ pub enum StoreError {
         /// The token it held.
         token: i64,
     },
+    /// This node does not hold the lease of the process a write touches (see `cu_store::ownership`): it
+    /// was never claimed here, was released, or was taken over by another node. Nothing was written.
+    #[error("fenced: node {node} does not own process {process}{}; nothing was written", token.map(|t| format!(" (its token {t} was superseded)")).unwrap_or_default())]
+    NotOwner {
+        /// The process.
+        process: String,
+        /// This node's name in the lease table.
+        node: String,
+        /// The token this node held, when it held one.
+        token: Option<i64>,
+    },
     /// The store's options do not fit together (e.g. a lease on SQLite).
     #[error("store configuration: {reason}")]
     Config {

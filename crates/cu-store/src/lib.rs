@@ -31,6 +31,7 @@ mod db;
 pub mod error;
 pub mod items;
 pub mod lease;
+pub mod ownership;
 pub mod records;
 mod rows;
 pub mod s3;
@@ -44,6 +45,7 @@ pub use db::DbError;
 pub use error::StoreError;
 pub use items::{Adopted, ItemMeta, NewItem};
 pub use lease::LeaseOptions;
+pub use ownership::{Claim, Ownership, OwnershipOptions};
 pub use records::{
     Bound, CheckpointKind, CheckpointMeta, CheckpointRecord, LogEntry, ModuleRecord, ProcessRecord,
     ResultRecord, ResultsPage, ResultsQuery, Sort, Tag,
@@ -56,3 +58,5 @@ pub use store::{DB_FILE, Database, Store, StoreOptions};
 mod test_db;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ownership;

@@ -94,6 +94,21 @@ pub struct ScheduleBatch {
     pub adopted: Option<crate::items::Adopted>,
 }
 
+impl ScheduleBatch {
+    /// Every process the batch writes for (the fencing check of process ownership).
+    fn processes(&self) -> impl Iterator<Item = &str> {
+        self.process
+            .iter()
+            .map(|p| p.id.as_str())
+            .chain(self.entries.iter().map(|e| e.entry.process_id.as_str()))
+            .chain(self.cron_marks.iter().map(|(p, _)| p.as_str()))
+            .chain(self.delivered.iter().map(|d| d.process_id.as_str()))
+            .chain(self.outbox_cursors.iter().map(|(p, _)| p.as_str()))
+            .chain(self.upstream.iter().map(|u| u.process_id.as_str()))
+            .chain(self.adopted.iter().map(|a| a.process_id.as_str()))
+    }
+}
+
 /// How far a remote SU's schedule of a process was read and appended (network mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamCursor {
@@ -292,8 +307,12 @@ impl Store {
         }
         let (tx, rx) = mpsc::sync_channel(1);
         let db = self.db_label().to_path_buf();
+        let fence = self.fence();
         self.submit(Job::atomic(
-            Box::new(move |conn| write_batch(conn, &db, &batch)),
+            Box::new(move |conn| {
+                fence.check(conn, batch.processes())?;
+                write_batch(conn, &db, &batch)
+            }),
             Box::new(move |outcome| {
                 let _ = tx.send(outcome);
             }),

@@ -425,6 +425,18 @@ CREATE TABLE cu_lease (
 );
 "#;
 
+/// The process lease table (`cu_store::ownership`), created when missing.
+const PG_OWNERSHIP: &str = r#"
+CREATE TABLE IF NOT EXISTS cu_owner (
+    process_id TEXT COLLATE "C" PRIMARY KEY,
+    node TEXT NOT NULL,
+    url TEXT NOT NULL,
+    token BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cu_owner_by_node ON cu_owner (node);
+"#;
+
 /// The advisory lock key under which a store creates or migrates the PostgreSQL schema, so that nodes
 /// starting together do it once ("ao-cu" in ASCII).
 const PG_SCHEMA_LOCK: i64 = 0x0061_6f2d_6375;
@@ -520,6 +532,9 @@ pub fn pg_open_writer(
             )
             .map_err(|e| StoreError::db(db("recording the schema version"), e))?;
         }
+        // The cluster's process leases (`cu_store::ownership`): tables of their own, not versioned data.
+        conn.batch(PG_OWNERSHIP)
+            .map_err(|e| StoreError::db(db("creating the process lease table"), e))?;
         Ok(())
     })();
     match applied {

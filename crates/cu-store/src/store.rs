@@ -13,6 +13,7 @@ use crate::blobs::{self, Blobs, CHECKPOINT_DIR};
 use crate::db::{Arg, Conn, DbError, args};
 use crate::error::{StoreError, to_sql_int};
 use crate::lease::{self, LeaseOptions, LeaseState};
+use crate::ownership::{self, Ownership, OwnershipOptions};
 use crate::records::{
     Bound, CheckpointMeta, CheckpointRecord, LogEntry, ModuleRecord, ProcessRecord, ResultRecord,
     ResultsPage, ResultsQuery, Sort,
@@ -125,6 +126,9 @@ pub struct StoreOptions {
     /// Take the store lease before writing (PostgreSQL only; see [`crate::lease`]): one writing node at a
     /// time on a shared database, fenced.
     pub lease: Option<LeaseOptions>,
+    /// Take part in process ownership (PostgreSQL only; see [`crate::ownership`]): every write of a process
+    /// needs its lease, checked in the write's transaction.
+    pub ownership: Option<OwnershipOptions>,
     /// Power-cut safety: `synchronous=FULL` (every commit fsynced) and the store directories fsynced on open.
     /// Without it commits survive a crash or `kill -9` of the process but not a power cut (`synchronous=NORMAL`
     /// in WAL mode). Checkpoint files and their directory are fsynced either way.
@@ -140,6 +144,7 @@ impl Default for StoreOptions {
             database: Database::Sqlite,
             checkpoint_bucket: None,
             lease: None,
+            ownership: None,
             fsync: false,
             group_commit_max: 1024,
         }
@@ -169,6 +174,8 @@ struct Inner {
     blobs: Blobs,
     lease: Option<Arc<LeaseState>>,
     renewal: Option<JoinHandle<()>>,
+    ownership: Option<Arc<Ownership>>,
+    owner_renewal: Option<JoinHandle<()>>,
     sender: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
     writer_id: ThreadId,
@@ -191,6 +198,12 @@ impl Drop for Inner {
             lease::stop(lease);
         }
         if let Some(handle) = self.renewal.take() {
+            let _ = handle.join();
+        }
+        if let Some(ownership) = &self.ownership {
+            ownership::stop(ownership, ownership::Stop::Release);
+        }
+        if let Some(handle) = self.owner_renewal.take() {
             let _ = handle.join();
         }
     }
@@ -276,7 +289,13 @@ impl Store {
             }
             Database::Postgres { url } => {
                 let db = PathBuf::from(schema::redact_url(url));
-                let idle = options.lease.as_ref().map(|l| l.ttl);
+                let idle = [
+                    options.lease.as_ref().map(|l| l.ttl),
+                    options.ownership.as_ref().map(|o| o.ttl),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
                 let conn = schema::pg_open_writer(url, &db, options.fsync, idle)?;
                 let (url, label, fsync) = (url.clone(), db.clone(), options.fsync);
                 let reconnect: writer::Reconnect =
@@ -302,6 +321,25 @@ impl Store {
                     Box::new(move || schema::pg_connect(&url, &label));
                 let handle = lease::spawn_renewal(Arc::clone(&state), open, db.clone(), opts.ttl)
                     .map_err(|e| StoreError::io(dir, e))?;
+                (Some(state), Some(handle))
+            }
+        };
+        let (ownership, owner_renewal) = match (&options.ownership, database) {
+            (None, _) => (None, None),
+            (Some(_), Database::Sqlite) => {
+                return Err(StoreError::Config {
+                    reason: "process ownership needs a shared PostgreSQL database (--db-url)".into(),
+                });
+            }
+            (Some(opts), Database::Postgres { url }) => {
+                let (url, label) = (url.clone(), db.clone());
+                let state = Ownership::new(
+                    opts,
+                    db.clone(),
+                    Box::new(move || schema::pg_connect(&url, &label)),
+                )?;
+                let handle =
+                    ownership::spawn_renewal(Arc::clone(&state)).map_err(|e| StoreError::io(dir, e))?;
                 (Some(state), Some(handle))
             }
         };
@@ -337,6 +375,8 @@ impl Store {
                 blobs,
                 lease,
                 renewal,
+                ownership,
+                owner_renewal,
                 sender: Some(sender),
                 writer: Some(handle),
                 writer_id,
@@ -349,6 +389,16 @@ impl Store {
     /// The store directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// This node's process leases, when the store was opened with [`StoreOptions::ownership`].
+    pub fn ownership(&self) -> Option<&Arc<Ownership>> {
+        self.inner.ownership.as_ref()
+    }
+
+    /// The fencing check of process writes, for the writer's ops (`None` without ownership).
+    pub(crate) fn fence(&self) -> Fence {
+        Fence(self.inner.ownership.clone())
     }
 
     /// The store lease this store holds, when it was opened with one.
@@ -511,9 +561,13 @@ impl Store {
         to_sql_int("timestamp", p.timestamp)?;
         let p = p.clone();
         let ctx = self.ctx(format_args!("storing process {}", p.id));
+        let fence = self.fence();
         self.submit_wait(|done| {
             Job::single(
-                Box::new(move |conn| crate::schedule::insert_process(conn, &p, &ctx)),
+                Box::new(move |conn| {
+                    fence.check(conn, [p.id.as_str()])?;
+                    crate::schedule::insert_process(conn, &p, &ctx)
+                }),
                 done,
             )
         })
@@ -554,7 +608,16 @@ impl Store {
         }
         let entries = entries.to_vec();
         let db = self.inner.db.clone();
-        self.submit_wait(|done| Job::atomic(Box::new(move |conn| insert_log(conn, &db, &entries)), done))
+        let fence = self.fence();
+        self.submit_wait(|done| {
+            Job::atomic(
+                Box::new(move |conn| {
+                    fence.check(conn, entries.iter().map(|e| e.process_id.as_str()))?;
+                    insert_log(conn, &db, &entries)
+                }),
+                done,
+            )
+        })
     }
 
     /// Up to `limit` log entries of a process with `pos >= from_pos`, ascending.
@@ -652,8 +715,10 @@ impl Store {
             Err(e) => return done(Err(e)),
         };
         let db = self.inner.db.clone();
+        let fence = self.fence();
         self.submit(Job::single(
             Box::new(move |conn| {
+                fence.check(conn, [r.process_id.as_str()])?;
                 conn.execute(
                     "INSERT INTO results (process_id, pos, message_id, nonce, timestamp, block_height, \
                      cron, has_error, output_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
@@ -875,9 +940,11 @@ impl Store {
         };
         let row = rec.clone();
         let ctx = self.ctx(format_args!("indexing checkpoint {}/{}", rec.process_id, rec.seq));
+        let fence = self.fence();
         self.submit_wait(|done| {
             Job::single(
                 Box::new(move |conn| {
+                    fence.check(conn, [row.process_id.as_str()])?;
                     conn.execute(
                         "INSERT INTO checkpoints (process_id, seq, pos, kind, parent, memory_len, file, blake3, \
                          bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -948,9 +1015,11 @@ impl Store {
         let ctx = self.ctx(format_args!(
             "pruning checkpoints of process {process_id} before {seq}"
         ));
+        let fence = self.fence();
         self.submit_wait(|done| {
             Job::single(
                 Box::new(move |conn| {
+                    fence.check(conn, [pid.as_str()])?;
                     match i64::try_from(seq) {
                         Ok(seq) => conn.execute(
                             "DELETE FROM checkpoints WHERE process_id = ?1 AND seq < ?2",
@@ -1078,4 +1147,23 @@ pub(crate) fn insert_log<'e>(
         last.insert(e.process_id.as_str(), e.pos);
     }
     Ok(())
+}
+
+/// The fencing check of process writes ([`crate::ownership`]), carried into the writer's ops: nothing
+/// without ownership.
+#[derive(Clone)]
+pub(crate) struct Fence(Option<Arc<Ownership>>);
+
+impl Fence {
+    /// Checks that this node holds the lease of every process in `processes`, in `conn`'s transaction.
+    pub(crate) fn check<'p>(
+        &self,
+        conn: &Conn,
+        processes: impl IntoIterator<Item = &'p str>,
+    ) -> Result<(), StoreError> {
+        match &self.0 {
+            None => Ok(()),
+            Some(ownership) => ownership.check(conn, &processes.into_iter().collect::<Vec<_>>()),
+        }
+    }
 }

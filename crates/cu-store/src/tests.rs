@@ -30,7 +30,7 @@ fn tags(n: usize) -> Vec<Tag> {
         .collect()
 }
 
-fn process(id: &str) -> ProcessRecord {
+pub(crate) fn process(id: &str) -> ProcessRecord {
     ProcessRecord {
         id: id.into(),
         module_id: "module-1".into(),
@@ -59,7 +59,7 @@ fn entry(pid: &str, pos: u64) -> LogEntry {
 
 /// Result at `pos`: two results per timestamp (pos 1,2 at t=1000; 3,4 at t=1001; ...), every 3rd is cron,
 /// every 4th has an error.
-fn result(pid: &str, pos: u64) -> ResultRecord {
+pub(crate) fn result(pid: &str, pos: u64) -> ResultRecord {
     let cron = pos.is_multiple_of(3);
     ResultRecord {
         process_id: pid.into(),
@@ -792,7 +792,7 @@ fn results_survive_kill_9() {
     }
 }
 
-fn meta(pid: &str, seq: u64, kind: CheckpointKind, parent: Option<u64>) -> CheckpointMeta {
+pub(crate) fn meta(pid: &str, seq: u64, kind: CheckpointKind, parent: Option<u64>) -> CheckpointMeta {
     CheckpointMeta {
         process_id: pid.into(),
         seq,
