@@ -192,10 +192,10 @@ impl Ownership {
         f: impl Fn(&Conn) -> Result<T, crate::db::DbError>,
     ) -> Result<T, StoreError> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.as_ref().is_none_or(Conn::is_closed) {
-            *guard = Some((self.open)()?);
-        }
-        let conn = guard.as_ref().expect("connected above");
+        let conn = match guard.take() {
+            Some(c) if !c.is_closed() => guard.insert(c),
+            _ => guard.insert((self.open)()?),
+        };
         f(conn).map_err(|e| StoreError::db(format!("{what} (database {})", self.db.display()), e))
     }
 
