@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what ao-cu's tests need on a fresh Debian machine (idempotent; skips what is present):
-# Debian's emscripten (builds the Lua test process), wabt, PostgreSQL and s3s-fs (the store's shared engines), clang-14/lld-14/binaryen (the WeaveDrive probe), Node.js + npm (the reference loader),
+# Debian's emscripten (builds the Lua test process), wabt, PostgreSQL, s3s-fs and HAProxy (the cluster's shared engines), clang-14/lld-14/binaryen (the WeaveDrive probe), Node.js + npm (the reference loader),
 # lavapipe (a software Vulkan driver, so the GPU kernels really run), numpy + scikit-learn (the
 # quantised digits model), the SmolLM2 model file with its Python readers and oracles, and the pinned npm packages of the reference oracles.
 set -euo pipefail
@@ -20,6 +20,8 @@ command -v npm >/dev/null || need+=(npm)
 ldconfig -p | grep -q libvulkan.so.1 || need+=(libvulkan1)
 # PostgreSQL: the store's second engine (tests/pg/start.sh runs throwaway servers).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# HAProxy: the consistent-hash proxy of the cluster test (deploy/haproxy/haproxy.cfg).
+command -v haproxy >/dev/null || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -84,6 +84,25 @@ pub struct ServeArgs {
     /// How long the store lease lasts without renewal (ms): a crashed node's standby takes over after it.
     #[arg(long, env = "AO_CU_STORE_LEASE_TTL", default_value = "10000", value_parser = parse_u64)]
     pub store_lease_ttl_ms: u64,
+    /// Join a cluster of nodes on the shared `--db-url` database under this name: every process is owned by
+    /// one node at a time through a lease with a fencing token, only its owner schedules and evaluates it,
+    /// and requests that land on another node are forwarded to the owner (docs/deploy.md). All nodes of a
+    /// cluster share the wallet (`--wallet-file`) and the checkpoint bucket (`--checkpoint-s3-*`).
+    #[arg(
+        long,
+        env = "AO_CU_CLUSTER_NODE",
+        requires = "db_url",
+        conflicts_with = "store_lease"
+    )]
+    pub cluster_node: Option<String>,
+    /// The URL the other nodes of the cluster reach this node at (default: the listen address, or
+    /// `http://localhost:PORT` when listening on all interfaces).
+    #[arg(long, env = "AO_CU_CLUSTER_URL", requires = "cluster_node")]
+    pub cluster_url: Option<String>,
+    /// How long a process lease lasts without renewal (ms): a crashed node's processes move to the others
+    /// after it.
+    #[arg(long, env = "AO_CU_PROCESS_LEASE_TTL", default_value = "10000", value_parser = parse_u64)]
+    pub process_lease_ttl_ms: u64,
     /// Keep checkpoint blobs in an S3-compatible object store at this URL (e.g. `http://127.0.0.1:3900`)
     /// instead of files in the data directory; needs `--checkpoint-s3-bucket` and credentials.
     #[arg(long, env = "AO_CU_CHECKPOINT_S3_ENDPOINT", requires = "checkpoint_s3_bucket")]
@@ -348,7 +367,7 @@ fn wall_clock_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConfig {
+fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String, cluster_url: String) -> NodeConfig {
     let public_url_for_uploads = public_url.clone();
     let mut engine = cu_engine::EngineConfig::default();
     if let Some(n) = args.workers {
@@ -400,6 +419,11 @@ fn node_config(args: &ServeArgs, wallet: Wallet, public_url: String) -> NodeConf
         lease: args.store_lease.as_ref().map(|owner| cu_store::LeaseOptions {
             owner: owner.clone(),
             ttl: Duration::from_millis(args.store_lease_ttl_ms.max(100)),
+        }),
+        ownership: args.cluster_node.as_ref().map(|node| cu_store::OwnershipOptions {
+            node: node.clone(),
+            url: cluster_url,
+            ttl: Duration::from_millis(args.process_lease_ttl_ms.max(100)),
         }),
         fsync: args.fsync,
         ..cu_store::StoreOptions::default()
@@ -564,7 +588,11 @@ async fn serve(args: ServeArgs, wallet: Wallet, attestor: Arc<Attestor>) -> Resu
         .clone()
         .unwrap_or_else(|| default_public_url(local));
     let address = wallet.address();
-    let config = node_config(&args, wallet, public_url.clone());
+    let cluster_url = args
+        .cluster_url
+        .clone()
+        .unwrap_or_else(|| default_public_url(local));
+    let config = node_config(&args, wallet, public_url.clone(), cluster_url);
     let node = tokio::task::spawn_blocking(move || Node::open(config))
         .await
         .context("opening the node")?

@@ -236,6 +236,18 @@ impl Engine {
         Ok(rx)
     }
 
+    /// Drops what the engine keeps of `process` (its instance, without a checkpoint, and its progress;
+    /// its waiters fail with [`EngineError::Moved`]): another node owns it now. Returns at once; the
+    /// process's commands queued before run first.
+    pub fn forget(&self, process: &str) -> Result<(), EngineError> {
+        self.send(
+            process,
+            Command::Forget {
+                process: process.to_string(),
+            },
+        )
+    }
+
     /// Checkpoints `process` now if it is resident and changed; the sequence number written.
     pub fn checkpoint(&self, process: &str) -> Result<Option<u64>, EngineError> {
         let (tx, rx) = bounded(1);

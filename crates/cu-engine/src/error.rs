@@ -5,6 +5,9 @@ use thiserror::Error;
 /// Why the engine could not do what was asked.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum EngineError {
+    /// The process moved to another node (process ownership in a cluster) while this node evaluated it.
+    #[error("process {0} moved to another node")]
+    Moved(String),
     /// No process with this id is in the store.
     #[error("process {0} not found")]
     UnknownProcess(String),
@@ -94,6 +97,9 @@ fn seconds(d: &std::time::Duration) -> String {
 
 impl From<cu_store::StoreError> for EngineError {
     fn from(e: cu_store::StoreError) -> Self {
-        EngineError::Store(e.to_string())
+        match e {
+            cu_store::StoreError::NotOwner { process, .. } => EngineError::Moved(process),
+            e => EngineError::Store(e.to_string()),
+        }
     }
 }

@@ -86,6 +86,12 @@ pub enum Command {
         /// The sequence number written, if any.
         reply: Sender<Result<Option<u64>, EngineError>>,
     },
+    /// Drop the process (its instance, without a checkpoint, and what was known of its progress): another
+    /// node owns it now, so what this node kept of it may be stale. Its waiters fail.
+    Forget {
+        /// Process id.
+        process: String,
+    },
     /// Checkpoint (per policy) and drop every resident process, then stop.
     Shutdown {
         /// Answered once everything is durable (a plain channel: shutdown may be called from any thread,
@@ -100,7 +106,8 @@ impl Command {
             Command::Advance { process, .. }
             | Command::DryRun { process, .. }
             | Command::State { process, .. }
-            | Command::Checkpoint { process, .. } => Some(process),
+            | Command::Checkpoint { process, .. }
+            | Command::Forget { process } => Some(process),
             Command::Shutdown { .. } => None,
         }
     }
@@ -501,6 +508,14 @@ impl Shard {
                     None => Ok(None),
                 };
                 let _ = reply.send(result);
+            }
+            Command::Forget { process } => {
+                let mut core = lock(&self.core);
+                core.residents.remove(&process);
+                if let Some(progress) = core.progress.remove(&process) {
+                    progress.fail_all(&EngineError::Moved(process.clone()));
+                }
+                self.publish(&core);
             }
             Command::Shutdown { .. } => {}
         }

@@ -63,6 +63,7 @@
 
 mod cache;
 mod client;
+pub mod cluster;
 mod error;
 mod metrics;
 mod query;

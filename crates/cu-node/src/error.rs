@@ -56,7 +56,11 @@ impl NodeError {
 
 impl From<cu_store::StoreError> for NodeError {
     fn from(e: cu_store::StoreError) -> Self {
-        NodeError::Internal(e.to_string())
+        match e {
+            // The process moved to another node (a cluster): the client retries, and lands at the owner.
+            cu_store::StoreError::NotOwner { .. } => NodeError::Unavailable(e.to_string()),
+            _ => NodeError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -66,6 +70,7 @@ impl From<cu_scheduler::SchedError> for NodeError {
         match e {
             S::UnknownProcess(p) => NodeError::NotFound(format!("process {p} not found")),
             S::Cron(m) | S::Invalid(m) => NodeError::BadRequest(m),
+            S::Store(e) => e.into(),
             other => NodeError::Internal(other.to_string()),
         }
     }
@@ -81,7 +86,7 @@ impl From<cu_engine::EngineError> for NodeError {
             E::Limits { .. } => NodeError::TooLarge(e.to_string()),
             E::Busy(_) => NodeError::Busy(e.to_string()),
             // WeaveDrive data the process reads cannot be had now: retried on the next request.
-            E::Halted { .. } => NodeError::Unavailable(e.to_string()),
+            E::Halted { .. } | E::Moved(_) => NodeError::Unavailable(e.to_string()),
             E::DryRunBusy => NodeError::RateLimited("Dry-Run enqueue limit exceeded".into()),
             // The same dry-run would run as long again: not worth a retry (422, not 503).
             E::DryRunTimeout(_) | E::DryRunCancelled => NodeError::Unprocessable(e.to_string()),

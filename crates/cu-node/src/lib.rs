@@ -30,6 +30,7 @@ pub mod arweave;
 mod bells;
 mod bundler;
 pub mod checkpoints;
+mod cluster;
 mod cu;
 pub mod drive;
 mod error;
@@ -45,6 +46,7 @@ mod quota;
 mod su;
 
 pub use checkpoints::{CheckpointColdStart, CheckpointUploads};
+pub use cluster::{Route, item_process};
 pub use cu::{ResultsParams, StateReply};
 pub use cu_upstream::{UpstreamConfig, http::HttpOptions};
 pub use cu_wasm::models::DEFAULT_MODEL_BUDGET;

@@ -66,6 +66,20 @@ impl Node {
             "counter",
             self.inner.forwarded.load(Relaxed),
         );
+        if self.clustered() {
+            line(
+                "cluster_owned_processes",
+                "Processes whose lease this node holds (cluster mode).",
+                "gauge",
+                self.owned_processes().len() as u64,
+            );
+            line(
+                "cluster_takeovers_total",
+                "Process leases this node took from another node or took back (cluster mode).",
+                "counter",
+                self.cluster_moves(),
+            );
+        }
         line(
             "uploaded_items_total",
             "Data items stored through the bundler surface (POST /tx).",

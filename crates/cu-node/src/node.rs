@@ -67,6 +67,10 @@ pub struct NodeConfig {
 }
 
 pub(crate) struct Inner {
+    /// Processes taken over from other nodes (cluster mode).
+    pub(crate) cluster_moves: AtomicU64,
+    /// The client that hands outbox items to the nodes that own their targets (cluster mode).
+    pub(crate) peers: Option<cu_upstream::http::Fetcher>,
     pub(crate) store: Store,
     pub(crate) engine: Engine,
     pub(crate) scheduler: Scheduler,
@@ -183,6 +187,15 @@ impl Node {
         let scheduler = Scheduler::new(store.clone(), wallet.clone(), config.cron);
         let node = Node {
             inner: Arc::new(Inner {
+                cluster_moves: AtomicU64::new(0),
+                peers: store.ownership().map(|_| {
+                    cu_upstream::http::Fetcher::new(cu_upstream::http::HttpOptions {
+                        timeout: std::time::Duration::from_secs(10),
+                        retries: 3,
+                        backoff: std::time::Duration::from_millis(200),
+                        max_body: 1 << 20,
+                    })
+                }),
                 address: wallet.address(),
                 store,
                 engine,
@@ -208,6 +221,14 @@ impl Node {
                 item_transport: std::sync::OnceLock::new(),
             }),
         };
+        if node.clustered() && node.inner.network.is_some() {
+            return Err(NodeError::BadRequest(
+                "cluster mode (process ownership) computes the processes its own nodes schedule; it \
+                 cannot be combined with network mode yet"
+                    .into(),
+            ));
+        }
+        node.start_cluster()?;
         node.start_outbox()?;
         node.start_catch_up()?;
         node.start_checkpoint_uploads()?;
@@ -222,11 +243,28 @@ impl Node {
         std::thread::Builder::new()
             .name("cu-node-outbox".into())
             .spawn(move || {
-                while let Ok(pid) = rx.recv() {
+                // Processes whose delivery failed (a target's node unreachable, a store error), tried
+                // again after a pause even if nothing new is scheduled on them.
+                let mut retry: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+                let pause = std::time::Duration::from_millis(500);
+                let mut retried = std::time::Instant::now();
+                loop {
+                    let mut pids: Vec<String> = match rx.recv_timeout(pause) {
+                        Ok(pid) => vec![pid],
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Vec::new(),
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
+                    if retried.elapsed() >= pause {
+                        retried = std::time::Instant::now();
+                        pids.extend(std::mem::take(&mut retry));
+                    }
                     let Some(inner) = weak.upgrade() else { break };
                     let node = Node { inner };
-                    if let Err(e) = node.deliver(&pid) {
-                        tracing::warn!(process = %pid, error = %e, "outbox delivery");
+                    for pid in pids {
+                        if let Err(e) = node.deliver(&pid) {
+                            tracing::warn!(process = %pid, error = %e, "outbox delivery (tried again shortly)");
+                            retry.insert(pid);
+                        }
                     }
                 }
             })
@@ -243,6 +281,11 @@ impl Node {
     pub(crate) fn notify(&self, pid: &str) {
         let _ = self.inner.engine.advance(pid);
         self.inner.bells.ring(pid);
+        self.queue_outbox(pid);
+    }
+
+    /// Queues `pid` for outbox delivery.
+    pub(crate) fn queue_outbox(&self, pid: &str) {
         if let Ok(g) = self.inner.outbox.lock()
             && let Some(tx) = g.as_ref()
         {

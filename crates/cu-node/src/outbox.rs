@@ -1,6 +1,7 @@
 //! Outbox delivery: the messages, spawns and assignments a result asks for, signed by the node wallet
 //! and scheduled here, in order and exactly once, resumed after a restart.
 
+use crate::cluster::Route;
 use std::sync::atomic::Ordering::Relaxed;
 
 use cu_ans104::DataItem;
@@ -58,6 +59,10 @@ struct TagView {
 impl Node {
     /// Delivers the outboxes of `pid`'s results not delivered yet (waits for its evaluation).
     pub(crate) fn deliver(&self, pid: &str) -> Result<(), NodeError> {
+        // In a cluster, only the process's owner delivers its outbox.
+        if !self.owns(pid) {
+            return Ok(());
+        }
         let store = &self.inner.store;
         let last = store.last_pos(pid)?;
         let reads = self.inner.scheduler.reads();
@@ -124,7 +129,7 @@ impl Node {
                     pos,
                     item: key,
                 };
-                self.schedule_item(target, &item, Some(raw), vec![mark])?;
+                self.deliver_message(target, &item, raw, mark)?;
                 self.inner.delivered.fetch_add(1, Relaxed);
             }
             for (i, sp) in out.spawns.iter().enumerate() {
@@ -163,7 +168,12 @@ impl Node {
                     pos,
                     item: key,
                 };
-                match self.spawn(&item, raw, vec![mark]) {
+                let spawned = match self.route(&item.id())? {
+                    Route::Local => self.spawn(&item, raw, vec![mark]),
+                    // Spawned already (its id is the item's): by an earlier try of this delivery.
+                    Route::Remote { .. } => self.mark_delivered(mark),
+                };
+                match spawned {
                     Ok(()) => {
                         self.inner.delivered.fetch_add(1, Relaxed);
                     }
@@ -196,7 +206,16 @@ impl Node {
                         pos,
                         item: key,
                     };
-                    self.schedule_item(t, &item, None, vec![mark])?;
+                    match self.route(t)? {
+                        Route::Local => {
+                            self.schedule_item(t, &item, None, vec![mark])?;
+                        }
+                        Route::Remote { url, .. } => {
+                            let at = format!("{url}/?process-id={t}&assign={message_id}");
+                            self.post_to_owner(&at, b"")?;
+                            self.mark_delivered(mark)?;
+                        }
+                    }
                 }
             }
             store.commit_schedule(cu_store::schedule::ScheduleBatch {
@@ -205,6 +224,58 @@ impl Node {
             })?;
         }
         Ok(())
+    }
+
+    /// Schedules an outbox message on its target: here (with its delivery mark, in one transaction), or
+    /// (a cluster) through the MU of the node that owns the target, after which the delivery is marked
+    /// here. The item handed over is kept first (`Store::keep_signed_outbox_item`): a try after a crash
+    /// between the hand-over and the mark sends the same item, which the target schedules once.
+    fn deliver_message(
+        &self,
+        target: &str,
+        item: &DataItem,
+        raw: Vec<u8>,
+        mark: cu_store::schedule::DeliveryMark,
+    ) -> Result<(), NodeError> {
+        match self.route(target)? {
+            Route::Local => self
+                .schedule_item(target, item, Some(raw), vec![mark])
+                .map(|_| ()),
+            Route::Remote { url, .. } => {
+                let raw =
+                    self.inner
+                        .store
+                        .keep_signed_outbox_item(&mark.process_id, mark.pos, &mark.item, &raw)?;
+                self.post_to_owner(&format!("{url}/"), &raw)?;
+                self.mark_delivered(mark)
+            }
+        }
+    }
+
+    /// `POST` to another node of the cluster (its MU): the JSON answer, or why not (503).
+    fn post_to_owner(&self, url: &str, body: &[u8]) -> Result<serde_json::Value, NodeError> {
+        let peers =
+            self.inner.peers.as_ref().ok_or_else(|| {
+                NodeError::Internal("only a cluster node hands items to other nodes".into())
+            })?;
+        peers
+            .post_bytes::<serde_json::Value>(
+                "handing an outbox item to the node that owns its target",
+                url,
+                "application/octet-stream",
+                body,
+            )
+            .map_err(|e| NodeError::Unavailable(e.to_string()))
+    }
+
+    fn mark_delivered(&self, mark: cu_store::schedule::DeliveryMark) -> Result<(), NodeError> {
+        Ok(self
+            .inner
+            .store
+            .commit_schedule(cu_store::schedule::ScheduleBatch {
+                delivered: vec![mark],
+                ..Default::default()
+            })?)
     }
 
     pub(crate) fn sign(

@@ -187,6 +187,15 @@ impl Scheduler {
         }
     }
 
+    /// Drops what the scheduler keeps of `pid` (its last assignment): another node may schedule it now,
+    /// so it is read from the store again at its next message.
+    pub fn forget(&self, pid: &str) {
+        let slot = self.slot(pid);
+        let mut guard = lock(&slot);
+        guard.state = None;
+        guard.generation += 1;
+    }
+
     /// The schedule reads (SU read routes).
     pub fn reads(&self) -> &ScheduleReads {
         &self.reads

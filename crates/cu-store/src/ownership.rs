@@ -181,6 +181,27 @@ impl Ownership {
         v
     }
 
+    /// How long this node has held `process`'s lease (in this tenure), if it holds it.
+    pub fn tenure(&self, process: &str) -> Option<Duration> {
+        self.held().get(process).map(|h| h.claimed.elapsed())
+    }
+
+    /// Up to `limit` processes whose lease ran out without being released (their node crashed or was
+    /// cut off), oldest expiry first: work for the living nodes.
+    pub fn orphaned(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn("listing processes whose lease ran out", |c| {
+            c.query(
+                &format!(
+                    "SELECT process_id FROM cu_owner WHERE expires_ms > 0 AND expires_ms < {NOW_MS} \
+                     ORDER BY expires_ms LIMIT ?1"
+                ),
+                args![limit],
+                |r| r.text(0),
+            )
+        })
+    }
+
     /// The margin kept before a lease's expiry: this node stops acting as owner that long before.
     fn margin(&self) -> Duration {
         self.ttl / 5
@@ -384,6 +405,57 @@ impl Ownership {
                 tracing::warn!(process = %p, "could not release a process lease (it expires by itself): {e}");
             }
         }
+    }
+}
+
+impl crate::Store {
+    /// The outbox item `item` of `process`'s result at `pos`, signed for a target another node owns: the
+    /// first one kept (by [`Store::keep_signed_outbox_item`]), so that every try hands over the same item
+    /// (the same id, which the target's scheduler schedules once).
+    pub fn keep_signed_outbox_item(
+        &self,
+        process: &str,
+        pos: u64,
+        item: &str,
+        raw: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let pos_i = i64::try_from(pos).map_err(|_| StoreError::Config {
+            reason: format!("log position {pos} does not fit"),
+        })?;
+        let (pid, key, bytes) = (process.to_string(), item.to_string(), raw.to_vec());
+        let fence = self.fence();
+        let ctx = self.ctx(format_args!("keeping outbox item {item} of {process}/{pos}"));
+        self.submit_wait(|done| {
+            crate::writer::Job::single(
+                Box::new(move |conn| {
+                    fence.check(conn, [pid.as_str()])?;
+                    conn.execute(
+                        "INSERT INTO cu_outbox_signed (process_id, pos, item, raw) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT DO NOTHING",
+                        args![&pid, pos_i, &key, bytes.as_slice()],
+                    )
+                    .map(|_| ())
+                    .map_err(|e| StoreError::db(ctx.clone(), e))
+                }),
+                done,
+            )
+        })?;
+        self.read(|conn| {
+            conn.query_opt(
+                "SELECT raw FROM cu_outbox_signed WHERE process_id = ?1 AND pos = ?2 AND item = ?3",
+                args![process, pos_i, item],
+                |r| r.bytes(0),
+            )
+            .map_err(|e| {
+                StoreError::db(
+                    self.ctx(format_args!("reading outbox item {item} of {process}")),
+                    e,
+                )
+            })
+        })?
+        .ok_or_else(|| StoreError::Config {
+            reason: format!("outbox item {item} of {process}/{pos} was not kept"),
+        })
     }
 }
 

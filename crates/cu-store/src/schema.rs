@@ -425,7 +425,8 @@ CREATE TABLE cu_lease (
 );
 "#;
 
-/// The process lease table (`cu_store::ownership`), created when missing.
+/// The cluster's tables, created when missing: the process leases (`cu_store::ownership`), and the outbox
+/// items signed for a process another node owns (kept so that a retried hand-over sends the same item).
 const PG_OWNERSHIP: &str = r#"
 CREATE TABLE IF NOT EXISTS cu_owner (
     process_id TEXT COLLATE "C" PRIMARY KEY,
@@ -435,6 +436,13 @@ CREATE TABLE IF NOT EXISTS cu_owner (
     expires_ms BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cu_owner_by_node ON cu_owner (node);
+CREATE TABLE IF NOT EXISTS cu_outbox_signed (
+    process_id TEXT COLLATE "C" NOT NULL,
+    pos BIGINT NOT NULL,
+    item TEXT COLLATE "C" NOT NULL,
+    raw BYTEA NOT NULL,
+    PRIMARY KEY (process_id, pos, item)
+);
 "#;
 
 /// The advisory lock key under which a store creates or migrates the PostgreSQL schema, so that nodes

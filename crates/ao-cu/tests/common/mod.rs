@@ -10,6 +10,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod engines;
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -71,8 +73,14 @@ impl Server {
 
     /// [`Server::start`] with more `ao-cu serve` arguments.
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
+        Server::start_on(data, 0, extra)
+    }
+
+    /// [`Server::start_with`] on `port` (0: a free one).
+    pub fn start_on(data: &Path, port: u16, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ao-cu"))
-            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "2"])
+            .args(["serve", "--host", "127.0.0.1", "--workers", "2"])
+            .args(["--port", &port.to_string()])
             .arg("--data-dir")
             .arg(data)
             .args(extra)

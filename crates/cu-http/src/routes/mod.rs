@@ -35,8 +35,8 @@ use crate::metrics::HttpMetrics;
 use crate::upload::{GuardedBody, Reservation, busy_response};
 
 pub(crate) struct AppState {
-    node: Node,
-    config: HttpConfig,
+    pub(crate) node: Node,
+    pub(crate) config: HttpConfig,
     dry_run_cache: DryRunCache<DryRunAnswer>,
     limiter: Option<RateLimiter>,
     metrics: HttpMetrics,
@@ -71,6 +71,10 @@ pub fn router(node: Node, config: HttpConfig) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::route_to_owner,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), guard_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.config.body_limit))

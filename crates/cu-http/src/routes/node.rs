@@ -20,6 +20,26 @@ pub(super) fn routes(_config: &HttpConfig) -> Router<Arc<AppState>> {
         .route("/healthcheck", get(healthcheck))
         .route("/health", get(healthcheck))
         .route("/~snp@1.0/report", get(evidence))
+        .route(crate::cluster::HAND_OVER_PATH, axum::routing::post(hand_over))
+}
+
+/// `POST /~cluster@1.0/hand-over?process-id=P` (cluster mode): another node asks for a process the proxy
+/// sends it requests for; `{"released": true}` when this node gave it up (checkpointed and released),
+/// `false` when it does not hold it or has held it for less than twice the lease time to live.
+async fn hand_over(
+    State(state): Shared,
+    Query(crate::query::ProcessIdParam { process_id }): Query<crate::query::ProcessIdParam>,
+) -> Reply {
+    let node = state.node.clone();
+    if !node.clustered() {
+        return Err(HttpError::request(
+            StatusCode::NOT_FOUND,
+            "this node is not in a cluster",
+        ));
+    }
+    let min_tenure = node.cluster_ttl().unwrap_or_default() * 2;
+    let released = super::blocking(move || node.hand_over(&process_id, min_tenure)).await?;
+    Ok(json_ok(&serde_json::json!({ "released": released })))
 }
 
 pub(super) fn metrics_routes() -> Router<Arc<AppState>> {

@@ -1,0 +1,293 @@
+//! A cluster of `ao-cu serve` nodes, end to end, on real engines: a throwaway PostgreSQL server (the shared
+//! store and the process leases), s3s-fs (the shared checkpoints), three nodes (`--cluster-node`) and
+//! HAProxy with `deploy/haproxy/haproxy.cfg` (consistent hashing on the process id) in front.
+//!
+//! `tests/e2e/cluster.mjs run` drives the real `@permaweb/aoconnect` through the proxy: it spawns
+//! processes and sends each of them its messages (every 10th a `Send` whose outbox message goes to the
+//! next process, usually owned by another node). One node is SIGKILLed at a random moment of the run and
+//! started again later. Then:
+//! - every message the MU acknowledged has its result, and each process's `Count` outputs are exactly
+//!   1..K in schedule order (`cluster.mjs verify`): nothing lost, nothing evaluated twice, the state
+//!   continuous across the nodes that owned the process;
+//! - in PostgreSQL: no message scheduled twice on a process, nonces contiguous (no slot signed twice),
+//!   one result per log position, and processes did move between nodes (lease tokens above 1);
+//! - a single node (no cluster) on a copy of the database with the results and checkpoints removed
+//!   evaluates the same log from scratch: its results are byte-identical to the cluster's.
+//!
+//! Needs what `tests/postgres.rs` needs, plus HAProxy (`tests/setup.sh` installs it); without them the
+//! test prints SKIPPED, or fails when `CI` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::hash::{BuildHasher, Hasher};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::engines::{Postgres, S3, free_port};
+use common::{Server, repo, under_ci};
+
+const PROCESSES: usize = 100;
+const MESSAGES: usize = 50;
+const LEASE_TTL_MS: &str = "2000";
+
+/// HAProxy with the shipped configuration in front of `nodes`, stopped on drop.
+struct Proxy {
+    child: Child,
+    url: String,
+}
+
+impl Proxy {
+    fn start(nodes: &[u16]) -> Option<Proxy> {
+        if Command::new("haproxy").arg("-v").output().is_err() {
+            if under_ci() {
+                panic!("required for the tests under CI: haproxy (tests/setup.sh installs it)");
+            }
+            println!("SKIPPED: missing haproxy (tests/setup.sh installs it)");
+            return None;
+        }
+        let port = free_port();
+        let mut command = Command::new("haproxy");
+        command
+            .arg("-db")
+            .arg("-f")
+            .arg(repo().join("deploy/haproxy/haproxy.cfg"))
+            .env("AO_CU_PROXY_BIND", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (i, p) in nodes.iter().enumerate() {
+            command.env(format!("AO_CU_NODE{}", i + 1), format!("127.0.0.1:{p}"));
+        }
+        let child = command.spawn().expect("start haproxy");
+        let proxy = Proxy {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "haproxy did not start listening");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(proxy)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cluster_script(args: &[&str]) -> Command {
+    let mut command = Command::new("node");
+    command
+        .arg(repo().join("tests/e2e/cluster.mjs"))
+        .args(args)
+        .current_dir(repo().join("tests/e2e"));
+    command
+}
+
+/// A number in `lo..hi` that differs from run to run (the moment of the kill).
+fn random_between(lo: u64, hi: u64) -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    lo + h.finish() % (hi - lo)
+}
+
+/// Waits until `url`'s health check answers 200.
+fn wait_healthy(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if std::panic::catch_unwind(|| common::http_get(url, "/healthcheck").0 == 200).unwrap_or(false) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} did not become healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `(process, pos, md5 of the output)` of every result, in order.
+fn results_of(url: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            url,
+            "-Atc",
+            "SELECT process_id || ' ' || pos || ' ' || md5(output_json) FROM results ORDER BY process_id, pos",
+        ])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
+    if !common::ready() {
+        return;
+    }
+    let (Some(pg), Some(s3)) = (Postgres::start(), S3::start()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = [free_port(), free_port(), free_port()];
+    let Some(proxy) = Proxy::start(&ports) else {
+        return;
+    };
+    let data = |i: usize| tmp.path().join(format!("node{i}"));
+    let node_args = |i: usize| -> Vec<String> {
+        let mut args = vec!["--db-url".to_owned(), pg.url.clone()];
+        args.extend(s3.args());
+        args.extend(
+            [
+                "--checkpoint-every-messages",
+                "10",
+                "--cluster-node",
+                &format!("node{i}"),
+                "--cluster-url",
+                &format!("http://127.0.0.1:{}", ports[i]),
+                "--process-lease-ttl-ms",
+                LEASE_TTL_MS,
+                "--wallet-file",
+                tmp.path().join("wallet.json").to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        args
+    };
+    let start = |i: usize| {
+        let args = node_args(i);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::start_on(&data(i), ports[i], &args)
+    };
+    // The nodes share one wallet (one SU identity): the first makes it.
+    let first = {
+        let mut args = node_args(0);
+        let at = args.iter().position(|a| a == "--wallet-file").unwrap();
+        args.drain(at..at + 2);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::start_on(&data(0), ports[0], &args)
+    };
+    std::fs::copy(data(0).join("wallet.json"), tmp.path().join("wallet.json")).unwrap();
+    let mut nodes = vec![Some(first), Some(start(1)), Some(start(2))];
+    wait_healthy(&proxy.url);
+
+    let wasm = repo().join("tests/modules/build/lua-process.wasm");
+    let out = tmp.path().join("acked.json");
+    let mut driver = cluster_script(&[
+        "run",
+        &proxy.url,
+        wasm.to_str().unwrap(),
+        &PROCESSES.to_string(),
+        &MESSAGES.to_string(),
+        out.to_str().unwrap(),
+    ])
+    .spawn()
+    .expect("run cluster.mjs");
+    // Once the processes are spawned and messages flow, kill node 2 at a random moment, and start it
+    // again a few lease lifetimes later.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while std::fs::read_to_string(&out).is_err() {
+        assert!(Instant::now() < deadline, "the processes were not spawned");
+        assert!(
+            driver.try_wait().unwrap().is_none(),
+            "cluster.mjs run ended early"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kill_after = random_between(500, 6_000);
+    println!("killing node 2 {kill_after} ms into the messages");
+    std::thread::sleep(Duration::from_millis(kill_after));
+    nodes[2].take().unwrap().kill();
+    std::thread::sleep(Duration::from_millis(3 * 2_000));
+    nodes[2] = Some(start(2));
+
+    let status = driver.wait().unwrap();
+    assert!(status.success(), "cluster.mjs run through the proxy: {status}");
+    let status = cluster_script(&["verify", &proxy.url, out.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cluster.mjs verify through the proxy: {status}");
+
+    // The store: every message scheduled once per process, nonces contiguous, one result per position.
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*) FROM (SELECT process_id, message_id FROM schedule GROUP BY 1, 2 \
+             HAVING count(*) > 1) d"
+        ),
+        "0",
+        "no message scheduled twice"
+    );
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*) FROM (SELECT process_id FROM schedule GROUP BY 1 \
+             HAVING max(nonce) + 1 <> count(*)) d"
+        ),
+        "0",
+        "nonces contiguous: no slot signed twice, none skipped"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM schedule"),
+        pg.psql("SELECT count(*) FROM results"),
+        "one result per scheduled message"
+    );
+    let processes: usize = pg.psql("SELECT count(*) FROM processes").parse().unwrap();
+    assert_eq!(processes, PROCESSES);
+    let moved: usize = pg
+        .psql("SELECT count(*) FROM cu_owner WHERE token > 1")
+        .parse()
+        .unwrap();
+    assert!(moved > 0, "processes moved between nodes");
+    println!("{moved} of {PROCESSES} processes changed owner");
+
+    // The same log on one node from scratch: the same results, byte for byte.
+    for node in nodes.iter_mut() {
+        let exit = node.take().unwrap().terminate();
+        assert!(exit.success(), "a node after SIGTERM: {exit}");
+    }
+    let cluster = results_of(&pg.url);
+    let admin = pg.url.replace("/postgres", "/template1");
+    let copy = pg.url.replace("/postgres", "/single");
+    assert!(
+        Command::new("psql")
+            .args([admin.as_str(), "-Atc", "CREATE DATABASE single TEMPLATE postgres"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        Command::new("psql")
+            .args([
+                copy.as_str(),
+                "-Atc",
+                "DELETE FROM results; DELETE FROM checkpoints; DELETE FROM cu_owner",
+            ])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let single_dir = tmp.path().join("single");
+    let mut args = vec!["--db-url".to_owned(), copy.clone()];
+    args.extend(s3.args());
+    args.extend(["--checkpoint-s3-prefix", "single/", "--wallet-file"].map(String::from));
+    args.push(tmp.path().join("wallet.json").display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let single = Server::start_with(&single_dir, &args);
+    let status = cluster_script(&["verify", &single.url, out.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cluster.mjs verify on a single node: {status}");
+    let exit = single.terminate();
+    assert!(exit.success(), "the single node after SIGTERM: {exit}");
+    let alone = results_of(&copy);
+    assert_eq!(
+        cluster.lines().count(),
+        alone.lines().count(),
+        "as many results on one node"
+    );
+    assert!(cluster == alone, "the cluster's results are the single node's");
+}

@@ -1,0 +1,169 @@
+// The load of the cluster test (crates/ao-cu/tests/cluster.rs), with the real @permaweb/aoconnect through
+// the proxy in front of the ao-cu nodes:
+//
+//   node cluster.mjs run <proxy-url> <lua-process.wasm> <processes> <messages> <out.json>
+//       registers the Lua test module, spawns <processes> processes, and sends each <messages> messages,
+//       in order per process, many processes at once. Every 10th message of process i is a `Send` whose
+//       outbox message (`Action = Count`) goes to process i+1 (so outbox delivery crosses nodes); the
+//       others are `Count`. A send that fails (a node was killed under it) is tried again with a new item
+//       after a pause; what the MU acknowledged is written to <out.json>.
+//   node cluster.mjs verify <url> <out.json>
+//       every acknowledged message has its result, and each process's Count outputs are exactly 1..K in
+//       schedule order, K = its acknowledged Counts plus the Counts its neighbour's Sends delivered
+//       (nothing lost, nothing evaluated twice, state continuous across the nodes that owned it).
+//
+// Exit status 0 = every assertion held. The wallet is generated per run (test-only, never stored).
+import { readFileSync, writeFileSync } from "node:fs";
+import { strict as assert } from "node:assert";
+import { connect, createDataItemSigner } from "@permaweb/aoconnect";
+import { moduleItem as signedModule, testWallet } from "./common.mjs";
+
+const [, , command, baseUrl, ...rest] = process.argv;
+const log = (...args) => console.log("[cluster]", ...args);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** `f` until it succeeds (a node died under it: the proxy and the cluster move the work elsewhere). */
+async function retried(what, f, tries = 60) {
+  for (let i = 1; ; i++) {
+    try {
+      return await f();
+    } catch (e) {
+      if (i >= tries) throw new Error(`${what}: ${e.message}`);
+      await sleep(250);
+    }
+  }
+}
+
+/** Runs `jobs` (async functions) with at most `width` at once. */
+async function pool(jobs, width) {
+  const out = new Array(jobs.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(width, jobs.length) }, async () => {
+      while (next < jobs.length) {
+        const i = next++;
+        out[i] = await jobs[i]();
+      }
+    }),
+  );
+  return out;
+}
+
+async function run(wasmPath, processes, messages, outPath) {
+  const ao = connect({ MODE: "legacy", MU_URL: baseUrl, CU_URL: baseUrl, GATEWAY_URL: baseUrl });
+  const jwk = testWallet();
+  const signer = createDataItemSigner(jwk);
+  const root = await (await fetch(`${baseUrl}/`)).json();
+  const scheduler = root.address;
+
+  const item = await signedModule(jwk, readFileSync(wasmPath));
+  const res = await fetch(`${baseUrl}/`, { method: "POST", body: item.getRaw() });
+  assert.ok(res.ok, `module upload: ${res.status} ${await res.text()}`);
+  const moduleId = item.id;
+
+  const pids = await pool(
+    Array.from({ length: processes }, (_, i) => () =>
+      retried(`spawn ${i}`, () =>
+        ao.spawn({ module: moduleId, scheduler, signer, tags: [{ name: "Name", value: `p${i}` }], data: `p${i}` }),
+      ),
+    ),
+    8,
+  );
+  log(`spawned ${pids.length} processes`);
+  writeFileSync(outPath, JSON.stringify({ pids, acked: [], done: false }));
+
+  const acked = [];
+  let retries = 0;
+  const started = Date.now();
+  await pool(
+    pids.map((pid, i) => async () => {
+      for (let k = 0; k < messages; k++) {
+        const send = (k + 1) % 10 === 0;
+        const tags = send
+          ? [
+              { name: "Action", value: "Send" },
+              { name: "Recipient", value: pids[(i + 1) % pids.length] },
+              { name: "Reply-Action", value: "Count" },
+            ]
+          : [{ name: "Action", value: "Count" }];
+        const id = await retried(`message ${k} of ${pid}`, async () => {
+          try {
+            return await ao.message({ process: pid, signer, tags, data: `${k}` });
+          } catch (e) {
+            retries++;
+            throw e;
+          }
+        });
+        acked.push({ process: pid, id, action: send ? "Send" : "Count" });
+      }
+    }),
+    16,
+  );
+  const seconds = (Date.now() - started) / 1000;
+  log(`${acked.length} messages acknowledged in ${seconds.toFixed(1)} s (${retries} sends tried again)`);
+  writeFileSync(outPath, JSON.stringify({ pids, acked, done: true, seconds, retries }));
+}
+
+async function verify(outPath) {
+  const ao = connect({ MODE: "legacy", MU_URL: baseUrl, CU_URL: baseUrl, GATEWAY_URL: baseUrl });
+  const { pids, acked, done } = JSON.parse(readFileSync(outPath, "utf8"));
+  assert.ok(done, "the run finished");
+  // Every acknowledged message has its result.
+  await pool(
+    acked.map((m) => async () => {
+      const r = await retried(`result of ${m.id}`, () => ao.result({ message: m.id, process: m.process }), 120);
+      assert.equal(r.Error, undefined, `${m.action} ${m.id}: ${JSON.stringify(r)}`);
+      if (m.action === "Send") assert.equal(r.Messages.length, 1, `Send's outbox: ${JSON.stringify(r)}`);
+    }),
+    16,
+  );
+  // Each process's Count outputs: exactly 1..K in schedule order.
+  const counts = new Map(pids.map((p) => [p, 0]));
+  for (const m of acked) {
+    if (m.action === "Count") counts.set(m.process, counts.get(m.process) + 1);
+    else {
+      const to = pids[(pids.indexOf(m.process) + 1) % pids.length];
+      counts.set(to, counts.get(to) + 1);
+    }
+  }
+  await pool(
+    pids.map((pid) => async () => {
+      const expected = counts.get(pid);
+      const outputs = await retried(`results of ${pid}`, async () => {
+        const seen = [];
+        let from;
+        for (;;) {
+          const url = `${baseUrl}/results/${pid}?sort=ASC&limit=1000${from ? `&from=${encodeURIComponent(from)}` : ""}`;
+          const page = await (await fetch(url)).json();
+          if (!Array.isArray(page.edges)) throw new Error(JSON.stringify(page));
+          for (const e of page.edges) seen.push(e.node.Output);
+          if (!page.pageInfo?.hasNextPage) return seen;
+          from = page.edges[page.edges.length - 1].cursor;
+        }
+      });
+      const numbers = outputs
+        .map((o) => (o && typeof o === "object" && "data" in o ? o.data : o))
+        .filter((o) => /^\d+$/.test(String(o)))
+        .map(Number);
+      // Outbox Counts arrive asynchronously: wait for all of them.
+      if (numbers.length < expected) throw new Error(`process ${pid}: ${numbers.length} of ${expected} Counts yet`);
+      assert.deepEqual(
+        numbers,
+        Array.from({ length: expected }, (_, i) => i + 1),
+        `process ${pid}: Count outputs in schedule order`,
+      );
+    }),
+    8,
+  );
+  log(`verified ${acked.length} messages over ${pids.length} processes`);
+}
+
+if (command === "run") {
+  const [wasm, processes, messages, out] = rest;
+  await run(wasm, Number(processes), Number(messages), out);
+} else if (command === "verify") {
+  await verify(rest[0]);
+} else {
+  console.error("usage: node cluster.mjs run <url> <wasm> <processes> <messages> <out> | verify <url> <out>");
+  process.exit(2);
+}
