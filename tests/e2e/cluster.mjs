@@ -28,6 +28,7 @@ async function retried(what, f, tries = 60) {
     try {
       return await f();
     } catch (e) {
+      if (e instanceof assert.AssertionError) throw e;
       if (i >= tries) throw new Error(`${what}: ${e.message}`);
       await sleep(250);
     }
@@ -104,49 +105,123 @@ async function run(wasmPath, processes, messages, outPath) {
   writeFileSync(outPath, JSON.stringify({ pids, acked, done: true, seconds, retries }));
 }
 
+const tagOf = (tags, name) => tags.find((t) => t.name === name)?.value;
+
+/** Every message on `pid`'s schedule, in order (the SU's `GET /{pid}`, paged). */
+async function schedule(pid) {
+  const byNonce = new Map();
+  let from;
+  for (;;) {
+    const page = await (await fetch(`${baseUrl}/${pid}?limit=1000${from ? `&from=${from}` : ""}`)).json();
+    if (!Array.isArray(page.edges)) throw new Error(JSON.stringify(page));
+    for (const e of page.edges) byNonce.set(Number(tagOf(e.node.assignment.tags, "Nonce")), e.node.message);
+    if (!page.page_info?.has_next_page || page.edges.length === 0) break;
+    from = page.edges[page.edges.length - 1].cursor;
+  }
+  const nonces = [...byNonce.keys()].sort((a, b) => a - b);
+  assert.deepEqual(nonces, nonces.map((_, i) => i), `process ${pid}: nonces 0..n`);
+  return nonces.map((n) => byNonce.get(n));
+}
+
 async function verify(outPath) {
   const ao = connect({ MODE: "legacy", MU_URL: baseUrl, CU_URL: baseUrl, GATEWAY_URL: baseUrl });
-  const { pids, acked, done } = JSON.parse(readFileSync(outPath, "utf8"));
+  const { pids, acked, done, retries } = JSON.parse(readFileSync(outPath, "utf8"));
   assert.ok(done, "the run finished");
   // Every acknowledged message has its result.
   await pool(
     acked.map((m) => async () => {
-      const r = await retried(`result of ${m.id}`, () => ao.result({ message: m.id, process: m.process }), 120);
+      // A node answers 503 while the process moves between nodes: read again.
+      const r = await retried(
+        `result of ${m.id}`,
+        async () => {
+          const r = await ao.result({ message: m.id, process: m.process });
+          if (!Array.isArray(r?.Messages)) throw new Error(JSON.stringify(r));
+          return r;
+        },
+        120,
+      );
       assert.equal(r.Error, undefined, `${m.action} ${m.id}: ${JSON.stringify(r)}`);
       if (m.action === "Send") assert.equal(r.Messages.length, 1, `Send's outbox: ${JSON.stringify(r)}`);
     }),
     16,
   );
-  // Each process's Count outputs: exactly 1..K in schedule order.
-  const counts = new Map(pids.map((p) => [p, 0]));
-  for (const m of acked) {
-    if (m.action === "Count") counts.set(m.process, counts.get(m.process) + 1);
-    else {
-      const to = pids[(pids.indexOf(m.process) + 1) % pids.length];
-      counts.set(to, counts.get(to) + 1);
-    }
-  }
+  // Each process's schedule, read from the SU API: every acknowledged message on it exactly once; what
+  // else is on it are its neighbour's outbox messages and sends whose acknowledgement was lost (a node
+  // died after scheduling, before answering), which the client then sent again as a new item.
+  const acks = new Map(pids.map((p) => [p, new Set()]));
+  for (const m of acked) acks.get(m.process).add(m.id);
+  const counts = new Map();
+  let unacked = 0;
+  // Every Send's outbox message is delivered to the next process exactly once (across nodes: the item is
+  // kept, so a retried hand-over is the same message); delivery is asynchronous, so wait for it.
+  const schedules = new Map();
+  await retried(
+    "outbox deliveries",
+    async () => {
+      await pool(
+        pids.map((pid) => async () => schedules.set(pid, await schedule(pid))),
+        8,
+      );
+      pids.forEach((pid, i) => {
+        const sends = schedules.get(pid).filter((m) => tagOf(m.tags, "Action") === "Send").length;
+        const next = pids[(i + 1) % pids.length];
+        const delivered = schedules.get(next).filter((m) => tagOf(m.tags, "From-Process") === pid).length;
+        if (delivered > sends) throw new assert.AssertionError({ message: `${pid}: ${sends} Sends, ${delivered} delivered` });
+        if (delivered < sends) throw new Error(`${pid}: ${delivered} of ${sends} Sends delivered yet`);
+      });
+    },
+    240,
+  );
+  // A dry-run evaluates each process to the end of its log (the results of messages nobody asked for
+  // are computed lazily).
+  await pool(
+    pids.map((pid) => () =>
+      retried(`dry-run of ${pid}`, async () => {
+        const r = await ao.dryrun({ process: pid, tags: [{ name: "Action", value: "Info" }] });
+        if (r?.Error !== undefined || r?.Output === undefined) throw new Error(JSON.stringify(r));
+      }),
+    ),
+    8,
+  );
+  await pool(
+    pids.map((pid) => async () => {
+      const scheduled = schedules.get(pid);
+      const ids = scheduled.map((m) => m.id);
+      assert.equal(new Set(ids).size, ids.length, `process ${pid}: a message scheduled twice`);
+      for (const id of acks.get(pid)) assert.ok(ids.includes(id), `acknowledged ${id} is scheduled on ${pid}`);
+      const direct = scheduled.filter((m) => !tagOf(m.tags, "From-Process") && tagOf(m.tags, "Type") === "Message");
+      unacked += direct.filter((m) => !acks.get(pid).has(m.id)).length;
+      counts.set(pid, scheduled.filter((m) => tagOf(m.tags, "Action") === "Count").length);
+    }),
+    8,
+  );
+  assert.ok(unacked <= retries, `${unacked} unacknowledged messages scheduled, ${retries} sends tried again`);
   await pool(
     pids.map((pid) => async () => {
       const expected = counts.get(pid);
-      const outputs = await retried(`results of ${pid}`, async () => {
-        const seen = [];
-        let from;
-        for (;;) {
-          const url = `${baseUrl}/results/${pid}?sort=ASC&limit=1000${from ? `&from=${encodeURIComponent(from)}` : ""}`;
-          const page = await (await fetch(url)).json();
-          if (!Array.isArray(page.edges)) throw new Error(JSON.stringify(page));
-          for (const e of page.edges) seen.push(e.node.Output);
-          if (!page.pageInfo?.hasNextPage) return seen;
-          from = page.edges[page.edges.length - 1].cursor;
-        }
-      });
-      const numbers = outputs
-        .map((o) => (o && typeof o === "object" && "data" in o ? o.data : o))
-        .filter((o) => /^\d+$/.test(String(o)))
-        .map(Number);
-      // Outbox Counts arrive asynchronously: wait for all of them.
-      if (numbers.length < expected) throw new Error(`process ${pid}: ${numbers.length} of ${expected} Counts yet`);
+      // Outbox Counts arrive asynchronously: read until all of them are there.
+      const numbers = await retried(
+        `results of ${pid}`,
+        async () => {
+          const seen = [];
+          let from;
+          for (;;) {
+            const url = `${baseUrl}/results/${pid}?sort=ASC&limit=1000${from ? `&from=${encodeURIComponent(from)}` : ""}`;
+            const page = await (await fetch(url)).json();
+            if (!Array.isArray(page.edges)) throw new Error(JSON.stringify(page));
+            for (const e of page.edges) seen.push(e.node.Output);
+            if (!page.pageInfo?.hasNextPage) break;
+            from = page.edges[page.edges.length - 1].cursor;
+          }
+          const numbers = seen
+            .map((o) => (o && typeof o === "object" && "data" in o ? o.data : o))
+            .filter((o) => /^\d+$/.test(String(o)))
+            .map(Number);
+          if (numbers.length < expected) throw new Error(`${numbers.length} of ${expected} Counts yet`);
+          return numbers;
+        },
+        240,
+      );
       assert.deepEqual(
         numbers,
         Array.from({ length: expected }, (_, i) => i + 1),
@@ -155,7 +230,7 @@ async function verify(outPath) {
     }),
     8,
   );
-  log(`verified ${acked.length} messages over ${pids.length} processes`);
+  log(`verified ${acked.length} messages over ${pids.length} processes (${unacked} unacknowledged sends were scheduled)`);
 }
 
 if (command === "run") {

@@ -250,8 +250,8 @@ fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
         assert!(exit.success(), "a node after SIGTERM: {exit}");
     }
     let cluster = results_of(&pg.url);
-    let admin = pg.url.replace("/postgres", "/template1");
-    let copy = pg.url.replace("/postgres", "/single");
+    let base = pg.url.strip_suffix("/postgres").unwrap();
+    let (admin, copy) = (format!("{base}/template1"), format!("{base}/single"));
     assert!(
         Command::new("psql")
             .args([admin.as_str(), "-Atc", "CREATE DATABASE single TEMPLATE postgres"])

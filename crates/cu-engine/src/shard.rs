@@ -140,8 +140,17 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Whether this node owns `process` (always, outside a cluster: see `cu_store::ownership`).
+    fn owns(&self, process: &str) -> bool {
+        self.store.ownership().is_none_or(|o| o.holds(process))
+    }
+
     /// Checkpoints `resident` with the engine's store, policy, counters and phase file.
     fn checkpoint(&self, resident: &mut Resident) -> Result<Option<u64>, EngineError> {
+        // In a cluster, a process this node no longer owns is another node's to checkpoint.
+        if !self.owns(&resident.id) {
+            return Ok(None);
+        }
         resident.checkpoint(
             &self.store,
             &self.config.checkpoints,
@@ -618,6 +627,11 @@ impl Shard {
 
     /// Restores `process` from its newest checkpoint, or starts it from its module.
     fn load(&self, process: &str) -> Result<Resident, EngineError> {
+        // In a cluster, only the owner evaluates a process (a command queued before it moved away must
+        // not make it resident again).
+        if !self.shared.owns(process) {
+            return Err(EngineError::Moved(process.to_string()));
+        }
         let store = &self.shared.store;
         let record = store
             .process(process)?

@@ -230,6 +230,23 @@ impl Ownership {
                 fresh: false,
             });
         }
+        // Held by a live other node: answered from a plain read, without the upsert (which would lock the
+        // row and so wait for the owner's write transactions).
+        let current = self.with_conn(&format!("reading the owner of process {process}"), |c| {
+            c.query_opt(
+                &format!(
+                    "SELECT node, url, CASE WHEN expires_ms > {NOW_MS} THEN 1 ELSE 0 END FROM cu_owner \
+                     WHERE process_id = ?1"
+                ),
+                args![process],
+                |r| Ok((r.text(0)?, r.text(1)?, r.int(2)? != 0)),
+            )
+        })?;
+        if let Some((node, url, true)) = current
+            && node != self.node
+        {
+            return Ok(Claim::Other { node, url });
+        }
         let started = Instant::now();
         let ttl = ttl_ms(self.ttl);
         let taken = self.with_conn(&format!("claiming process {process}"), |c| {
