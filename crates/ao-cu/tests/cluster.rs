@@ -125,6 +125,66 @@ fn results_of(url: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Nodes on one database and bucket, sharing one wallet (one SU identity).
+struct Cluster {
+    pg: Postgres,
+    s3: S3,
+    tmp: tempfile::TempDir,
+    ports: Vec<u16>,
+}
+
+impl Cluster {
+    fn new(pg: Postgres, s3: S3, nodes: usize) -> Cluster {
+        Cluster {
+            pg,
+            s3,
+            tmp: tempfile::tempdir().unwrap(),
+            ports: (0..nodes).map(|_| free_port()).collect(),
+        }
+    }
+
+    fn data(&self, i: usize) -> std::path::PathBuf {
+        self.tmp.path().join(format!("node{i}"))
+    }
+
+    fn wallet(&self) -> std::path::PathBuf {
+        self.tmp.path().join("wallet.json")
+    }
+
+    fn url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[i])
+    }
+
+    /// Starts node `i` (on its own port, again after a kill); the first node started makes the wallet.
+    fn start(&self, i: usize, log: Stdio) -> Server {
+        let mut args = vec!["--db-url".to_owned(), self.pg.url.clone()];
+        args.extend(self.s3.args());
+        args.extend(
+            [
+                "--checkpoint-every-messages",
+                "10",
+                "--cluster-node",
+                &format!("node{i}"),
+                "--cluster-url",
+                &self.url(i),
+                "--process-lease-ttl-ms",
+                LEASE_TTL_MS,
+            ]
+            .map(String::from),
+        );
+        let made = self.wallet().exists();
+        if made {
+            args.extend(["--wallet-file".to_owned(), self.wallet().display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = Server::start_logging(&self.data(i), self.ports[i], &args, log);
+        if !made {
+            std::fs::copy(self.data(i).join("wallet.json"), self.wallet()).unwrap();
+        }
+        server
+    }
+}
+
 #[test]
 fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
     if !common::ready() {
@@ -133,51 +193,17 @@ fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
     let (Some(pg), Some(s3)) = (Postgres::start(), S3::start()) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let ports = [free_port(), free_port(), free_port()];
-    let Some(proxy) = Proxy::start(&ports) else {
+    let cluster = Cluster::new(pg, s3, 3);
+    let Some(proxy) = Proxy::start(&cluster.ports) else {
         return;
     };
-    let data = |i: usize| tmp.path().join(format!("node{i}"));
-    let node_args = |i: usize| -> Vec<String> {
-        let mut args = vec!["--db-url".to_owned(), pg.url.clone()];
-        args.extend(s3.args());
-        args.extend(
-            [
-                "--checkpoint-every-messages",
-                "10",
-                "--cluster-node",
-                &format!("node{i}"),
-                "--cluster-url",
-                &format!("http://127.0.0.1:{}", ports[i]),
-                "--process-lease-ttl-ms",
-                LEASE_TTL_MS,
-                "--wallet-file",
-                tmp.path().join("wallet.json").to_str().unwrap(),
-            ]
-            .map(String::from),
-        );
-        args
-    };
-    let start = |i: usize| {
-        let args = node_args(i);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Server::start_on(&data(i), ports[i], &args)
-    };
-    // The nodes share one wallet (one SU identity): the first makes it.
-    let first = {
-        let mut args = node_args(0);
-        let at = args.iter().position(|a| a == "--wallet-file").unwrap();
-        args.drain(at..at + 2);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Server::start_on(&data(0), ports[0], &args)
-    };
-    std::fs::copy(data(0).join("wallet.json"), tmp.path().join("wallet.json")).unwrap();
-    let mut nodes = vec![Some(first), Some(start(1)), Some(start(2))];
+    let (pg, s3, tmp) = (&cluster.pg, &cluster.s3, cluster.tmp.path());
+    let start = |i: usize| cluster.start(i, Stdio::inherit());
+    let mut nodes = [Some(start(0)), Some(start(1)), Some(start(2))];
     wait_healthy(&proxy.url);
 
     let wasm = repo().join("tests/modules/build/lua-process.wasm");
-    let out = tmp.path().join("acked.json");
+    let out = tmp.join("acked.json");
     let mut driver = cluster_script(&[
         "run",
         &proxy.url,
@@ -270,11 +296,11 @@ fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
             .unwrap()
             .success()
     );
-    let single_dir = tmp.path().join("single");
+    let single_dir = tmp.join("single");
     let mut args = vec!["--db-url".to_owned(), copy.clone()];
     args.extend(s3.args());
     args.extend(["--checkpoint-s3-prefix", "single/", "--wallet-file"].map(String::from));
-    args.push(tmp.path().join("wallet.json").display().to_string());
+    args.push(tmp.join("wallet.json").display().to_string());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let single = Server::start_with(&single_dir, &args);
     let status = cluster_script(&["verify", &single.url, out.to_str().unwrap()])
@@ -290,4 +316,93 @@ fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
         "as many results on one node"
     );
     assert!(cluster == alone, "the cluster's results are the single node's");
+}
+
+fn signal(server: &Server, sig: &str) {
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+}
+
+/// Partition-like: node A owns a process and is paused (SIGSTOP) in the middle of a stream of messages,
+/// past its lease; node B takes the process over (a request for it lands on B) and goes on serving it. A,
+/// resumed, writes nothing for the process it lost: its writes in flight fail the fence, it says so in its
+/// log, and forwards the client's retries to B. The schedule stays one chain, every acknowledged message
+/// is on it once, and the Count outputs run 1..K.
+#[test]
+fn a_node_paused_past_its_leases_writes_nothing_for_the_processes_it_lost() {
+    if !common::ready() {
+        return;
+    }
+    let (Some(pg), Some(s3)) = (Postgres::start(), S3::start()) else {
+        return;
+    };
+    let cluster = Cluster::new(pg, s3, 2);
+    let log = cluster.tmp.path().join("node0.log");
+    let mut a = Some(cluster.start(0, std::fs::File::create(&log).unwrap().into()));
+    let b = cluster.start(1, Stdio::inherit());
+    let wasm = repo().join("tests/modules/build/lua-process.wasm");
+    let out = cluster.tmp.path().join("acked.json");
+    // The client talks to node A only: it spawns the process there (A owns it) and streams messages.
+    let mut driver = cluster_script(&[
+        "run",
+        &cluster.url(0),
+        wasm.to_str().unwrap(),
+        "1",
+        "120",
+        out.to_str().unwrap(),
+    ])
+    .spawn()
+    .expect("run cluster.mjs");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let pid = loop {
+        if let Ok(text) = std::fs::read_to_string(&out) {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            break v["pids"][0].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the process was not spawned");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(random_between(300, 1_500)));
+    let paused = a.as_ref().unwrap();
+    signal(paused, "-STOP");
+    // Past A's lease, a request for the process lands on B, which takes it over.
+    std::thread::sleep(Duration::from_millis(2 * 2_000));
+    let (status, _, body) = common::http_get(&cluster.url(1), &format!("/state/{pid}"));
+    assert_eq!(
+        status,
+        200,
+        "B serves the process: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        cluster
+            .pg
+            .psql(&format!("SELECT node FROM cu_owner WHERE process_id = '{pid}'"))[..6],
+        *"node1@",
+        "B owns the process"
+    );
+    signal(paused, "-CONT");
+    let status = driver.wait().unwrap();
+    assert!(status.success(), "cluster.mjs run: {status}");
+    let status = cluster_script(&["verify", &cluster.url(1), out.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cluster.mjs verify on B: {status}");
+    assert_eq!(
+        cluster.pg.psql(
+            "SELECT count(*) FROM (SELECT process_id FROM schedule GROUP BY 1 \
+             HAVING max(nonce) + 1 <> count(*)) d"
+        ),
+        "0",
+        "one chain: no slot signed twice"
+    );
+    let exit = a.take().unwrap().terminate();
+    assert!(exit.success(), "node A after SIGTERM: {exit}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("lost the lease of a process to another node") && text.contains(&pid),
+        "node A logs the process it lost"
+    );
+    let exit = b.terminate();
+    assert!(exit.success(), "node B after SIGTERM: {exit}");
 }

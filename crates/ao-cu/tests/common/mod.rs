@@ -78,6 +78,11 @@ impl Server {
 
     /// [`Server::start_with`] on `port` (0: a free one).
     pub fn start_on(data: &Path, port: u16, extra: &[&str]) -> Server {
+        Server::start_logging(data, port, extra, Stdio::inherit())
+    }
+
+    /// [`Server::start_on`] with the node's log (its stderr) sent to `log`.
+    pub fn start_logging(data: &Path, port: u16, extra: &[&str], log: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ao-cu"))
             .args(["serve", "--host", "127.0.0.1", "--workers", "2"])
             .args(["--port", &port.to_string()])
@@ -88,7 +93,7 @@ impl Server {
             .env_remove("WALLET_FILE")
             .env("AO_CU_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start ao-cu serve");
         let stdout = child.stdout.take().unwrap();
