@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Throughput of a cluster of ao-cu nodes through HAProxy (deploy/haproxy/haproxy.cfg), and its failover
+# time: throwaway PostgreSQL and s3s-fs servers on loopback, NODES `ao-cu serve --cluster-node` nodes (the
+# release build), HAProxy in front. tests/e2e/cluster.mjs run drives the real aoconnect through the proxy
+# (PROCESSES processes, MESSAGES messages each, 16 processes at a time; every 10th message a Send whose
+# outbox message goes to the next process) and prints the messages acknowledged per second. With two or
+# more nodes, the node owning the most processes is then killed (SIGKILL) and the script times until
+# every process answers a dry-run through the proxy (cluster.mjs dryrun-all, started right after the kill).
+#   usage: bench/cluster.sh NODES [PROCESSES] [MESSAGES] [TTL_MS]    (defaults: 100 20 2000; NODES 1..3)
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+nodes=${1:?usage: bench/cluster.sh NODES [PROCESSES] [MESSAGES] [TTL_MS]}
+processes=${2:-100}
+messages=${3:-20}
+ttl=${4:-2000}
+[ "$nodes" -ge 1 ] && [ "$nodes" -le 3 ] || { echo "NODES is 1, 2 or 3 (deploy/haproxy/haproxy.cfg lists 3)" >&2; exit 2; }
+bin="${CARGO_TARGET_DIR:-$repo/target}/release/ao-cu"
+[ -x "$bin" ] || { echo "build it first: cargo build --release -p ao-cu" >&2; exit 1; }
+pg_dir="$(mktemp -d)"; s3_dir="$(mktemp -d)"; work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  tests/pg/stop.sh "$pg_dir" >/dev/null 2>&1 || true
+  tests/s3/stop.sh "$s3_dir" || true
+  rm -rf "$pg_dir" "$s3_dir" "$work"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+ms() { date +%s%3N; }
+wait_http() { for _ in $(seq 1 600); do curl -sf "$1/healthcheck" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
+pg="$(tests/pg/start.sh "$pg_dir" "$(port)")"
+s3="$(tests/s3/start.sh "$s3_dir" "$(port)")"
+ports=(); node_pids=()
+start_node() {
+  local i=$1
+  local wallet=()
+  [ -f "$work/wallet.json" ] && wallet=(--wallet-file "$work/wallet.json")
+  AO_CU_LOG=warn "$bin" serve --host 127.0.0.1 --port "${ports[$i]}" --data-dir "$work/node$i" \
+    --db-url "$pg" --checkpoint-s3-endpoint "$s3" --checkpoint-s3-bucket ao-cu-test \
+    --checkpoint-s3-access-key ao-cu-test --checkpoint-s3-secret-key ao-cu-test-secret \
+    --checkpoint-every-messages 10 --cluster-node "node$i" --cluster-url "http://127.0.0.1:${ports[$i]}" \
+    --process-lease-ttl-ms "$ttl" "${wallet[@]}" >"$work/node$i.log" 2>&1 &
+  node_pids[$i]=$!; pids+=($!)
+  wait_http "http://127.0.0.1:${ports[$i]}"
+  [ -f "$work/wallet.json" ] || cp "$work/node$i/wallet.json" "$work/wallet.json"
+}
+for i in $(seq 0 $((nodes - 1))); do ports[$i]=$(port); start_node "$i"; done
+proxy_port=$(port)
+env_nodes=()
+for k in 1 2 3; do
+  if [ "$k" -le "$nodes" ]; then env_nodes+=("AO_CU_NODE$k=127.0.0.1:${ports[$((k - 1))]}")
+  else env_nodes+=("AO_CU_NODE$k=127.0.0.1:1"); fi  # nothing listens there: marked down at once
+done
+env AO_CU_PROXY_BIND="127.0.0.1:$proxy_port" "${env_nodes[@]}" haproxy -db -f deploy/haproxy/haproxy.cfg \
+  >"$work/haproxy.log" 2>&1 &
+pids+=($!)
+proxy="http://127.0.0.1:$proxy_port"
+wait_http "$proxy"
+sleep 2  # the health checks take the unused server lines out
+echo "nodes $nodes, $processes processes x $messages messages, lease $ttl ms ($(nproc) cores)"
+(cd tests/e2e && node cluster.mjs run "$proxy" "$repo/tests/modules/build/lua-process.wasm" \
+  "$processes" "$messages" "$work/acked.json")
+python3 - "$work/acked.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(f"throughput: {len(d['acked']) / d['seconds']:.1f} messages/s acknowledged through the proxy")
+EOF
+if [ "$nodes" -ge 2 ]; then
+  victim=$(psql "$pg" -Atc "SELECT split_part(node, '@', 1) FROM cu_owner WHERE expires_ms > 0 \
+    GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
+  owned=$(psql "$pg" -Atc "SELECT count(*) FROM cu_owner WHERE split_part(node, '@', 1) = '$victim' AND expires_ms > 0")
+  i=${victim#node}
+  t0=$(ms); kill -9 "${node_pids[$i]}"
+  (cd tests/e2e && node cluster.mjs dryrun-all "$proxy" "$work/acked.json")
+  echo "failover: $victim (owner of $owned processes) killed; every process answered $(( $(ms) - t0 )) ms later"
+fi
