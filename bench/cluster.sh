@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Throughput of a cluster of ao-cu nodes through HAProxy (deploy/haproxy/haproxy.cfg), and its failover
+# Throughput of a cluster of ao-cu nodes through HAProxy (deploy/cluster/haproxy.cfg), and its failover
 # time: throwaway PostgreSQL and s3s-fs servers on loopback, NODES `ao-cu serve --cluster-node` nodes (the
 # release build), HAProxy in front. tests/e2e/cluster.mjs run drives the real aoconnect through the proxy
 # (PROCESSES processes, MESSAGES messages each, 16 processes at a time; every 10th message a Send whose
@@ -14,7 +14,7 @@ nodes=${1:?usage: bench/cluster.sh NODES [PROCESSES] [MESSAGES] [TTL_MS]}
 processes=${2:-100}
 messages=${3:-20}
 ttl=${4:-2000}
-[ "$nodes" -ge 1 ] && [ "$nodes" -le 3 ] || { echo "NODES is 1, 2 or 3 (deploy/haproxy/haproxy.cfg lists 3)" >&2; exit 2; }
+[ "$nodes" -ge 1 ] && [ "$nodes" -le 3 ] || { echo "NODES is 1, 2 or 3 (deploy/cluster/haproxy.cfg lists 3)" >&2; exit 2; }
 bin="${CARGO_TARGET_DIR:-$repo/target}/release/ao-cu"
 [ -x "$bin" ] || { echo "build it first: cargo build --release -p ao-cu" >&2; exit 1; }
 pg_dir="$(mktemp -d)"; s3_dir="$(mktemp -d)"; work="$(mktemp -d)"
@@ -52,7 +52,7 @@ for k in 1 2 3; do
   if [ "$k" -le "$nodes" ]; then env_nodes+=("AO_CU_NODE$k=127.0.0.1:${ports[$((k - 1))]}")
   else env_nodes+=("AO_CU_NODE$k=127.0.0.1:1"); fi  # nothing listens there: marked down at once
 done
-env AO_CU_PROXY_BIND="127.0.0.1:$proxy_port" "${env_nodes[@]}" haproxy -db -f deploy/haproxy/haproxy.cfg \
+env AO_CU_PROXY_BIND="127.0.0.1:$proxy_port" "${env_nodes[@]}" haproxy -db -f deploy/cluster/haproxy.cfg \
   >"$work/haproxy.log" 2>&1 &
 pids+=($!)
 proxy="http://127.0.0.1:$proxy_port"

@@ -9,10 +9,11 @@ tests/setup.sh
 tests/modules/build.sh
 python3 tests/modules/wat/gen.py --check
 # deploy/: every Kubernetes manifest against the 1.31 API schemas, unknown fields refused.
-python3 -m kubernetes_validate --strict --kubernetes-version 1.31.0 deploy/kubernetes/{configmap,service,statefulset}.yaml
-# deploy/haproxy: the cluster's proxy configuration parses (placeholder addresses).
+python3 -m kubernetes_validate --strict --kubernetes-version 1.31.0 deploy/kubernetes/{configmap,service,statefulset}.yaml \
+  deploy/cluster/{configmap,nodes-service,statefulset,proxy-service,proxy}.yaml
+# deploy/cluster: the cluster's proxy configuration parses (placeholder addresses).
 AO_CU_PROXY_BIND=127.0.0.1:1 AO_CU_NODE1=127.0.0.1:2 AO_CU_NODE2=127.0.0.1:3 AO_CU_NODE3=127.0.0.1:4 \
-  haproxy -c -q -f deploy/haproxy/haproxy.cfg
+  haproxy -c -q -f deploy/cluster/haproxy.cfg
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --all-targets

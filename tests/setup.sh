@@ -20,7 +20,7 @@ command -v npm >/dev/null || need+=(npm)
 ldconfig -p | grep -q libvulkan.so.1 || need+=(libvulkan1)
 # PostgreSQL: the store's second engine (tests/pg/start.sh runs throwaway servers).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
-# HAProxy: the consistent-hash proxy of the cluster test (deploy/haproxy/haproxy.cfg).
+# HAProxy: the consistent-hash proxy of the cluster test (deploy/cluster/haproxy.cfg).
 command -v haproxy >/dev/null || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need[*]}" >&2

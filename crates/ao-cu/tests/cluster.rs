@@ -1,6 +1,6 @@
 //! A cluster of `ao-cu serve` nodes, end to end, on real engines: a throwaway PostgreSQL server (the shared
 //! store and the process leases), s3s-fs (the shared checkpoints), three nodes (`--cluster-node`) and
-//! HAProxy with `deploy/haproxy/haproxy.cfg` (consistent hashing on the process id) in front.
+//! HAProxy with `deploy/cluster/haproxy.cfg` (consistent hashing on the process id) in front.
 //!
 //! `tests/e2e/cluster.mjs run` drives the real `@permaweb/aoconnect` through the proxy: it spawns
 //! processes and sends each of them its messages (every 10th a `Send` whose outbox message goes to the
@@ -51,7 +51,7 @@ impl Proxy {
         command
             .arg("-db")
             .arg("-f")
-            .arg(repo().join("deploy/haproxy/haproxy.cfg"))
+            .arg(repo().join("deploy/cluster/haproxy.cfg"))
             .env("AO_CU_PROXY_BIND", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
