@@ -839,6 +839,28 @@ fn validate(args: &ServeArgs) -> Result<()> {
     if args.hbu_token.is_some() && args.unit_mode != "hbu" {
         bail!("--hbu-token is only used with --unit-mode hbu");
     }
+    if args.cluster_node.is_some() {
+        if args.gateway.is_some() {
+            bail!(
+                "--cluster-node: a cluster computes the processes its nodes schedule; network mode (--gateway) is not supported in a cluster yet"
+            );
+        }
+        if args.quic_listen.is_some() {
+            bail!(
+                "--cluster-node: QUIC (--quic-listen) is not routed to process owners yet; serve a cluster over HTTP"
+            );
+        }
+        if args.unit_mode == "hbu" {
+            bail!("--cluster-node: hbu mode is not supported in a cluster yet");
+        }
+        if args
+            .cluster_node
+            .as_deref()
+            .is_some_and(|n| n.is_empty() || n.contains('@'))
+        {
+            bail!("--cluster-node must be a non-empty name without '@'");
+        }
+    }
     if args.default_compute_limit > args.max_compute_limit {
         bail!("--default-compute-limit must not exceed --max-compute-limit");
     }

@@ -406,3 +406,42 @@ fn a_node_paused_past_its_leases_writes_nothing_for_the_processes_it_lost() {
     let exit = b.terminate();
     assert!(exit.success(), "node B after SIGTERM: {exit}");
 }
+
+/// Cluster settings that do not fit are refused before anything starts, with what is wrong.
+#[test]
+fn cluster_settings_that_do_not_fit_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ao-cu"))
+            .args(["serve", "--port", "0", "--data-dir"])
+            .arg(tmp.path())
+            .args(args)
+            .env_remove("DB_URL")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let db = "postgres://cu@127.0.0.1:1/ao";
+    let (code, err) = serve(&["--cluster-node", "a"]);
+    assert_eq!(code, Some(2), "a cluster needs the shared database: {err}");
+    assert!(err.contains("--db-url"), "{err}");
+    let (code, err) = serve(&["--db-url", db, "--cluster-node", "a", "--store-lease", "a"]);
+    assert_eq!(code, Some(2), "a cluster node or a standby, not both: {err}");
+    for (extra, says) in [
+        (["--quic-listen", "127.0.0.1:0"], "QUIC"),
+        (["--gateway", "http://127.0.0.1:1"], "network mode"),
+        (["--unit-mode", "hbu"], "hbu mode"),
+    ] {
+        let mut args = vec!["--db-url", db, "--cluster-node", "a"];
+        args.extend(extra);
+        let (code, err) = serve(&args);
+        assert_ne!(code, Some(0), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+    let (code, err) = serve(&["--db-url", db, "--cluster-node", "a@b"]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("without '@'"), "{err}");
+}
