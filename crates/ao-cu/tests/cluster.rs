@@ -381,6 +381,12 @@ fn a_node_paused_past_its_leases_writes_nothing_for_the_processes_it_lost() {
         *"node1@",
         "B owns the process"
     );
+    let (_, _, body) = common::http_get(&cluster.url(1), "/");
+    let root: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        root["cluster"]["node"].as_str().unwrap().starts_with("node1@") && root["cluster"]["processes"] == 1,
+        "GET / names the node and what it owns: {root}"
+    );
     signal(paused, "-CONT");
     let status = driver.wait().unwrap();
     assert!(status.success(), "cluster.mjs run: {status}");

@@ -66,6 +66,13 @@ async fn root(State(state): Shared) -> Response {
     if let (Some(quic), Value::Object(out)) = (&state.config.quic, &mut v) {
         out.insert("quic".into(), quic.clone());
     }
+    // A cluster node: its name in the lease table and how many processes it owns now.
+    if let (Some(name), Value::Object(out)) = (state.node.cluster_node(), &mut v) {
+        out.insert(
+            "cluster".into(),
+            serde_json::json!({ "node": name, "processes": state.node.owned_processes().len() }),
+        );
+    }
     json_ok(&v)
 }
 
