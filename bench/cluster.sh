@@ -15,31 +15,14 @@ processes=${2:-100}
 messages=${3:-20}
 ttl=${4:-2000}
 [ "$nodes" -ge 1 ] && [ "$nodes" -le 3 ] || { echo "NODES is 1, 2 or 3 (deploy/cluster/haproxy.cfg lists 3)" >&2; exit 2; }
-bin="${CARGO_TARGET_DIR:-$repo/target}/release/ao-cu"
-[ -x "$bin" ] || { echo "build it first: cargo build --release -p ao-cu" >&2; exit 1; }
-pg_dir="$(mktemp -d)"; s3_dir="$(mktemp -d)"; work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  tests/pg/stop.sh "$pg_dir" >/dev/null 2>&1 || true
-  tests/s3/stop.sh "$s3_dir" || true
-  rm -rf "$pg_dir" "$s3_dir" "$work"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-ms() { date +%s%3N; }
-wait_http() { for _ in $(seq 1 600); do curl -sf "$1/healthcheck" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
-pg="$(tests/pg/start.sh "$pg_dir" "$(port)")"
-s3="$(tests/s3/start.sh "$s3_dir" "$(port)")"
+. bench/engines.sh
 ports=(); node_pids=()
 start_node() {
   local i=$1
   local wallet=()
   [ -f "$work/wallet.json" ] && wallet=(--wallet-file "$work/wallet.json")
   AO_CU_LOG=warn "$bin" serve --host 127.0.0.1 --port "${ports[$i]}" --data-dir "$work/node$i" \
-    --db-url "$pg" --checkpoint-s3-endpoint "$s3" --checkpoint-s3-bucket ao-cu-test \
-    --checkpoint-s3-access-key ao-cu-test --checkpoint-s3-secret-key ao-cu-test-secret \
-    --checkpoint-every-messages 10 --cluster-node "node$i" --cluster-url "http://127.0.0.1:${ports[$i]}" \
+    "${engines[@]}" --checkpoint-every-messages 10 --cluster-node "node$i" --cluster-url "http://127.0.0.1:${ports[$i]}" \
     --process-lease-ttl-ms "$ttl" "${wallet[@]}" >"$work/node$i.log" 2>&1 &
   node_pids[$i]=$!; pids+=($!)
   wait_http "http://127.0.0.1:${ports[$i]}"

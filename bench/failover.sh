@@ -9,25 +9,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 ttl=${1:-2000}
-bin="${CARGO_TARGET_DIR:-$repo/target}/release/ao-cu"
-[ -x "$bin" ] || { echo "build it first: cargo build --release -p ao-cu" >&2; exit 1; }
-pg_dir="$(mktemp -d)"; s3_dir="$(mktemp -d)"; work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  tests/pg/stop.sh "$pg_dir" >/dev/null 2>&1 || true
-  tests/s3/stop.sh "$s3_dir" || true
-  rm -rf "$pg_dir" "$s3_dir" "$work"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-ms() { date +%s%3N; }
-pg="$(tests/pg/start.sh "$pg_dir" "$(port)")"
-s3="$(tests/s3/start.sh "$s3_dir" "$(port)")"
-shared=(--host 127.0.0.1 --db-url "$pg" --checkpoint-s3-endpoint "$s3" --checkpoint-s3-bucket ao-cu-test
-  --checkpoint-s3-access-key ao-cu-test --checkpoint-s3-secret-key ao-cu-test-secret
-  --checkpoint-every-messages 1 --store-lease-ttl-ms "$ttl")
-wait_http() { for _ in $(seq 1 600); do curl -sf "$1/healthcheck" >/dev/null 2>&1 && return 0; sleep 0.01; done; return 1; }
+. bench/engines.sh
+shared=(--host 127.0.0.1 "${engines[@]}" --checkpoint-every-messages 1 --store-lease-ttl-ms "$ttl")
 pa="$(port)"; pb="$(port)"
 AO_CU_LOG=warn "$bin" serve "${shared[@]}" --port "$pa" --data-dir "$work/a" --store-lease node-a >"$work/a.log" 2>&1 &
 a=$!; pids+=("$a")

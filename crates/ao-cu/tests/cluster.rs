@@ -24,8 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::engines::{Postgres, S3, free_port};
-use common::{Server, repo, under_ci};
+use common::engines::{Postgres, S3, free_port, psql_at};
+use common::{Server, repo, signal, under_ci};
 
 const PROCESSES: usize = 100;
 const MESSAGES: usize = 50;
@@ -109,20 +109,10 @@ fn wait_healthy(url: &str) {
 
 /// `(process, pos, md5 of the output)` of every result, in order.
 fn results_of(url: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            url,
-            "-Atc",
-            "SELECT process_id || ' ' || pos || ' ' || md5(output_json) FROM results ORDER BY process_id, pos",
-        ])
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    psql_at(
+        url,
+        "SELECT process_id || ' ' || pos || ' ' || md5(output_json) FROM results ORDER BY process_id, pos",
+    )
 }
 
 /// Nodes on one database and bucket, sharing one wallet (one SU identity).
@@ -278,23 +268,10 @@ fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
     let cluster = results_of(&pg.url);
     let base = pg.url.strip_suffix("/postgres").unwrap();
     let (admin, copy) = (format!("{base}/template1"), format!("{base}/single"));
-    assert!(
-        Command::new("psql")
-            .args([admin.as_str(), "-Atc", "CREATE DATABASE single TEMPLATE postgres"])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        Command::new("psql")
-            .args([
-                copy.as_str(),
-                "-Atc",
-                "DELETE FROM results; DELETE FROM checkpoints; DELETE FROM cu_owner",
-            ])
-            .status()
-            .unwrap()
-            .success()
+    psql_at(&admin, "CREATE DATABASE single TEMPLATE postgres");
+    psql_at(
+        &copy,
+        "DELETE FROM results; DELETE FROM checkpoints; DELETE FROM cu_owner",
     );
     let single_dir = tmp.join("single");
     let mut args = vec!["--db-url".to_owned(), copy.clone()];
@@ -316,11 +293,6 @@ fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
         "as many results on one node"
     );
     assert!(cluster == alone, "the cluster's results are the single node's");
-}
-
-fn signal(server: &Server, sig: &str) {
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
 }
 
 /// Partition-like: node A owns a process and is paused (SIGSTOP) in the middle of a stream of messages,

@@ -20,7 +20,7 @@ use std::process::{Command, ExitStatus};
 
 mod common;
 use common::engines::{Postgres, S3, files_under};
-use common::{Server, node_script, repo};
+use common::{Server, node_script, repo, signal};
 
 /// Every file under `dir` whose name ends with `suffix`.
 fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
@@ -192,11 +192,6 @@ fn wait_exit(server: &mut Server, secs: u64) -> ExitStatus {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-}
-
-fn signal(server: &Server, sig: &str) {
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
 }
 
 /// Active/standby on one database and bucket: node B stands by while node A renews its lease; A is

@@ -103,22 +103,30 @@ fn each_process_is_owned_by_one_node_and_only_its_owner_writes_it() {
     assert_eq!(oa.held_processes(), vec!["p".to_string()]);
 }
 
+/// Two nodes on one database; node-a owns process `p` (stored) with the returned token, and records the
+/// processes it loses or releases.
+fn two_nodes_a_owning_p() -> (tempfile::TempDir, Store, Store, Arc<Mutex<Vec<String>>>, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), "node-a", 60_000);
+    let b = node(dir.path(), "node-b", 60_000);
+    let gone = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&gone);
+    let oa = a.ownership().unwrap();
+    oa.on_lost(move |p| seen.lock().unwrap().push(p.to_string()));
+    let Claim::Held { token, .. } = oa.claim("p").unwrap() else {
+        panic!("node-a takes the free process")
+    };
+    a.put_process(&process("p")).unwrap();
+    (dir, a, b, gone, token)
+}
+
 #[test]
 fn a_released_process_moves_with_the_next_token_and_its_old_owner_is_fenced() {
     if !on_postgres() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let a = node(dir.path(), "node-a", 60_000);
-    let b = node(dir.path(), "node-b", 60_000);
+    let (_dir, a, b, released, token) = two_nodes_a_owning_p();
     let (oa, ob) = (a.ownership().unwrap(), b.ownership().unwrap());
-    let released = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&released);
-    oa.on_lost(move |p| seen.lock().unwrap().push(p.to_string()));
-    let Claim::Held { token, .. } = oa.claim("p").unwrap() else {
-        panic!()
-    };
-    a.put_process(&process("p")).unwrap();
     assert!(oa.release("p").unwrap());
     assert!(!oa.release("p").unwrap(), "released once");
     assert_eq!(*released.lock().unwrap(), vec!["p".to_string()]);
@@ -148,17 +156,8 @@ fn a_node_paused_past_its_lease_is_fenced_off_and_told() {
     if !on_postgres() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let a = node(dir.path(), "node-a", 60_000);
-    let b = node(dir.path(), "node-b", 60_000);
+    let (dir, a, b, lost, token) = two_nodes_a_owning_p();
     let (oa, ob) = (a.ownership().unwrap(), b.ownership().unwrap());
-    let lost = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&lost);
-    oa.on_lost(move |p| seen.lock().unwrap().push(p.to_string()));
-    let Claim::Held { token, .. } = oa.claim("p").unwrap() else {
-        panic!()
-    };
-    a.put_process(&process("p")).unwrap();
     // As if node-a had been paused past its expiry: the lease runs out and node-b takes it.
     let schema = crate::test_db::schema_of(dir.path());
     crate::test_db::admin()

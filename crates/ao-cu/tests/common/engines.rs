@@ -47,17 +47,22 @@ impl Postgres {
     }
 
     pub fn psql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([self.url.as_str(), "-Atc", sql])
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        psql_at(&self.url, sql)
     }
+}
+
+/// Runs `sql` with psql on the database at `url`: its unaligned output, trimmed.
+pub fn psql_at(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-Atc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// An s3s-fs server for one test, stopped on drop.

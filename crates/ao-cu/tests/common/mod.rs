@@ -165,6 +165,12 @@ impl Drop for Server {
     }
 }
 
+/// Sends `sig` (`-STOP`, `-CONT`, …) to the server's process.
+pub fn signal(server: &Server, sig: &str) {
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+}
+
 /// A plain HTTP/1.1 GET (no client library in this crate): status, headers (lowercase names) and body.
 pub fn http_get(base: &str, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let addr = base.strip_prefix("http://").unwrap();
