@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Throughput of a cluster of ao-cu nodes through HAProxy (deploy/cluster/haproxy.cfg), and its failover
 # time: throwaway PostgreSQL and s3s-fs servers on loopback, NODES `ao-cu serve --cluster-node` nodes (the
-# release build), HAProxy in front. tests/e2e/cluster.mjs run drives the real aoconnect through the proxy
-# (PROCESSES processes, MESSAGES messages each, 16 processes at a time; every 10th message a Send whose
-# outbox message goes to the next process) and prints the messages acknowledged per second. With two or
-# more nodes, the node owning the most processes is then killed (SIGKILL) and the script times until
-# every process answers a dry-run through the proxy (cluster.mjs dryrun-all, started right after the kill).
+# release build), HAProxy in front. `ao-cu bench --mode http --target <proxy>` (the load generator:
+# PROCESSES processes, MESSAGES messages each, 16 clients) measures ingest and results through the proxy.
+# With two or more nodes, the node owning the most processes is then killed (SIGKILL) and the script times
+# until every process answers a dry-run through the proxy (tests/e2e/cluster.mjs dryrun-all, aoconnect,
+# started right after the kill).
 #   usage: bench/cluster.sh NODES [PROCESSES] [MESSAGES] [TTL_MS]    (defaults: 100 20 2000; NODES 1..3)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,19 +42,23 @@ proxy="http://127.0.0.1:$proxy_port"
 wait_http "$proxy"
 sleep 2  # the health checks take the unused server lines out
 echo "nodes $nodes, $processes processes x $messages messages, lease $ttl ms ($(nproc) cores)"
-(cd tests/e2e && node cluster.mjs run "$proxy" "$repo/tests/modules/build/lua-process.wasm" \
-  "$processes" "$messages" "$work/acked.json")
-python3 - "$work/acked.json" <<'EOF'
+# Throughput: ao-cu's load generator (secp256k1-signed items, 16 clients) through the proxy.
+"$bin" bench --mode http --target "$proxy" --processes "$processes" --messages "$messages" --json \
+  >"$work/bench.json"
+python3 - "$work/bench.json" <<'EOF'
 import json, sys
-d = json.load(open(sys.argv[1]))
-print(f"throughput: {len(d['acked']) / d['seconds']:.1f} messages/s acknowledged through the proxy")
+row = json.load(open(sys.argv[1]))["http"][0]
+print(f"throughput: ingest {row['ingest_msgs_per_s']:.1f} msg/s (POST acknowledged), "
+      f"{row['msgs_per_s']:.1f} msg/s to every result readable; one client at a time per process: "
+      f"{row['latency_msgs_per_s']:.1f} msg/s, p50 {row['latency_ms']['p50']} ms, p99 {row['latency_ms']['p99']} ms")
 EOF
 if [ "$nodes" -ge 2 ]; then
+  psql "$pg" -Atc "SELECT json_build_object('pids', json_agg(id)) FROM processes" >"$work/pids.json"
   victim=$(psql "$pg" -Atc "SELECT split_part(node, '@', 1) FROM cu_owner WHERE expires_ms > 0 \
     GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
   owned=$(psql "$pg" -Atc "SELECT count(*) FROM cu_owner WHERE split_part(node, '@', 1) = '$victim' AND expires_ms > 0")
   i=${victim#node}
   t0=$(ms); kill -9 "${node_pids[$i]}"
-  (cd tests/e2e && node cluster.mjs dryrun-all "$proxy" "$work/acked.json")
-  echo "failover: $victim (owner of $owned processes) killed; every process answered $(( $(ms) - t0 )) ms later"
+  (cd tests/e2e && node cluster.mjs dryrun-all "$proxy" "$work/pids.json")
+  echo "failover: $victim (owner of $owned of $processes processes) killed; every process answered a dry-run $(( $(ms) - t0 )) ms later"
 fi

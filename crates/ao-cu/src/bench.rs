@@ -104,6 +104,10 @@ pub struct BenchArgs {
     /// SQLite in the temporary directory. Each row works in a schema of its own, dropped afterwards.
     #[arg(long)]
     db_url: Option<String>,
+    /// Measure the ao-cu node, or the cluster behind a proxy, already serving at this URL instead of an
+    /// in-process node (http mode only; one row, its workers are the server's own).
+    #[arg(long)]
+    target: Option<String>,
     /// Print one JSON object instead of the table (and no progress bar).
     #[arg(long)]
     json: bool,
@@ -162,6 +166,8 @@ struct Plan {
     progress: bool,
     /// The store's engine (each row puts PostgreSQL tables in a fresh schema).
     database: Database,
+    /// A node or cluster already serving, measured instead of an in-process node (http mode).
+    target: Option<String>,
 }
 
 /// The module path: `--module`, else the Lua test process under the working directory or this
@@ -242,6 +248,9 @@ fn plan(args: &BenchArgs) -> Result<Plan, BenchError> {
             "--processes × --messages is too large (at most 100,000,000)"
         )));
     }
+    if args.target.is_some() && !matches!(args.mode, Mode::Http) {
+        return Err(input(anyhow!("--target measures a serving node: use it with --mode http")));
+    }
     let template = template(args)?;
     let module_path = module_path(args.module.as_deref())?;
     let wasm = std::fs::read(&module_path)
@@ -268,6 +277,7 @@ fn plan(args: &BenchArgs) -> Result<Plan, BenchError> {
             None => Database::Sqlite,
             Some(url) => Database::from_url(url).map_err(|e| BenchError::Input(anyhow::anyhow!(e)))?,
         },
+        target: args.target.as_ref().map(|t| t.trim_end_matches('/').to_owned()),
     })
 }
 
@@ -806,6 +816,18 @@ impl Client {
             .ok_or_else(|| anyhow!("POST /: no id in {body}"))
     }
 
+    /// `GET {path}` answered with 200 and JSON.
+    fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut resp = self.agent.get(url.as_str()).call().with_context(|| format!("GET {path}"))?;
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().context("GET body")?;
+        if status != 200 {
+            bail!("GET {path}: HTTP {status}: {body}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON: {body}"))
+    }
+
     /// `GET /result/{id}?process-id=` (the node evaluates up to the message before answering).
     fn result(&self, pid: &str, id: &str) -> anyhow::Result<Value> {
         let url = format!("{}/result/{id}?process-id={pid}", self.base);
@@ -1005,7 +1027,7 @@ fn http_row(plan: &Plan, wallet: &Wallet, aot: &Path, workers: usize) -> Result<
             .await
     });
     let base = format!("http://{local}");
-    let measured = http_measure(plan, &node, &base, workers);
+    let measured = http_measure(plan, &node.address(), &base, workers);
     let _ = stop_tx.send(());
     let served = rt.block_on(server);
     // The node's shutdown blocks (engine, store): off the async worker threads.
@@ -1022,14 +1044,13 @@ fn http_row(plan: &Plan, wallet: &Wallet, aot: &Path, workers: usize) -> Result<
     Ok(row)
 }
 
-fn http_measure(plan: &Plan, node: &cu_node::Node, base: &str, workers: usize) -> anyhow::Result<Value> {
+fn http_measure(plan: &Plan, scheduler: &str, base: &str, workers: usize) -> anyhow::Result<Value> {
     let signer = Signer::new(plan)?;
     let setup = Client::new(base);
     let module_item = signer
         .key
         .sign_data_item(&plan.wasm, &module_tags(plan.format), None, None)?;
     let module_id = setup.post_item(&module_item).context("uploading the module")?;
-    let scheduler = node.address();
     let mut pids = Vec::with_capacity(plan.processes);
     for p in 0..plan.processes {
         let name = format!("ao-cu-bench-{p}");
@@ -1038,7 +1059,7 @@ fn http_measure(plan: &Plan, node: &cu_node::Node, base: &str, workers: usize) -
             ("Variant", "ao.TN.1"),
             ("Type", "Process"),
             ("Module", module_id.as_str()),
-            ("Scheduler", scheduler.as_str()),
+            ("Scheduler", scheduler),
             ("Name", name.as_str()),
         ];
         let anchor = format!("{p:0>32}");
@@ -1133,6 +1154,23 @@ fn http_measure(plan: &Plan, node: &cu_node::Node, base: &str, workers: usize) -
 }
 
 fn http_mode(plan: &Plan, cache: &CacheArgs) -> Result<Vec<Value>, BenchError> {
+    if let Some(target) = &plan.target {
+        // A serving node or cluster: its SU address from `GET /`; its workers are its own (0 in the row).
+        let root = Client::new(target)
+            .get_json("/")
+            .with_context(|| format!("reading GET / of {target}"))
+            .map_err(runtime)?;
+        let scheduler = root
+            .get("address")
+            .and_then(Value::as_str)
+            .ok_or_else(|| runtime(anyhow!("GET / of {target} names no address")))?
+            .to_owned();
+        let mut row = http_measure(plan, &scheduler, target, 0).map_err(runtime)?;
+        if let Value::Object(m) = &mut row {
+            m.insert("target".into(), json!(target));
+        }
+        return Ok(vec![row]);
+    }
     // The node compiles through the selected AOT cache; with `--no-cache`, through a temporary one (the
     // node always keeps one), so every row after the first still finds the module compiled.
     let temporary;
