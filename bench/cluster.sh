@@ -7,6 +7,7 @@
 # until every process answers a dry-run through the proxy (tests/e2e/cluster.mjs dryrun-all, aoconnect,
 # started right after the kill).
 #   usage: bench/cluster.sh NODES [PROCESSES] [MESSAGES] [TTL_MS]    (defaults: 100 20 2000; NODES 1..3)
+#   PLAIN=1 bench/cluster.sh 1 …: the same with one node outside cluster mode (the baseline).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -21,9 +22,10 @@ start_node() {
   local i=$1
   local wallet=()
   [ -f "$work/wallet.json" ] && wallet=(--wallet-file "$work/wallet.json")
+  local cluster=(--cluster-node "node$i" --cluster-url "http://127.0.0.1:${ports[$i]}" --process-lease-ttl-ms "$ttl")
+  [ "${PLAIN:-}" = 1 ] && cluster=()
   AO_CU_LOG=warn "$bin" serve --host 127.0.0.1 --port "${ports[$i]}" --data-dir "$work/node$i" \
-    "${engines[@]}" --checkpoint-every-messages 10 --cluster-node "node$i" --cluster-url "http://127.0.0.1:${ports[$i]}" \
-    --process-lease-ttl-ms "$ttl" "${wallet[@]}" >"$work/node$i.log" 2>&1 &
+    "${engines[@]}" --checkpoint-every-messages 10 "${cluster[@]}" "${wallet[@]}" >"$work/node$i.log" 2>&1 &
   node_pids[$i]=$!; pids+=($!)
   wait_http "http://127.0.0.1:${ports[$i]}"
   [ -f "$work/wallet.json" ] || cp "$work/node$i/wallet.json" "$work/wallet.json"
@@ -41,7 +43,7 @@ pids+=($!)
 proxy="http://127.0.0.1:$proxy_port"
 wait_http "$proxy"
 sleep 2  # the health checks take the unused server lines out
-echo "nodes $nodes, $processes processes x $messages messages, lease $ttl ms ($(nproc) cores)"
+echo "nodes $nodes${PLAIN:+ (plain, not in cluster mode)}, $processes processes x $messages messages, lease $ttl ms ($(nproc) cores)"
 # Throughput: ao-cu's load generator (secp256k1-signed items, 16 clients) through the proxy.
 "$bin" bench --mode http --target "$proxy" --processes "$processes" --messages "$messages" --json \
   >"$work/bench.json"

@@ -249,7 +249,9 @@ fn plan(args: &BenchArgs) -> Result<Plan, BenchError> {
         )));
     }
     if args.target.is_some() && !matches!(args.mode, Mode::Http) {
-        return Err(input(anyhow!("--target measures a serving node: use it with --mode http")));
+        return Err(input(anyhow!(
+            "--target measures a serving node: use it with --mode http"
+        )));
     }
     let template = template(args)?;
     let module_path = module_path(args.module.as_deref())?;
@@ -819,7 +821,11 @@ impl Client {
     /// `GET {path}` answered with 200 and JSON.
     fn get_json(&self, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        let mut resp = self.agent.get(url.as_str()).call().with_context(|| format!("GET {path}"))?;
+        let mut resp = self
+            .agent
+            .get(url.as_str())
+            .call()
+            .with_context(|| format!("GET {path}"))?;
         let status = resp.status().as_u16();
         let body = resp.body_mut().read_to_string().context("GET body")?;
         if status != 200 {
@@ -1350,6 +1356,7 @@ mod tests {
             concurrency: 1,
             progress: false,
             database: Database::Sqlite,
+            target: None,
         };
         let m: Value = serde_json::from_str(&engine_message(&plan, 3, 5)).unwrap();
         assert_eq!(m["Id"], message_id(3, 5));

@@ -31,6 +31,10 @@ pub const FORWARDED: &str = "ao-cu-forwarded-by";
 /// The header naming the node that served a forwarded answer.
 pub const SERVED_BY: &str = "ao-cu-served-by";
 
+/// The header on a 503 saying that the process moved to another node while the request was served
+/// (nothing was written): the first node the request reached routes it again.
+pub const MOVED: &str = "ao-cu-moved";
+
 /// The route of hand-over requests between nodes.
 pub const HAND_OVER_PATH: &str = "/~cluster@1.0/hand-over";
 
@@ -74,14 +78,27 @@ pub(crate) async fn route_to_owner(State(state): Shared, req: Request, next: Nex
             }
         };
         let (owner, url) = match route {
-            Route::Local => return next.run(Request::from_parts(parts, Body::from(body))).await,
+            Route::Local => {
+                let request = Request::from_parts(parts.clone(), Body::from(body.clone()));
+                let response = next.clone().run(request).await;
+                // The process moved away mid-request (nothing written): route it again.
+                if !forwarded && moved(&response) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                return response;
+            }
             Route::Remote { node, url } => (node, url),
         };
         if forwarded {
-            return error_response(
+            let mut response = error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!("process {pid} is owned by node {owner}, not by this one; retry"),
             );
+            response
+                .headers_mut()
+                .insert(MOVED, HeaderValue::from_static("1"));
+            return response;
         }
         // The proxy sent this request here: ask the owner to hand the process over (at most once per
         // time to live per process); if it does, route again (and take it).
@@ -90,6 +107,10 @@ pub(crate) async fn route_to_owner(State(state): Shared, req: Request, next: Nex
         }
         let this = node.cluster_node().unwrap_or_default();
         match forward(&url, &parts, body.clone(), this).await {
+            // The owner gave the process up meanwhile: route again.
+            Ok(response) if moved(&response) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             Ok(response) => return response,
             Err(e) if Instant::now() < deadline => {
                 tracing::info!(process = %pid, owner = %owner, error = %e, "the owner does not answer; retrying");
@@ -103,6 +124,11 @@ pub(crate) async fn route_to_owner(State(state): Shared, req: Request, next: Nex
             }
         }
     }
+}
+
+/// Whether `response` says the process moved (see [`MOVED`]).
+fn moved(response: &Response) -> bool {
+    response.status() == StatusCode::SERVICE_UNAVAILABLE && response.headers().contains_key(MOVED)
 }
 
 /// When this node last asked an owner for `pid`, if within `ttl`; records now otherwise.

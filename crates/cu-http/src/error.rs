@@ -61,7 +61,14 @@ impl IntoResponse for HttpError {
         if status.is_server_error() && !matches!(self, HttpError::Attest(AttestError::NoTee(_))) {
             tracing::warn!(%status, error = %self, "request failed");
         }
-        error_response(status, &self.to_string())
+        let moved = matches!(self, HttpError::Node(NodeError::Moved(_)));
+        let mut response = error_response(status, &self.to_string());
+        if moved {
+            response
+                .headers_mut()
+                .insert(crate::cluster::MOVED, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

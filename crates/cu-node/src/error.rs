@@ -32,6 +32,10 @@ pub enum NodeError {
     /// An upstream SU or gateway could not be reached (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The process moved to another node of the cluster while this node served the request; nothing was
+    /// written, so the request can be sent again, to the new owner (503).
+    #[error("{0}")]
+    Moved(String),
     /// Anything else (500).
     #[error("{0}")]
     Internal(String),
@@ -47,7 +51,7 @@ impl NodeError {
             NodeError::TooLarge(_) => 413,
             NodeError::Unprocessable(_) => 422,
             NodeError::RateLimited(_) => 429,
-            NodeError::Busy(_) | NodeError::Unavailable(_) => 503,
+            NodeError::Busy(_) | NodeError::Unavailable(_) | NodeError::Moved(_) => 503,
             NodeError::BadGateway(_) => 502,
             NodeError::Internal(_) => 500,
         }
@@ -58,7 +62,7 @@ impl From<cu_store::StoreError> for NodeError {
     fn from(e: cu_store::StoreError) -> Self {
         match e {
             // The process moved to another node (a cluster): the client retries, and lands at the owner.
-            cu_store::StoreError::NotOwner { .. } => NodeError::Unavailable(e.to_string()),
+            cu_store::StoreError::NotOwner { .. } => NodeError::Moved(e.to_string()),
             _ => NodeError::Internal(e.to_string()),
         }
     }
@@ -86,7 +90,8 @@ impl From<cu_engine::EngineError> for NodeError {
             E::Limits { .. } => NodeError::TooLarge(e.to_string()),
             E::Busy(_) => NodeError::Busy(e.to_string()),
             // WeaveDrive data the process reads cannot be had now: retried on the next request.
-            E::Halted { .. } | E::Moved(_) => NodeError::Unavailable(e.to_string()),
+            E::Halted { .. } => NodeError::Unavailable(e.to_string()),
+            E::Moved(_) => NodeError::Moved(e.to_string()),
             E::DryRunBusy => NodeError::RateLimited("Dry-Run enqueue limit exceeded".into()),
             // The same dry-run would run as long again: not worth a retry (422, not 503).
             E::DryRunTimeout(_) | E::DryRunCancelled => NodeError::Unprocessable(e.to_string()),

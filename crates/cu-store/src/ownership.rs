@@ -83,6 +83,10 @@ pub struct Ownership {
     held: Mutex<HashMap<String, Held>>,
     /// The last token of each process this node held and lost or released (for the fencing error).
     gone: Mutex<HashMap<String, i64>>,
+    /// The processes whose lease row the writer's current transaction has share-locked, while it runs a
+    /// group on its fast path (no savepoints, so each lock lasts to the commit and one check per process
+    /// and transaction is enough); `None` otherwise (every write checks).
+    locked: Mutex<Option<HashSet<String>>>,
     conn: Mutex<Option<Conn>>,
     open: Box<dyn Fn() -> Result<Conn, StoreError> + Send + Sync>,
     on_lost: OnceLock<LostCallback>,
@@ -135,6 +139,7 @@ impl Ownership {
             db,
             held: Mutex::new(HashMap::new()),
             gone: Mutex::new(HashMap::new()),
+            locked: Mutex::new(None),
             conn: Mutex::new(Some(conn)),
             open,
             on_lost: OnceLock::new(),
@@ -322,6 +327,20 @@ impl Ownership {
         }
     }
 
+    fn locked(&self) -> std::sync::MutexGuard<'_, Option<HashSet<String>>> {
+        self.locked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writer starts a group on its fast path (one transaction, no savepoints).
+    pub(crate) fn begin_group(&self) {
+        *self.locked() = Some(HashSet::new());
+    }
+
+    /// The writer's fast-path group ended (committed or rolled back).
+    pub(crate) fn end_group(&self) {
+        *self.locked() = None;
+    }
+
     /// The fencing check of a write transaction (see the module documentation): each process must be
     /// held by this node, with its token, in the database.
     pub(crate) fn check(&self, conn: &Conn, processes: &[&str]) -> Result<(), StoreError> {
@@ -334,6 +353,9 @@ impl Ownership {
                 let token = self.gone().get(process).copied();
                 return Err(self.fenced(process, token));
             };
+            if self.locked().as_ref().is_some_and(|l| l.contains(process)) {
+                continue;
+            }
             let ok = conn
                 .exists(
                     "SELECT 1 FROM cu_owner WHERE process_id = ?1 AND node = ?2 AND token = ?3 FOR SHARE",
@@ -351,6 +373,9 @@ impl Ownership {
             if !ok {
                 self.drop_lost(process, h.token);
                 return Err(self.fenced(process, Some(h.token)));
+            }
+            if let Some(locked) = self.locked().as_mut() {
+                locked.insert(process.to_string());
             }
         }
         Ok(())

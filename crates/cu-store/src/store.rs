@@ -344,6 +344,7 @@ impl Store {
             }
         };
         let writer_lease = lease.clone();
+        let writer_ownership = ownership.clone();
         let group_max = options.group_commit_max.max(1);
         let (sender, receiver) = mpsc::sync_channel(group_max.saturating_mul(4));
         let writer_db = db.clone();
@@ -355,7 +356,10 @@ impl Store {
                 writer::run(
                     conn,
                     reconnect,
-                    writer_lease,
+                    writer::WriterFences {
+                        lease: writer_lease,
+                        ownership: writer_ownership,
+                    },
                     receiver,
                     group_max,
                     writer_db,

@@ -17,6 +17,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use crate::db::{Conn, Engine};
 use crate::error::StoreError;
 use crate::lease::LeaseState;
+use crate::ownership::Ownership;
 
 /// Runs once the job's transaction committed (with `Ok`) or failed (with the error).
 pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -83,7 +84,7 @@ pub struct Stats {
 pub fn run(
     mut conn: Conn,
     reconnect: Reconnect,
-    lease: Option<Arc<LeaseState>>,
+    fences: WriterFences,
     rx: Receiver<Job>,
     group_max: usize,
     db: PathBuf,
@@ -107,7 +108,11 @@ pub fn run(
                 Err(e) => tracing::error!(db = %db.display(), "cannot reconnect the cu-store writer: {e}"),
             }
         }
-        let outcomes = commit_group(&conn, &db, lease.as_deref(), group.drain(..), &stats);
+        let fences = Fences {
+            lease: fences.lease.as_deref(),
+            ownership: fences.ownership.as_deref(),
+        };
+        let outcomes = commit_group(&conn, &db, fences, group.drain(..), &stats);
         for (done, outcome) in outcomes {
             // A panicking callback must not take the writer (and every later write) down with it.
             if catch_unwind(AssertUnwindSafe(|| done(outcome))).is_err() {
@@ -126,17 +131,42 @@ fn commit_failed(db: &Path, reason: impl Into<String>) -> StoreError {
     }
 }
 
+/// What fences the writer's transactions: the store lease (`crate::lease`) and process ownership
+/// (`crate::ownership`), each when the store has it.
+pub struct WriterFences {
+    /// The store lease.
+    pub lease: Option<Arc<LeaseState>>,
+    /// This node's process leases.
+    pub ownership: Option<Arc<Ownership>>,
+}
+
+/// [`WriterFences`], borrowed for one group.
+#[derive(Clone, Copy)]
+struct Fences<'a> {
+    lease: Option<&'a LeaseState>,
+    ownership: Option<&'a Ownership>,
+}
+
 /// Runs the jobs in one transaction and commits; returns each callback with its outcome, in queue order.
 fn commit_group(
     conn: &Conn,
     db: &Path,
-    lease: Option<&LeaseState>,
+    fences: Fences<'_>,
     jobs: impl Iterator<Item = Job>,
     stats: &Stats,
 ) -> Vec<(Done, Result<(), StoreError>)> {
+    let lease = fences.lease;
     let jobs: Vec<Job> = jobs.collect();
     if conn.engine() == Engine::Postgres && jobs.iter().any(|j| j.op.is_some()) {
+        // No savepoints on the fast path: a process's lease row, once share-locked, stays locked to the
+        // end of the transaction, so it is checked once per group.
+        if let Some(o) = fences.ownership {
+            o.begin_group();
+        }
         let outcome = fast_group(conn, db, lease, &jobs);
+        if let Some(o) = fences.ownership {
+            o.end_group();
+        }
         if let Some(outcome) = outcome {
             stats.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
             if outcome.is_ok() {
