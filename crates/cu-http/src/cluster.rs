@@ -8,9 +8,11 @@
 //! are served where they land.
 //!
 //! A forwarded request carries [`FORWARDED`]; a node never forwards such a request again (it answers 503
-//! if it does not own the process either), so a request crosses at most one hop. When the owner cannot be
-//! reached (it died and its lease has not expired yet) the request is retried until the lease's time to
-//! live has passed twice, then it is taken over here; after that, a 503.
+//! with [`MOVED`] if it does not own the process either), so a request crosses at most one hop. When the
+//! owner cannot be reached (it died and its lease has not expired yet) the request is retried until the
+//! lease's time to live has passed twice, then it is taken over here; after that, a 503. A 503 with
+//! [`MOVED`] (the process moved away while the request was served here or at the owner; nothing was
+//! written) makes the node the request first reached route it again, within the same deadline.
 
 use std::time::{Duration, Instant};
 
