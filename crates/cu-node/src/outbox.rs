@@ -208,7 +208,12 @@ impl Node {
                     };
                     match self.route(t)? {
                         Route::Local => {
-                            self.schedule_item(t, &item, None, vec![mark])?;
+                            self.schedule_item(t, &item, None, vec![mark.clone()])?;
+                            // An earlier try may have assigned it through the owner then (nothing
+                            // written now): mark it on its own.
+                            if self.clustered() {
+                                self.mark_delivered(mark)?;
+                            }
                         }
                         Route::Remote { url, .. } => {
                             let at = format!("{url}/?process-id={t}&assign={message_id}");
@@ -226,10 +231,14 @@ impl Node {
         Ok(())
     }
 
-    /// Schedules an outbox message on its target: here (with its delivery mark, in one transaction), or
-    /// (a cluster) through the MU of the node that owns the target, after which the delivery is marked
-    /// here. The item handed over is kept first (`Store::keep_signed_outbox_item`): a try after a crash
-    /// between the hand-over and the mark sends the same item, which the target schedules once.
+    /// Schedules an outbox message on its target, here (with its delivery mark, in one transaction) or,
+    /// in a cluster, through the MU of the node that owns the target (then the delivery is marked here).
+    ///
+    /// In a cluster the signed item is kept first (`Store::keep_signed_outbox_item`), and every try, by
+    /// this node or by whichever node owns the process next, delivers that same item: a try after a crash
+    /// between the hand-over and the mark sends the same id, which the target schedules once, wherever the
+    /// target is owned by then. The mark is then written on its own too, since a target that already has
+    /// the item answers its assignment without writing anything.
     fn deliver_message(
         &self,
         target: &str,
@@ -237,19 +246,25 @@ impl Node {
         raw: Vec<u8>,
         mark: cu_store::schedule::DeliveryMark,
     ) -> Result<(), NodeError> {
-        match self.route(target)? {
-            Route::Local => self
+        if !self.clustered() {
+            return self
                 .schedule_item(target, item, Some(raw), vec![mark])
-                .map(|_| ()),
+                .map(|_| ());
+        }
+        let raw = self
+            .inner
+            .store
+            .keep_signed_outbox_item(&mark.process_id, mark.pos, &mark.item, &raw)?;
+        match self.route(target)? {
+            Route::Local => {
+                let kept = DataItem::parse(&raw).map_err(|e| NodeError::Internal(e.to_string()))?;
+                self.schedule_item(target, &kept, Some(raw), vec![mark.clone()])?;
+            }
             Route::Remote { url, .. } => {
-                let raw =
-                    self.inner
-                        .store
-                        .keep_signed_outbox_item(&mark.process_id, mark.pos, &mark.item, &raw)?;
                 self.post_to_owner(&format!("{url}/"), &raw)?;
-                self.mark_delivered(mark)
             }
         }
+        self.mark_delivered(mark)
     }
 
     /// `POST` to another node of the cluster (its MU): the JSON answer, or why not (503).
