@@ -347,7 +347,7 @@ fn kill_minus_9_at_random_moments_changes_nothing() {
     // hard to measure on a busy machine, so `hi` follows B's progress: it shrinks by a fifth after a kill
     // that finds B ahead of a schedule that finishes the log after 2 * kills kills, and grows by a fifth
     // otherwise. The kills spread over start-up and restore, evaluation, result commits and checkpoint
-    // writes. After `kills` kills, killing goes on (up to 4 * kills) until a kill has landed during a
+    // writes. After `kills` kills, killing goes on (up to 8 * kills) until a kill has landed during a
     // checkpoint write and one with results in flight, or until a run finishes by itself.
     let dir_b = tmp.path().join("b");
     let phase = tmp.path().join("phase");
@@ -359,7 +359,7 @@ fn kill_minus_9_at_random_moments_changes_nothing() {
     let mut done = 0u32;
     let mut finished = false;
     let started = Instant::now();
-    while done < 4 * kills && (done < kills || counts.checkpoint == 0 || counts.results == 0) {
+    while done < 8 * kills && (done < kills || counts.checkpoint == 0 || counts.results == 0) {
         let mut child = start(&setup, &dir_b, &phase, &stderr);
         let delay = rng.between(lo, hi);
         std::thread::sleep(delay);
