@@ -26,8 +26,8 @@ use std::time::Duration;
 use crate::db::{Conn, args};
 use crate::error::StoreError;
 
-/// The database server's clock in ms.
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+/// The database server's clock in ms (lease expiries are in it, so the nodes' clocks do not matter).
+pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// How a store takes the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl LeaseState {
 
 /// Waits for the lease and takes it (logging who holds it meanwhile); starts its renewal thread.
 pub(crate) fn acquire(conn: &Conn, db: &Path, options: &LeaseOptions) -> Result<Arc<LeaseState>, StoreError> {
-    let ttl_ms = i64::try_from(options.ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+    let ttl_ms = ttl_ms(options.ttl);
     let ctx = |what: &str| format!("{what} (database {})", db.display());
     let mut waited = 0u32;
     loop {
@@ -144,6 +144,11 @@ pub(crate) fn acquire(conn: &Conn, db: &Path, options: &LeaseOptions) -> Result<
     }
 }
 
+/// A time to live in whole ms for the database (at least 1).
+pub(crate) fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
 fn poll_interval(ttl: Duration) -> Duration {
     (ttl / 10).clamp(Duration::from_millis(50), Duration::from_secs(1))
 }
@@ -156,7 +161,7 @@ pub(crate) fn spawn_renewal(
     db: PathBuf,
     ttl: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+    let ttl_ms = ttl_ms(ttl);
     std::thread::Builder::new()
         .name("cu-store-lease".into())
         .spawn(move || {

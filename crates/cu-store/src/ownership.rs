@@ -27,9 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::db::{Conn, args};
 use crate::error::StoreError;
-
-/// The database server's clock in ms.
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+use crate::lease::{NOW_MS, ttl_ms};
 
 /// How a store takes part in process ownership (PostgreSQL only).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,10 +109,6 @@ impl std::fmt::Debug for Ownership {
             .field("url", &self.url)
             .finish_non_exhaustive()
     }
-}
-
-fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
 impl Ownership {
@@ -237,17 +231,7 @@ impl Ownership {
         }
         // Held by a live other node: answered from a plain read, without the upsert (which would lock the
         // row and so wait for the owner's write transactions).
-        let current = self.with_conn(&format!("reading the owner of process {process}"), |c| {
-            c.query_opt(
-                &format!(
-                    "SELECT node, url, CASE WHEN expires_ms > {NOW_MS} THEN 1 ELSE 0 END FROM cu_owner \
-                     WHERE process_id = ?1"
-                ),
-                args![process],
-                |r| Ok((r.text(0)?, r.text(1)?, r.int(2)? != 0)),
-            )
-        })?;
-        if let Some((node, url, true)) = current
+        if let Some((node, url, true)) = self.owner(process)?
             && node != self.node
         {
             return Ok(Claim::Other { node, url });
@@ -285,18 +269,25 @@ impl Ownership {
             }
             return Ok(Claim::Held { token, fresh });
         }
-        let owner = self.with_conn(&format!("reading the owner of process {process}"), |c| {
-            c.query_opt(
-                "SELECT node, url FROM cu_owner WHERE process_id = ?1",
-                args![process],
-                |r| Ok((r.text(0)?, r.text(1)?)),
-            )
-        })?;
-        match owner {
-            Some((node, url)) => Ok(Claim::Other { node, url }),
+        match self.owner(process)? {
+            Some((node, url, _)) => Ok(Claim::Other { node, url }),
             // Released between the two statements: try again.
             None => self.claim(process),
         }
+    }
+
+    /// `process`'s lease row: its node, its URL, and whether it is live (not expired).
+    fn owner(&self, process: &str) -> Result<Option<(String, String, bool)>, StoreError> {
+        self.with_conn(&format!("reading the owner of process {process}"), |c| {
+            c.query_opt(
+                &format!(
+                    "SELECT node, url, CASE WHEN expires_ms > {NOW_MS} THEN 1 ELSE 0 END FROM cu_owner \
+                     WHERE process_id = ?1"
+                ),
+                args![process],
+                |r| Ok((r.text(0)?, r.text(1)?, r.int(2)? != 0)),
+            )
+        })
     }
 
     /// Hands `process` back: no write of it passes the fence from now on, and another node may take it

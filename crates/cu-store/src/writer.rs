@@ -108,11 +108,7 @@ pub fn run(
                 Err(e) => tracing::error!(db = %db.display(), "cannot reconnect the cu-store writer: {e}"),
             }
         }
-        let fences = Fences {
-            lease: fences.lease.as_deref(),
-            ownership: fences.ownership.as_deref(),
-        };
-        let outcomes = commit_group(&conn, &db, fences, group.drain(..), &stats);
+        let outcomes = commit_group(&conn, &db, &fences, group.drain(..), &stats);
         for (done, outcome) in outcomes {
             // A panicking callback must not take the writer (and every later write) down with it.
             if catch_unwind(AssertUnwindSafe(|| done(outcome))).is_err() {
@@ -140,31 +136,24 @@ pub struct WriterFences {
     pub ownership: Option<Arc<Ownership>>,
 }
 
-/// [`WriterFences`], borrowed for one group.
-#[derive(Clone, Copy)]
-struct Fences<'a> {
-    lease: Option<&'a LeaseState>,
-    ownership: Option<&'a Ownership>,
-}
-
 /// Runs the jobs in one transaction and commits; returns each callback with its outcome, in queue order.
 fn commit_group(
     conn: &Conn,
     db: &Path,
-    fences: Fences<'_>,
+    fences: &WriterFences,
     jobs: impl Iterator<Item = Job>,
     stats: &Stats,
 ) -> Vec<(Done, Result<(), StoreError>)> {
-    let lease = fences.lease;
+    let lease = fences.lease.as_deref();
     let jobs: Vec<Job> = jobs.collect();
     if conn.engine() == Engine::Postgres && jobs.iter().any(|j| j.op.is_some()) {
         // No savepoints on the fast path: a process's lease row, once share-locked, stays locked to the
         // end of the transaction, so it is checked once per group.
-        if let Some(o) = fences.ownership {
+        if let Some(o) = &fences.ownership {
             o.begin_group();
         }
         let outcome = fast_group(conn, db, lease, &jobs);
-        if let Some(o) = fences.ownership {
+        if let Some(o) = &fences.ownership {
             o.end_group();
         }
         if let Some(outcome) = outcome {
