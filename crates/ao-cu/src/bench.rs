@@ -836,14 +836,7 @@ impl Client {
 
     /// `GET /result/{id}?process-id=` (the node evaluates up to the message before answering).
     fn result(&self, pid: &str, id: &str) -> anyhow::Result<Value> {
-        let url = format!("{}/result/{id}?process-id={pid}", self.base);
-        let mut resp = self.agent.get(url.as_str()).call().context("GET /result")?;
-        let status = resp.status().as_u16();
-        let body = resp.body_mut().read_to_string().context("GET /result body")?;
-        if status != 200 {
-            bail!("GET /result/{id}: HTTP {status}: {body}");
-        }
-        serde_json::from_str(&body).with_context(|| format!("GET /result: not JSON: {body}"))
+        self.get_json(&format!("/result/{id}?process-id={pid}"))
     }
 }
 

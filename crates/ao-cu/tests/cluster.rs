@@ -29,7 +29,8 @@ use common::{Server, repo, signal, under_ci};
 
 const PROCESSES: usize = 100;
 const MESSAGES: usize = 50;
-const LEASE_TTL_MS: &str = "2000";
+/// The nodes' process lease time to live.
+const LEASE_TTL: Duration = Duration::from_millis(2_000);
 
 /// HAProxy with the shipped configuration in front of `nodes`, stopped on drop.
 struct Proxy {
@@ -107,6 +108,43 @@ fn wait_healthy(url: &str) {
     }
 }
 
+/// Waits until `cluster.mjs run` has spawned its processes (it writes them to `out` first); their ids.
+fn spawned(driver: &mut Child, out: &std::path::Path) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        // The file may be read while it is being written: a part that does not parse is read again.
+        let parsed = std::fs::read_to_string(out)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+        if let Some(v) = parsed {
+            return v["pids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_owned())
+                .collect();
+        }
+        assert!(Instant::now() < deadline, "the processes were not spawned");
+        assert!(
+            driver.try_wait().unwrap().is_none(),
+            "cluster.mjs run ended early"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every process's schedule is one chain: nonces 0..n, no slot signed twice, none skipped.
+fn assert_one_chain(pg: &Postgres) {
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*) FROM (SELECT process_id FROM schedule GROUP BY 1 \
+             HAVING max(nonce) + 1 <> count(*)) d"
+        ),
+        "0",
+        "nonces contiguous: no slot signed twice, none skipped"
+    );
+}
+
 /// `(process, pos, md5 of the output)` of every result, in order.
 fn results_of(url: &str) -> String {
     psql_at(
@@ -124,13 +162,21 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn new(pg: Postgres, s3: S3, nodes: usize) -> Cluster {
-        Cluster {
+    /// PostgreSQL, s3s-fs and the ports of `nodes` nodes; `None` (SKIPPED, or a failure under CI) when
+    /// what the cluster tests need is missing.
+    fn new(nodes: usize) -> Option<Cluster> {
+        if !common::ready() {
+            return None;
+        }
+        let (Some(pg), Some(s3)) = (Postgres::start(), S3::start()) else {
+            return None;
+        };
+        Some(Cluster {
             pg,
             s3,
             tmp: tempfile::tempdir().unwrap(),
             ports: (0..nodes).map(|_| free_port()).collect(),
-        }
+        })
     }
 
     fn data(&self, i: usize) -> std::path::PathBuf {
@@ -158,7 +204,7 @@ impl Cluster {
                 "--cluster-url",
                 &self.url(i),
                 "--process-lease-ttl-ms",
-                LEASE_TTL_MS,
+                &LEASE_TTL.as_millis().to_string(),
             ]
             .map(String::from),
         );
@@ -177,13 +223,9 @@ impl Cluster {
 
 #[test]
 fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
-    if !common::ready() {
-        return;
-    }
-    let (Some(pg), Some(s3)) = (Postgres::start(), S3::start()) else {
+    let Some(cluster) = Cluster::new(3) else {
         return;
     };
-    let cluster = Cluster::new(pg, s3, 3);
     let Some(proxy) = Proxy::start(&cluster.ports) else {
         return;
     };
@@ -206,20 +248,12 @@ fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
     .expect("run cluster.mjs");
     // Once the processes are spawned and messages flow, kill node 2 at a random moment, and start it
     // again a few lease lifetimes later.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while std::fs::read_to_string(&out).is_err() {
-        assert!(Instant::now() < deadline, "the processes were not spawned");
-        assert!(
-            driver.try_wait().unwrap().is_none(),
-            "cluster.mjs run ended early"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    spawned(&mut driver, &out);
     let kill_after = random_between(500, 6_000);
     println!("killing node 2 {kill_after} ms into the messages");
     std::thread::sleep(Duration::from_millis(kill_after));
     nodes[2].take().unwrap().kill();
-    std::thread::sleep(Duration::from_millis(3 * 2_000));
+    std::thread::sleep(3 * LEASE_TTL);
     nodes[2] = Some(start(2));
 
     let status = driver.wait().unwrap();
@@ -238,14 +272,7 @@ fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
         "0",
         "no message scheduled twice"
     );
-    assert_eq!(
-        pg.psql(
-            "SELECT count(*) FROM (SELECT process_id FROM schedule GROUP BY 1 \
-             HAVING max(nonce) + 1 <> count(*)) d"
-        ),
-        "0",
-        "nonces contiguous: no slot signed twice, none skipped"
-    );
+    assert_one_chain(pg);
     assert_eq!(
         pg.psql("SELECT count(*) FROM schedule"),
         pg.psql("SELECT count(*) FROM results"),
@@ -302,13 +329,9 @@ fn a_cluster_behind_haproxy_loses_nothing_when_a_node_is_killed() {
 /// is on it once, and the Count outputs run 1..K.
 #[test]
 fn a_node_paused_past_its_leases_writes_nothing_for_the_processes_it_lost() {
-    if !common::ready() {
-        return;
-    }
-    let (Some(pg), Some(s3)) = (Postgres::start(), S3::start()) else {
+    let Some(cluster) = Cluster::new(2) else {
         return;
     };
-    let cluster = Cluster::new(pg, s3, 2);
     let log = cluster.tmp.path().join("node0.log");
     let mut a = Some(cluster.start(0, std::fs::File::create(&log).unwrap().into()));
     let b = cluster.start(1, Stdio::inherit());
@@ -325,20 +348,12 @@ fn a_node_paused_past_its_leases_writes_nothing_for_the_processes_it_lost() {
     ])
     .spawn()
     .expect("run cluster.mjs");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let pid = loop {
-        if let Ok(text) = std::fs::read_to_string(&out) {
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-            break v["pids"][0].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "the process was not spawned");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let pid = spawned(&mut driver, &out).swap_remove(0);
     std::thread::sleep(Duration::from_millis(random_between(300, 1_500)));
     let paused = a.as_ref().unwrap();
     signal(paused, "-STOP");
     // Past A's lease, a request for the process lands on B, which takes it over.
-    std::thread::sleep(Duration::from_millis(2 * 2_000));
+    std::thread::sleep(2 * LEASE_TTL);
     let (status, _, body) = common::http_get(&cluster.url(1), &format!("/state/{pid}"));
     assert_eq!(
         status,
@@ -366,14 +381,7 @@ fn a_node_paused_past_its_leases_writes_nothing_for_the_processes_it_lost() {
         .status()
         .unwrap();
     assert!(status.success(), "cluster.mjs verify on B: {status}");
-    assert_eq!(
-        cluster.pg.psql(
-            "SELECT count(*) FROM (SELECT process_id FROM schedule GROUP BY 1 \
-             HAVING max(nonce) + 1 <> count(*)) d"
-        ),
-        "0",
-        "one chain: no slot signed twice"
-    );
+    assert_one_chain(&cluster.pg);
     let exit = a.take().unwrap().terminate();
     assert!(exit.success(), "node A after SIGTERM: {exit}");
     let text = std::fs::read_to_string(&log).unwrap();
